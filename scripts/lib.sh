@@ -1,0 +1,45 @@
+# Shared set-up for Lanyard's scripts: sourced, not run.
+#
+# Everything expensive is cached outside the clone, under $LANYARD_CACHE
+# (default ~/.cache/lanyard), so a fresh clone on the same machine reuses it:
+#   target/        cargo's target directory (./target in the clone links here)
+#   kube/<ver>/    Kubernetes binaries built from source (later issues)
+set -euo pipefail
+
+LANYARD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LANYARD_CACHE=${LANYARD_CACHE:-$HOME/.cache/lanyard}
+export LANYARD_ROOT LANYARD_CACHE
+mkdir -p "$LANYARD_CACHE/target"
+
+# ./target is a link to the cached target directory, so that spin.toml's
+# `source = "target/..."` paths hold both for `spin build` and for our scripts.
+if [ ! -e "$LANYARD_ROOT/target" ] && [ ! -L "$LANYARD_ROOT/target" ]; then
+  ln -s "$LANYARD_CACHE/target" "$LANYARD_ROOT/target"
+fi
+unset CARGO_TARGET_DIR
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# The wasm32-wasip2 target for the components.
+ensure_wasm_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    log "installing the wasm32-wasip2 Rust target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+# Every component crate under functions/ (all but the shared glue library).
+component_packages() {
+  local dir
+  for dir in "$LANYARD_ROOT"/functions/*/; do
+    [ "$(basename "$dir")" = glue ] && continue
+    printf -- '-p fn-%s ' "$(basename "$dir")"
+  done
+}
+
+build_wasm() {
+  ensure_wasm_target
+  log "building the Wasm components (release, wasm32-wasip2)"
+  # shellcheck disable=SC2046
+  (cd "$LANYARD_ROOT" && cargo build --quiet --target wasm32-wasip2 --release $(component_packages))
+}

@@ -1,0 +1,494 @@
+//! The endpoints. Each component calls [`handle`] with its [`Endpoint`]; the
+//! request pipeline is the same for all of them and lives here once:
+//!
+//! 1. access endpoints answer `404 access_unavailable` while the gateway is off;
+//! 2. the method must be one the endpoint serves (`405` otherwise);
+//! 3. the session is verified, the caller admitted to the directory, and a
+//!    cookie-authenticated write must carry the CSRF header;
+//! 4. the cluster must exist in the caller's organisation (`404` otherwise);
+//! 5. [`authz::authorize`] decides;
+//! 6. only then is the body read and validated, and the store touched.
+
+use serde::{Deserialize, Serialize};
+
+use crate::authz::{self, Action, Caller};
+use crate::config::{Config, Variables};
+use crate::error::ApiError;
+use crate::http::{Method, Request, Response};
+use crate::identity::{self, Via};
+use crate::ids::rfc3339;
+use crate::kv::KeyValue;
+use crate::model::{
+    ClusterKind, Email, GrantSpec, GrantStatus, MemberStatus, Namespace, OrgRole, Role, Scope, ScopeKind, display_status,
+};
+use crate::store::{ClusterRecord, GrantWithStatus, Member, Store};
+
+/// What a component gets from its host.
+pub struct Env<'a> {
+    pub kv: &'a dyn KeyValue,
+    pub vars: &'a dyn Variables,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The endpoints, one per component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Capabilities,
+    Members,
+    Grants,
+    Grant,
+    RevokeAll,
+    Clusters,
+    Directory,
+    NotFound,
+}
+
+impl Endpoint {
+    /// Whether this is a Cluster Access endpoint (off with the gateway).
+    fn is_access(self) -> bool {
+        matches!(self, Endpoint::Capabilities | Endpoint::Members | Endpoint::Grants | Endpoint::Grant | Endpoint::RevokeAll)
+    }
+
+    fn methods(self, req: &Request) -> &'static [&'static str] {
+        match self {
+            Endpoint::Capabilities | Endpoint::Members => &["GET"],
+            Endpoint::Grants | Endpoint::Clusters => &["GET", "POST"],
+            Endpoint::Grant => &["DELETE"],
+            Endpoint::RevokeAll => &["POST"],
+            Endpoint::Directory if req.param("member_id").is_some() => &["PATCH"],
+            Endpoint::Directory => &["GET", "POST"],
+            Endpoint::NotFound => &[],
+        }
+    }
+}
+
+/// Serve one request.
+pub fn handle(endpoint: Endpoint, req: &Request, env: &Env) -> Response {
+    match serve(endpoint, req, env) {
+        Ok(resp) => resp,
+        Err(err) => Response::error(&err),
+    }
+}
+
+fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiError> {
+    if endpoint == Endpoint::NotFound {
+        return Err(ApiError::NotFound("no endpoint at this path".into()));
+    }
+    let config = Config::new(env.vars);
+    if endpoint.is_access() && !config.gateway_enabled()? {
+        return Err(ApiError::AccessUnavailable);
+    }
+    let allowed = endpoint.methods(req);
+    let method = match req.method {
+        Method::Head => "GET",
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        _ => "",
+    };
+    if !allowed.contains(&method) {
+        return Err(ApiError::MethodNotAllowed(allowed));
+    }
+    let store = Store::new(env.kv);
+    let session = identity::authenticate(req, &config.issuers()?, env.now)?;
+    identity::check_csrf(req, &session)?;
+    let member = store.admit(&session.identity, env.now)?;
+    let caller = Caller { session, member };
+    authz::admit(&caller.member)?;
+    let cx = Cx { req, env, config, store, caller };
+    match endpoint {
+        Endpoint::Capabilities => cx.capabilities(),
+        Endpoint::Members => cx.eligible_members(),
+        Endpoint::Grants if req.method == Method::Post => cx.create_grant(),
+        Endpoint::Grants => cx.list_grants(),
+        Endpoint::Grant => cx.delete_grant(),
+        Endpoint::RevokeAll => cx.revoke_all(),
+        Endpoint::Clusters if req.method == Method::Post => cx.register_cluster(),
+        Endpoint::Clusters => cx.list_clusters(),
+        Endpoint::Directory => cx.directory(),
+        Endpoint::NotFound => unreachable!("answered above"),
+    }
+}
+
+/// One request's context, after authentication.
+struct Cx<'a> {
+    req: &'a Request,
+    env: &'a Env<'a>,
+    config: Config<'a>,
+    store: Store<'a>,
+    caller: Caller,
+}
+
+// ----- wire types ----------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct GrantView {
+    pub id: String,
+    pub cluster_id: String,
+    pub member_id: String,
+    pub email: String,
+    pub role: Role,
+    pub scope: ScopeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub status: GrantStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl GrantView {
+    fn new(g: &GrantWithStatus, agent_online: bool) -> Self {
+        let (status, error) = display_status(g.observed.as_ref(), agent_online);
+        let r = &g.grant;
+        GrantView {
+            id: r.id.clone(),
+            cluster_id: r.cluster_id.clone(),
+            member_id: r.member_id.clone(),
+            email: r.email.to_string(),
+            role: r.role,
+            scope: r.scope,
+            namespace: r.namespace.as_ref().map(|n| n.to_string()),
+            status,
+            error: error.map(str::to_owned),
+            created_at: rfc3339(r.created_at),
+            created_by: r.created_by.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub status: MemberStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<OrgRole>,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        MemberView { id: m.id.clone(), email: m.email.to_string(), name: m.name.clone(), status: m.status, role: m.role }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub id: String,
+    pub name: String,
+    pub kind: ClusterKind,
+    pub proxy_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    pub access_supported: bool,
+    pub agent: AgentView,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGrantBody {
+    email: Option<String>,
+    role: Option<String>,
+    scope: Option<String>,
+    namespace: Option<String>,
+}
+
+impl CreateGrantBody {
+    /// Validate every field, naming the first bad one.
+    fn validate(self) -> Result<GrantSpec, ApiError> {
+        let email = match self.email.as_deref() {
+            None | Some("") => return Err(ApiError::validation("email", "email is required: the member's email address")),
+            Some(e) => Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?,
+        };
+        let role_names = Role::ALL.map(Role::as_str).join(", ");
+        let role = match self.role.as_deref() {
+            None => return Err(ApiError::validation("role", format!("role is required: one of {role_names}"))),
+            Some(r) => Role::parse(r).ok_or_else(|| ApiError::validation("role", format!("role must be one of {role_names}")))?,
+        };
+        let scope = match self.scope.as_deref().map(ScopeKind::parse) {
+            None => return Err(ApiError::validation("scope", "scope is required: cluster or namespace")),
+            Some(None) => return Err(ApiError::validation("scope", "scope must be cluster or namespace")),
+            Some(Some(ScopeKind::Cluster)) => {
+                if self.namespace.is_some() {
+                    return Err(ApiError::validation(
+                        "namespace",
+                        "a cluster-scoped grant takes no namespace; use scope namespace to grant in one namespace",
+                    ));
+                }
+                Scope::Cluster
+            }
+            Some(Some(ScopeKind::Namespace)) => {
+                let raw = self.namespace.ok_or_else(|| {
+                    ApiError::validation("namespace", "a namespace-scoped grant must name the namespace")
+                })?;
+                let ns = Namespace::parse(&raw)
+                    .map_err(|e| ApiError::validation("namespace", format!("namespace is not a valid DNS-1123 label: it {e}")))?;
+                Scope::Namespace(ns)
+            }
+        };
+        GrantSpec::new(email, role, scope)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterClusterBody {
+    name: Option<String>,
+    kind: Option<String>,
+    proxy_url: Option<String>,
+    ca_pem: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberPatchBody {
+    status: Option<String>,
+}
+
+/// A proxy URL: `https://host[:port][/path]`, or plain `http` to a loopback
+/// host for local development.
+fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
+    let bad = |m: &str| Err(ApiError::validation("proxy_url", m.to_owned()));
+    if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("proxy_url must be a URL without spaces, at most 2048 characters");
+    }
+    let (scheme, rest) = match url.split_once("://") {
+        Some(parts) => parts,
+        None => return bad("proxy_url must be an https:// URL"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.contains('@') {
+        return bad("proxy_url must not carry credentials");
+    }
+    let hostname = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    if hostname.is_empty() {
+        return bad("proxy_url has no host");
+    }
+    let loopback = hostname == "localhost" || hostname == "::1" || hostname.starts_with("127.");
+    match scheme {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bad("proxy_url must use https (plain http is allowed only to a loopback address)"),
+        _ => bad("proxy_url must be an https:// URL"),
+    }
+}
+
+impl Cx<'_> {
+    fn cluster(&self) -> Result<ClusterRecord, ApiError> {
+        let id = self.req.param("cluster_id").unwrap_or("");
+        authz::visible_cluster(&self.caller, self.store.cluster(id)?)
+    }
+
+    fn agent_online(&self, cluster_id: &str) -> Result<bool, ApiError> {
+        self.store.agent_online(cluster_id, self.env.now, self.config.agent_offline_after()?)
+    }
+
+    fn authorize(&self, action: Action) -> Result<(), ApiError> {
+        authz::authorize(&self.caller, action)
+    }
+
+    fn capabilities(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::ViewCapabilities)?;
+        let supported = cluster.kind == ClusterKind::Standard;
+        let online = self.agent_online(&cluster.id)?;
+        let mine: Vec<GrantView> = if supported {
+            self.store
+                .grants(&cluster.id)?
+                .iter()
+                .filter(|g| g.grant.member_id == self.caller.member.id)
+                .map(|g| GrantView::new(g, online))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let body = serde_json::json!({
+            "cluster_id": cluster.id,
+            "cluster_name": cluster.name,
+            "enabled": true,
+            "supported": supported,
+            "reason": (!supported).then_some("sandbox clusters do not support Cluster Access"),
+            "can_manage": self.caller.is_admin(),
+            "has_access": !mine.is_empty(),
+            "grants": mine,
+            "agent_online": online,
+            "csrf_token": (self.caller.session.via == Via::Cookie).then_some(&self.caller.session.csrf),
+        });
+        Ok(Response::json(200, &body))
+    }
+
+    fn eligible_members(&self) -> Result<Response, ApiError> {
+        self.cluster()?;
+        self.authorize(Action::ListEligibleMembers)?;
+        let members: Vec<MemberView> = self
+            .store
+            .members(self.caller.org())?
+            .iter()
+            .filter(|m| m.status == MemberStatus::Active)
+            .map(MemberView::from)
+            .collect();
+        Ok(Response::json(200, &serde_json::json!({ "members": members })))
+    }
+
+    fn list_grants(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::ListGrants)?;
+        let online = self.agent_online(&cluster.id)?;
+        let grants: Vec<GrantView> = self.store.grants(&cluster.id)?.iter().map(|g| GrantView::new(g, online)).collect();
+        Ok(Response::json(200, &serde_json::json!({ "grants": grants, "agent_online": online })))
+    }
+
+    fn create_grant(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::CreateGrant)?;
+        if cluster.kind == ClusterKind::Sandbox {
+            return Err(ApiError::cluster_access_unsupported());
+        }
+        let spec = self.req.json::<CreateGrantBody>()?.validate()?;
+        let member = self.store.member_by_email(self.caller.org(), spec.email())?;
+        let member = match member {
+            Some(m) if m.status == MemberStatus::Active => m,
+            other => {
+                let why = match other.map(|m| m.status) {
+                    None => "is not a member of this organisation; they must sign in to Lanyard once first",
+                    Some(MemberStatus::Invited) => "has been invited but has not signed in yet",
+                    Some(MemberStatus::Deactivated) => "is deactivated in this organisation",
+                    Some(MemberStatus::Active) => unreachable!("matched above"),
+                };
+                return Err(ApiError::MemberNotEligible(format!("{} {why}", spec.email())));
+            }
+        };
+        let record = self.store.create_grant(&cluster.id, &spec, &member.id, self.caller.audit_name(), self.env.now)?;
+        let online = self.agent_online(&cluster.id)?;
+        let view = GrantView::new(&GrantWithStatus { grant: record, observed: None }, online);
+        Ok(Response::json(201, &view))
+    }
+
+    fn delete_grant(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::RevokeGrant)?;
+        let grant_id = self.req.param("grant_id").unwrap_or("");
+        self.store.delete_grant(&cluster.id, grant_id, self.env.now)?;
+        Ok(Response::no_content())
+    }
+
+    fn revoke_all(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::RevokeAll)?;
+        let r = self.store.revoke_all(&cluster.id, self.env.now)?;
+        Ok(Response::json(200, &serde_json::json!({ "revoked": r.revoked, "revocation_epoch": r.epoch })))
+    }
+
+    fn cluster_view(&self, c: &ClusterRecord) -> Result<ClusterView, ApiError> {
+        let beat = self.store.heartbeat(&c.id)?;
+        let offline_after = self.config.agent_offline_after()?;
+        Ok(ClusterView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            kind: c.kind,
+            proxy_url: c.proxy_url.clone(),
+            ca_pem: c.ca_pem.clone(),
+            access_supported: c.kind == ClusterKind::Standard,
+            agent: AgentView {
+                online: beat.as_ref().is_some_and(|b| self.env.now.saturating_sub(b.at) <= offline_after),
+                last_heartbeat: beat.map(|b| rfc3339(b.at)),
+            },
+            created_at: rfc3339(c.created_at),
+        })
+    }
+
+    fn list_clusters(&self) -> Result<Response, ApiError> {
+        self.authorize(Action::ListClusters)?;
+        let clusters = self.store.clusters(self.caller.org())?;
+        let views = clusters.iter().map(|c| self.cluster_view(c)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::json(200, &serde_json::json!({ "clusters": views })))
+    }
+
+    fn register_cluster(&self) -> Result<Response, ApiError> {
+        self.authorize(Action::RegisterCluster)?;
+        let body: RegisterClusterBody = self.req.json()?;
+        let name = match body.name.as_deref() {
+            None | Some("") => return Err(ApiError::validation("name", "name is required")),
+            Some(n) => Namespace::parse(n)
+                .map_err(|e| ApiError::validation("name", format!("name must be a DNS-1123 label: it {e}")))?,
+        };
+        let kind = match body.kind.as_deref() {
+            None | Some("standard") => ClusterKind::Standard,
+            Some("sandbox") => ClusterKind::Sandbox,
+            Some(_) => return Err(ApiError::validation("kind", "kind must be standard or sandbox")),
+        };
+        let proxy_url = body.proxy_url.ok_or_else(|| ApiError::validation("proxy_url", "proxy_url is required"))?;
+        validate_proxy_url(&proxy_url)?;
+        if let Some(ca) = &body.ca_pem
+            && !(ca.contains("-----BEGIN CERTIFICATE-----") && ca.contains("-----END CERTIFICATE-----"))
+        {
+            return Err(ApiError::validation("ca_pem", "ca_pem must be PEM-encoded certificates"));
+        }
+        let (record, credential) = self.store.register_cluster(
+            self.caller.org(),
+            &name,
+            kind,
+            &proxy_url,
+            body.ca_pem.as_deref(),
+            self.caller.audit_name(),
+            self.env.now,
+        )?;
+        let view = self.cluster_view(&record)?;
+        Ok(Response::json(201, &serde_json::json!({ "cluster": view, "agent_credential": credential })))
+    }
+
+    fn directory(&self) -> Result<Response, ApiError> {
+        let org = self.caller.org();
+        if let Some(id) = self.req.param("member_id") {
+            self.authorize(Action::ManageDirectory)?;
+            let body: MemberPatchBody = self.req.json()?;
+            let deactivate = match body.status.as_deref() {
+                Some("deactivated") => true,
+                Some("active") => false,
+                _ => return Err(ApiError::validation("status", "status must be active or deactivated")),
+            };
+            if deactivate && id == self.caller.member.id {
+                return Err(ApiError::validation("status", "you cannot deactivate yourself"));
+            }
+            let member = self.store.set_deactivated(org, id, deactivate, self.caller.audit_name(), self.env.now)?;
+            return Ok(Response::json(200, &MemberView::from(&member)));
+        }
+        if self.req.method == Method::Post {
+            self.authorize(Action::ManageDirectory)?;
+            let body: InviteBody = self.req.json()?;
+            let email = match body.email.as_deref() {
+                None | Some("") => return Err(ApiError::validation("email", "email is required")),
+                Some(e) => Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?,
+            };
+            let member = self.store.invite(org, &email, self.caller.audit_name(), self.env.now)?;
+            return Ok(Response::json(201, &MemberView::from(&member)));
+        }
+        self.authorize(Action::ReadDirectory)?;
+        let members: Vec<MemberView> = self.store.members(org)?.iter().map(MemberView::from).collect();
+        Ok(Response::json(200, &serde_json::json!({ "members": members })))
+    }
+}

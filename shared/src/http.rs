@@ -1,0 +1,214 @@
+//! The HTTP shape the core works on, independent of Spin: a buffered request
+//! (with its body already cut at [`MAX_BODY_BYTES`]), a response, and the one
+//! JSON body reader every endpoint uses.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The largest request body any endpoint accepts. A grant is ~200 bytes; a
+/// cluster registration with a CA certificate ~2 KiB.
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+    Other,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Method {
+        match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// Whether the method changes state (and so needs CSRF under a cookie).
+    pub fn is_write(self) -> bool {
+        !matches!(self, Method::Get | Method::Head | Method::Options)
+    }
+}
+
+/// The request body as the shell read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// The whole body, at most [`MAX_BODY_BYTES`].
+    Complete(Vec<u8>),
+    /// The body was longer than [`MAX_BODY_BYTES`]; the rest was not read.
+    TooLarge,
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Path without the query string.
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Body,
+}
+
+impl Request {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Request { method, path: path.into(), headers: Vec::new(), body: Body::Complete(Vec::new()) }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        let body = body.into();
+        self.body = if body.len() > MAX_BODY_BYTES { Body::TooLarge } else { Body::Complete(body) };
+        self
+    }
+
+    /// The first value of a header, if it is valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// All values of a header.
+    pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// A route parameter, as Spin passes it: `:cluster_id` arrives in the
+    /// `spin-path-match-cluster-id` header.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        let header = format!("spin-path-match-{}", name.replace('_', "-"));
+        self.header(&header)
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.header_all("cookie")
+            .flat_map(|h| h.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim_matches('"'))
+    }
+
+    /// The body parsed as JSON of type `T`: the content type must be JSON, the
+    /// body within the limit and of the right shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let bytes = match &self.body {
+            Body::TooLarge => return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }),
+            Body::Complete(b) => b,
+        };
+        let content_type = self.header("content-type").unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".into(),
+            ));
+        }
+        serde_json::from_slice(bytes).map_err(|e| {
+            // serde's message names the offending field or position, never a value we hold.
+            ApiError::malformed(format!("request body is not valid JSON for this endpoint: {e}"))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// A line for the component's log (stderr), e.g. the detail of a store
+    /// failure that the client only sees as `unavailable`. Never a secret.
+    pub log: Option<String>,
+}
+
+impl Response {
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response {
+                status,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body,
+                log: None,
+            },
+            Err(e) => Response::error(&ApiError::unavailable(format!("serialising a response: {e}"))),
+        }
+    }
+
+    pub fn no_content() -> Response {
+        Response { status: 204, headers: Vec::new(), body: Vec::new(), log: None }
+    }
+
+    pub fn error(err: &ApiError) -> Response {
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        if let ApiError::MethodNotAllowed(allowed) = err {
+            headers.push(("allow".into(), allowed.join(", ")));
+        }
+        let log = match err {
+            ApiError::Unavailable { detail } => Some(format!("unavailable: {detail}")),
+            _ => None,
+        };
+        Response { status: err.status(), headers, body: err.body(), log }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Thing {
+        #[allow(dead_code)]
+        a: u32,
+    }
+
+    fn post(ct: &str, body: &str) -> Request {
+        Request::new(Method::Post, "/").with_header("Content-Type", ct).with_body(body)
+    }
+
+    #[test]
+    fn json_body_rules() {
+        assert!(post("application/json", r#"{"a":1}"#).json::<Thing>().is_ok());
+        assert!(post("application/json; charset=utf-8", r#"{"a":1}"#).json::<Thing>().is_ok());
+        assert_eq!(post("text/plain", r#"{"a":1}"#).json::<Thing>().unwrap_err().status(), 415);
+        assert_eq!(post("application/json", "{").json::<Thing>().unwrap_err().code(), "malformed_request");
+        assert_eq!(post("application/json", r#"{"a":"x"}"#).json::<Thing>().unwrap_err().status(), 400);
+        assert_eq!(post("application/json", r#"{"a":1,"b":2}"#).json::<Thing>().unwrap_err().status(), 400);
+        let big = format!(r#"{{"a":1,"pad":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        assert_eq!(post("application/json", &big).json::<Thing>().unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn cookies_and_params() {
+        let r = Request::new(Method::Get, "/")
+            .with_header("cookie", "a=1; lanyard_session=tok.en.x; b=2")
+            .with_header("spin-path-match-cluster-id", "c_1");
+        assert_eq!(r.cookie("lanyard_session"), Some("tok.en.x"));
+        assert_eq!(r.cookie("missing"), None);
+        assert_eq!(r.param("cluster_id"), Some("c_1"));
+    }
+}

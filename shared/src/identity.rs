@@ -1,0 +1,385 @@
+//! Who is calling: the SSO session, verified.
+//!
+//! A session is a JWT from a trusted OIDC issuer (EdDSA, ES256 or RS256), sent
+//! as the `lanyard_session` cookie by a browser or as `Authorization: Bearer`
+//! by the CLI. Issuer, audience, expiry and signature are checked against the
+//! issuer's JWKS from configuration; the organisation and organisation role
+//! come from claims. A cookie-authenticated write must also carry
+//! `X-CSRF-Token` equal to the session's CSRF value ([`csrf_token`]).
+//!
+//! Nothing here stores or logs the token.
+
+use base64::Engine as _;
+use jwt_simple::JWTError;
+use jwt_simple::prelude::*;
+use serde_json::Value;
+
+use crate::config::IssuerConfig;
+use crate::error::ApiError;
+use crate::http::Request;
+use crate::ids;
+use crate::model::{Email, OrgRole};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "lanyard_session";
+/// The CSRF header's name.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const CLOCK_SKEW_SECONDS: u64 = 60;
+/// Longest session token considered at all.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// A verified SSO identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    pub email: Email,
+    pub name: Option<String>,
+    pub org: String,
+    pub role: OrgRole,
+}
+
+/// How the session reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Bearer,
+    Cookie,
+}
+
+/// A verified session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub identity: Identity,
+    pub via: Via,
+    /// The CSRF value bound to this session.
+    pub csrf: String,
+}
+
+/// The CSRF value of a session token: a digest of the token, so it is bound to
+/// the session and cannot be guessed without it. The Access view learns it from
+/// the capabilities call (which only a same-origin page can read) and echoes it
+/// in `X-CSRF-Token`.
+pub fn csrf_token(session_token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest([b"lanyard-csrf-v1\0".as_slice(), session_token.as_bytes()].concat());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..24])
+}
+
+/// Authenticate a request: bearer first, then the session cookie.
+pub fn authenticate(req: &Request, issuers: &[IssuerConfig], now: u64) -> Result<Session, ApiError> {
+    let (token, via) = if let Some(auth) = req.header("authorization") {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be `Bearer <session token>`".into()))?;
+        (token, Via::Bearer)
+    } else if let Some(token) = req.cookie(SESSION_COOKIE).filter(|t| !t.is_empty()) {
+        (token, Via::Cookie)
+    } else {
+        return Err(ApiError::Unauthenticated(
+            "sign in first: send your session as `Authorization: Bearer <token>` or the lanyard_session cookie".into(),
+        ));
+    };
+    let identity = verify_session(token, issuers, now)?;
+    Ok(Session { identity, via, csrf: csrf_token(token) })
+}
+
+/// Refuse a cookie-authenticated write without the matching CSRF header.
+pub fn check_csrf(req: &Request, session: &Session) -> Result<(), ApiError> {
+    if session.via != Via::Cookie || !req.method.is_write() {
+        return Ok(());
+    }
+    match req.header(CSRF_HEADER) {
+        Some(sent) if ids::ct_eq(sent.trim(), &session.csrf) => Ok(()),
+        _ => Err(ApiError::CsrfRequired),
+    }
+}
+
+/// Verify a session token against the trusted issuers.
+pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result<Identity, ApiError> {
+    let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_owned());
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(unauthenticated("the session token is too long"));
+    }
+    let meta = Token::decode_metadata(token).map_err(|_| unauthenticated("the session token is not a JWT"))?;
+    let alg = meta.algorithm();
+    let kid = meta.key_id();
+
+    // The most telling failure among the keys that could have signed it.
+    let mut failure: Option<ApiError> = None;
+    for issuer in issuers {
+        let Some(keys) = issuer.jwks.get("keys").and_then(Value::as_array) else { continue };
+        for jwk in keys {
+            if let (Some(want), Some(have)) = (kid, jwk.get("kid").and_then(Value::as_str))
+                && want != have
+            {
+                continue;
+            }
+            let outcome = match verify_with_jwk(token, alg, jwk, issuer, now) {
+                None => continue, // the key is not of the token's algorithm
+                Some(outcome) => outcome,
+            };
+            match outcome {
+                Ok(claims) => return identity_from_claims(claims, issuer),
+                Err(e) => {
+                    let rank = |e: &ApiError| matches!(e, ApiError::Unauthenticated(m) if m.contains("signature")) as u8;
+                    if failure.as_ref().is_none_or(|f| rank(f) >= rank(&e)) {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+    }
+    Err(failure.unwrap_or_else(|| unauthenticated("the session token is not signed by a trusted issuer")))
+}
+
+type Claims = JWTClaims<serde_json::Map<String, Value>>;
+
+/// `None` if the JWK cannot verify this algorithm at all.
+fn verify_with_jwk(
+    token: &str,
+    alg: &str,
+    jwk: &Value,
+    issuer: &IssuerConfig,
+    now: u64,
+) -> Option<Result<Claims, ApiError>> {
+    let kty = jwk.get("kty").and_then(Value::as_str)?;
+    let crv = jwk.get("crv").and_then(Value::as_str);
+    let jwk_text = jwk.to_string();
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from_strings(&[&issuer.issuer])),
+        allowed_audiences: Some(HashSet::from_strings(&[&issuer.audience])),
+        time_tolerance: Some(Duration::from_secs(CLOCK_SKEW_SECONDS)),
+        artificial_time: Some(UnixTimeStamp::from_secs(now)),
+        max_token_length: Some(MAX_TOKEN_BYTES),
+        ..Default::default()
+    };
+    let bad_key = || Err(ApiError::unavailable(format!("a key of issuer {} in session_issuers is not a valid JWK", issuer.issuer)));
+    let result = match (alg, kty, crv) {
+        ("EdDSA", "OKP", Some("Ed25519")) => match Ed25519PublicKey::from_jwk(&jwk_text) {
+            Ok(k) => k.verify_token::<serde_json::Map<String, Value>>(token, Some(options)),
+            Err(_) => return Some(bad_key()),
+        },
+        ("ES256", "EC", Some("P-256")) => match ES256PublicKey::from_jwk(&jwk_text) {
+            Ok(k) => k.verify_token::<serde_json::Map<String, Value>>(token, Some(options)),
+            Err(_) => return Some(bad_key()),
+        },
+        ("RS256", "RSA", _) => match RS256PublicKey::from_jwk(&jwk_text) {
+            Ok(k) => k.verify_token::<serde_json::Map<String, Value>>(token, Some(options)),
+            Err(_) => return Some(bad_key()),
+        },
+        _ => return None,
+    };
+    Some(result.map_err(|e| {
+        let reason = match e.downcast_ref::<JWTError>() {
+            Some(JWTError::TokenHasExpired) => "the session has expired; sign in again",
+            Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => "the session token is not valid yet",
+            Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => {
+                "the session token is not from a trusted issuer"
+            }
+            Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => {
+                "the session token is for another audience"
+            }
+            _ => "the session token's signature is not valid",
+        };
+        ApiError::Unauthenticated(reason.into())
+    }))
+}
+
+fn identity_from_claims(claims: Claims, issuer: &IssuerConfig) -> Result<Identity, ApiError> {
+    let unauthenticated = |m: String| ApiError::Unauthenticated(m);
+    if claims.expires_at.is_none() {
+        return Err(unauthenticated("the session token has no expiry".into()));
+    }
+    let custom = &claims.custom;
+    let text = |name: &str| custom.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let subject = claims
+        .subject
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or_else(|| unauthenticated("the session token has no subject".into()))?;
+    if custom.get("email_verified").and_then(Value::as_bool) == Some(false) {
+        return Err(unauthenticated("the session's email address is not verified by the identity provider".into()));
+    }
+    let email = text("email")
+        .and_then(Email::parse)
+        .ok_or_else(|| unauthenticated("the session token has no valid email claim".into()))?;
+    let org = text(&issuer.org_claim)
+        .filter(|o| o.len() <= 128)
+        .ok_or_else(|| unauthenticated(format!("the session token has no `{}` (organisation) claim", issuer.org_claim)))?;
+    let role = match custom.get(&issuer.role_claim) {
+        Some(Value::String(r)) if issuer.admin_values.iter().any(|a| a == r) => OrgRole::Admin,
+        Some(Value::Array(rs)) if rs.iter().any(|r| r.as_str().is_some_and(|r| issuer.admin_values.iter().any(|a| a == r))) => {
+            OrgRole::Admin
+        }
+        _ => OrgRole::Member,
+    };
+    let name = text("name").map(|n| n.chars().take(128).collect());
+    Ok(Identity { issuer: issuer.issuer.clone(), subject, email, name, org: org.to_owned(), role })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::http::Method;
+
+    pub(crate) const NOW: u64 = 1_800_000_000;
+
+    pub(crate) struct TestIssuer {
+        pub key: Ed25519KeyPair,
+        pub config: IssuerConfig,
+    }
+
+    impl TestIssuer {
+        pub fn new(issuer: &str) -> Self {
+            let key = Ed25519KeyPair::generate().with_key_id("k1");
+            let jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
+            let config: IssuerConfig = serde_json::from_value(serde_json::json!({
+                "issuer": issuer, "audience": "lanyard", "jwks": {"keys": [jwk]}
+            }))
+            .unwrap();
+            TestIssuer { key, config }
+        }
+
+        pub fn token(&self, email: &str, org: &str, admin: bool) -> String {
+            self.token_with(email, org, admin, |c| c)
+        }
+
+        pub fn token_with(&self, email: &str, org: &str, admin: bool, f: impl FnOnce(Claims) -> Claims) -> String {
+            let mut custom = serde_json::Map::new();
+            custom.insert("email".into(), email.into());
+            custom.insert("org".into(), org.into());
+            custom.insert("org_role".into(), if admin { "admin" } else { "member" }.into());
+            let claims = jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_mins(10))
+                .with_issuer(&self.config.issuer)
+                .with_audience("lanyard")
+                .with_subject(format!("sub-{email}"));
+            let mut claims = f(claims);
+            claims.issued_at = Some(UnixTimeStamp::from_secs(NOW - 10));
+            if claims.expires_at.is_some_and(|e| e.as_secs() > 1_000_000) {
+                claims.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
+            }
+            claims.invalid_before = None;
+            self.key.sign(claims).unwrap()
+        }
+    }
+
+    fn bearer(token: &str) -> Request {
+        Request::new(Method::Get, "/").with_header("authorization", format!("Bearer {token}"))
+    }
+
+    #[test]
+    fn verifies_a_good_session_and_reads_claims() {
+        let iss = TestIssuer::new("https://sso.example");
+        let s = authenticate(&bearer(&iss.token("Ann@Ex.io", "acme", true)), &[iss.config.clone()], NOW).unwrap();
+        assert_eq!(s.identity.email.as_str(), "ann@ex.io");
+        assert_eq!(s.identity.org, "acme");
+        assert_eq!(s.identity.role, OrgRole::Admin);
+        assert_eq!(s.via, Via::Bearer);
+        let s = authenticate(&bearer(&iss.token("bo@ex.io", "acme", false)), &[iss.config], NOW).unwrap();
+        assert_eq!(s.identity.role, OrgRole::Member);
+    }
+
+    #[test]
+    fn refuses_bad_sessions() {
+        let iss = TestIssuer::new("https://sso.example");
+        let other = TestIssuer::new("https://evil.example");
+        let cfg = [iss.config.clone()];
+        let good = iss.token("a@ex.io", "acme", false);
+        let cases: Vec<(String, &str)> = vec![
+            ("".into(), "sign in"),
+            ("not-a-jwt".into(), "not a JWT"),
+            (other.token("a@ex.io", "acme", true), ""),
+            (iss.token_with("a@ex.io", "acme", false, |c| c.with_audience("other")), "audience"),
+            (iss.token_with("a@ex.io", "acme", false, |c| c.with_issuer("https://evil.example")), "issuer"),
+            (format!("{}x", &good[..good.len() - 2]), "signature"),
+        ];
+        for (token, want) in cases {
+            let req = if token.is_empty() { Request::new(Method::Get, "/") } else { bearer(&token) };
+            let err = authenticate(&req, &cfg, NOW).unwrap_err();
+            assert_eq!(err.status(), 401, "{want}");
+            assert!(err.message().contains(want), "{} should mention {want}", err.message());
+            assert!(!err.message().contains(&token) || token.is_empty());
+        }
+        // Expired: two minutes past expiry (beyond the skew allowance).
+        let err = authenticate(&bearer(&good), &cfg, NOW + 600 + CLOCK_SKEW_SECONDS + 60).unwrap_err();
+        assert!(err.message().contains("expired"), "{}", err.message());
+        // A foreign issuer's key under the same kid does not verify.
+        let mut forged_cfg = iss.config.clone();
+        forged_cfg.issuer = "https://evil.example".into();
+        let err = authenticate(&bearer(&other.token("a@ex.io", "acme", true)), &cfg, NOW).unwrap_err();
+        assert_eq!(err.status(), 401);
+    }
+
+    #[test]
+    fn missing_claims_are_refused() {
+        let iss = TestIssuer::new("https://sso.example");
+        let cfg = [iss.config.clone()];
+        let no_org = iss.token_with("a@ex.io", "acme", false, |mut c| {
+            c.custom.remove("org");
+            c
+        });
+        assert!(authenticate(&bearer(&no_org), &cfg, NOW).unwrap_err().message().contains("organisation"));
+        let unverified = iss.token_with("a@ex.io", "acme", false, |mut c| {
+            c.custom.insert("email_verified".into(), false.into());
+            c
+        });
+        assert!(authenticate(&bearer(&unverified), &cfg, NOW).unwrap_err().message().contains("verified"));
+        let bad_email = iss.token("not-an-email", "acme", false);
+        assert!(authenticate(&bearer(&bad_email), &cfg, NOW).unwrap_err().message().contains("email"));
+    }
+
+    #[test]
+    fn es256_and_rs256_issuers_verify() {
+        let es = ES256KeyPair::generate().with_key_id("es");
+        let rs = RS256KeyPair::generate(2048).unwrap().with_key_id("rs");
+        let jwks = serde_json::json!({"keys": [
+            serde_json::from_str::<Value>(&es.public_key().to_jwk()).unwrap(),
+            serde_json::from_str::<Value>(&rs.public_key().to_jwk()).unwrap(),
+        ]});
+        let cfg: IssuerConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp", "audience": "lanyard", "jwks": jwks,
+            "org_claim": "tenant", "role_claim": "groups", "admin_values": ["lanyard-admins"]
+        }))
+        .unwrap();
+        let claims = || {
+            let mut custom = serde_json::Map::new();
+            custom.insert("email".into(), "x@ex.io".into());
+            custom.insert("tenant".into(), "acme".into());
+            custom.insert("groups".into(), serde_json::json!(["dev", "lanyard-admins"]));
+            let mut c = jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_mins(5))
+                .with_issuer("https://idp")
+                .with_audience("lanyard")
+                .with_subject("s");
+            c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+            c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 300));
+            c.invalid_before = None;
+            c
+        };
+        for token in [es.sign(claims()).unwrap(), rs.sign(claims()).unwrap()] {
+            let id = verify_session(&token, std::slice::from_ref(&cfg), NOW).unwrap();
+            assert_eq!((id.org.as_str(), id.role), ("acme", OrgRole::Admin));
+        }
+    }
+
+    #[test]
+    fn csrf_is_required_only_for_cookie_writes() {
+        let iss = TestIssuer::new("https://sso.example");
+        let cfg = [iss.config.clone()];
+        let token = iss.token("a@ex.io", "acme", true);
+        let cookie = format!("lanyard_session={token}");
+        let post = Request::new(Method::Post, "/").with_header("cookie", cookie.clone());
+        let session = authenticate(&post, &cfg, NOW).unwrap();
+        assert_eq!(check_csrf(&post, &session), Err(ApiError::CsrfRequired));
+        let wrong = post.clone().with_header(CSRF_HEADER, "nope");
+        assert_eq!(check_csrf(&wrong, &session), Err(ApiError::CsrfRequired));
+        let right = post.clone().with_header(CSRF_HEADER, csrf_token(&token));
+        assert_eq!(check_csrf(&right, &session), Ok(()));
+        let get = Request::new(Method::Get, "/").with_header("cookie", cookie);
+        assert_eq!(check_csrf(&get, &authenticate(&get, &cfg, NOW).unwrap()), Ok(()));
+        let bearer_post = Request::new(Method::Post, "/").with_header("authorization", format!("Bearer {token}"));
+        assert_eq!(check_csrf(&bearer_post, &authenticate(&bearer_post, &cfg, NOW).unwrap()), Ok(()));
+    }
+}

@@ -1,0 +1,24 @@
+//! Lanyard's core library, shared by every Spin component (and, later, the
+//! agent and the CLI).
+//!
+//! It is the functional core of the control plane: domain types that make bad
+//! states unrepresentable ([`model`]), the error contract ([`error`]),
+//! session verification ([`identity`]), authorization decided once
+//! ([`authz`]), the store layout over a small key-value trait ([`store`],
+//! [`kv`]), and the endpoints themselves ([`api`]) as functions from a request
+//! and an environment to a response. No Spin types appear here, so all of it
+//! compiles and is tested natively as well as for `wasm32-wasip2`.
+
+pub mod api;
+pub mod authz;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod ids;
+pub mod kv;
+pub mod model;
+pub mod store;
+
+pub use api::{Endpoint, Env, handle};
+pub use error::ApiError;

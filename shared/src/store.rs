@@ -1,0 +1,650 @@
+//! Lanyard's state in a key-value store that has no transactions, no prefix
+//! listing and no trustworthy compare-and-swap (Spin's). Everything is built
+//! from three things that are safe under concurrency on every Spin backend:
+//!
+//! * **write-once keys** whose name is unique to the writer (a fresh sequence
+//!   number, or a deterministic id that every writer of the same thing agrees
+//!   on), so no two writers ever race on one value;
+//! * **`increment`**, the one atomic read-modify-write, for sequences and for
+//!   *claims* (the writer whose increment returns 1 owns the claim);
+//! * **append-only logs** (`…/seq` counter + `…/<n>` slots) instead of listed
+//!   prefixes; readers de-duplicate and skip slots whose record is gone.
+//!
+//! # Key layout (all keys start with `v1/`)
+//!
+//! | key | value | written by |
+//! |---|---|---|
+//! | `v1/org/{o}/clusters/seq`, `…/clusters/{n}` | log of cluster ids | registration |
+//! | `v1/org/{o}/cluster-name/{name}` | claim counter for a cluster name | registration |
+//! | `v1/cluster/{c}` | [`ClusterRecord`] JSON (write-once) | registration |
+//! | `v1/cluster/{c}/epoch` | counter: revocation epoch, +1 per revoke-all | revoke-all |
+//! | `v1/cluster/{c}/heartbeat` | [`Heartbeat`] JSON | agent |
+//! | `v1/cluster/{c}/e/{e}/grants/seq`, `…/grants/{n}` | log of grant ids of epoch `e` | grant create |
+//! | `v1/cluster/{c}/e/{e}/gen/{fp}` | counter: generation of grant fingerprint `fp` | grant delete |
+//! | `v1/cluster/{c}/e/{e}/claim/{fp}/{g}` | claim counter of generation `g` | grant create |
+//! | `v1/cluster/{c}/e/{e}/released/{fp}/{g}` | counter: generation `g` released once | grant delete |
+//! | `v1/cluster/{c}/grant/{id}` | [`GrantRecord`] JSON (write-once) | grant create |
+//! | `v1/cluster/{c}/grant/{id}/observed` | [`Observed`] JSON | agent |
+//! | `v1/cluster/{c}/jobs/seq`, `…/jobs/{n}` | log of [`Job`] JSON | every grant change |
+//! | `v1/org/{o}/members/seq`, `…/members/{n}` | log of member ids | first sign-in, invite |
+//! | `v1/org/{o}/member/{m}` | [`MemberProfile`] JSON | the member's own sign-in |
+//! | `v1/org/{o}/member/{m}/invite` | [`Invite`] JSON | admin invite |
+//! | `v1/org/{o}/member/{m}/deactivated` | [`Deactivation`] JSON | admin |
+//!
+//! `{o}` is a digest of the organisation name; `{fp}` a digest of (member,
+//! role, scope, namespace); ids are `c_…`, `g_…`, `m_…` (see [`crate::ids`]).
+//!
+//! # How the grant rules hold without transactions
+//!
+//! * A grant is *live* iff its record exists and its epoch is the cluster's
+//!   current epoch. Revoke-all is one `increment` of the epoch: every grant of
+//!   the old epoch is dead at that instant, whatever else is in flight.
+//! * Exact duplicates: a grant's id is derived from (cluster, epoch,
+//!   fingerprint, generation). Creating claims `claim/{fp}/{g}`; only the
+//!   writer whose increment returns 1 creates it, the others answer
+//!   `duplicate_grant`. Deleting removes the record, then advances the
+//!   generation exactly once (`released/{fp}/{g}` is the once-guard), so the
+//!   same grant can be created again. A create that finds the claim taken
+//!   but no record waits briefly (an in-flight create or delete finishes in
+//!   milliseconds) and, if nothing changes, completes the abandoned create
+//!   itself: every writer computes the same id, so at most one grant results.
+//! * Order of writes: log slot, then record. A crash leaves at worst a slot
+//!   whose record is missing, which readers skip.
+//! * Status lives in its own key, written only by the agent, so a late report
+//!   cannot resurrect a deleted grant's record.
+//! * Member state is split by writer (the member's own profile, the admin's
+//!   invite and deactivation), so concurrent writers never overwrite each other.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::ids::{self, IdKind};
+use crate::identity::Identity;
+use crate::kv::{KeyValue, StoreError};
+use crate::model::{ClusterKind, Email, GrantSpec, MemberStatus, Namespace, Observed, OrgRole, Role, Scope, ScopeKind};
+
+/// How long a create waits for an in-flight writer before it completes an
+/// abandoned claim itself.
+pub const CLAIM_PATIENCE: Duration = Duration::from_secs(3);
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::unavailable(e)
+    }
+}
+
+/// A registered cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    pub kind: ClusterKind,
+    pub proxy_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// SHA-256 of the agent credential; the credential itself is never stored.
+    pub agent_credential_hash: String,
+    pub created_at: u64,
+    pub created_by: String,
+}
+
+/// The agent's last sign of life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A grant as stored. Immutable once written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub id: String,
+    pub cluster_id: String,
+    pub member_id: String,
+    pub email: Email,
+    pub role: Role,
+    pub scope: ScopeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Namespace>,
+    pub epoch: i64,
+    pub fingerprint: String,
+    pub generation: i64,
+    pub created_at: u64,
+    pub created_by: String,
+}
+
+impl GrantRecord {
+    pub fn scope(&self) -> Scope {
+        match &self.namespace {
+            Some(ns) => Scope::Namespace(ns.clone()),
+            None => Scope::Cluster,
+        }
+    }
+}
+
+/// What changed, for the agent. Reconcile is level-triggered: a job only says
+/// "look again"; its content is for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    GrantCreated { grant_id: String, epoch: i64, at: u64 },
+    GrantDeleted { grant_id: String, epoch: i64, at: u64 },
+    RevokeAll { epoch: i64, at: u64 },
+}
+
+/// A member's own record, written when they sign in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberProfile {
+    pub id: String,
+    pub email: Email,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub issuer: String,
+    pub subject: String,
+    pub role: OrgRole,
+    pub joined_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub email: Email,
+    pub invited_by: String,
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivation {
+    pub by: String,
+    pub at: u64,
+}
+
+/// A member as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: String,
+    pub email: Email,
+    pub name: Option<String>,
+    pub status: MemberStatus,
+    pub role: Option<OrgRole>,
+}
+
+/// A live grant with what the agent last reported for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantWithStatus {
+    pub grant: GrantRecord,
+    pub observed: Option<Observed>,
+}
+
+/// The outcome of revoke-all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    pub revoked: usize,
+    pub epoch: i64,
+}
+
+fn org_key(org: &str) -> String {
+    ids::digest_hex(&[org])[..24].to_owned()
+}
+
+/// The member id of an email in an organisation: stable, so an invite and the
+/// later sign-in meet at the same record.
+pub fn member_id(org: &str, email: &Email) -> String {
+    IdKind::Member.derive(&[org, email.as_str()])
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(v).map_err(|e| ApiError::unavailable(format!("encoding a record: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::unavailable(format!("record at {key} is corrupt: {e}")))
+}
+
+/// An append-only log: `{prefix}/seq` counts, `{prefix}/{n}` holds entry n.
+struct Log<'a> {
+    kv: &'a dyn KeyValue,
+    prefix: String,
+}
+
+impl<'a> Log<'a> {
+    fn new(kv: &'a dyn KeyValue, prefix: String) -> Self {
+        Log { kv, prefix }
+    }
+
+    fn append(&self, entry: &[u8]) -> Result<i64, StoreError> {
+        let n = self.kv.increment(&format!("{}/seq", self.prefix), 1)?;
+        self.kv.set(&format!("{}/{n}", self.prefix), entry)?;
+        Ok(n)
+    }
+
+    fn len(&self) -> Result<i64, StoreError> {
+        self.kv.increment(&format!("{}/seq", self.prefix), 0)
+    }
+
+    /// Entries `from..=to` that exist (a slot whose writer died is skipped).
+    fn range(&self, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        if to < from {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = (from..=to).map(|n| format!("{}/{n}", self.prefix)).collect();
+        let values = self.kv.get_many(&keys)?;
+        Ok((from..=to).zip(values).filter_map(|(n, v)| v.map(|v| (n, v))).collect())
+    }
+
+    /// Distinct string entries, in first-appearance order.
+    fn distinct(&self) -> Result<Vec<String>, StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .range(1, self.len()?)?
+            .into_iter()
+            .filter_map(|(_, v)| String::from_utf8(v).ok())
+            .filter(|s| seen.insert(s.clone()))
+            .collect())
+    }
+}
+
+enum Claim {
+    /// Ours: we create the record.
+    Won,
+    /// The record exists: a true duplicate.
+    Exists,
+    /// The thing the claim was for moved on (generation advanced): start over.
+    Retry,
+    /// Claimed long ago by a writer that never wrote the record: complete it.
+    Abandoned,
+}
+
+/// The store, over any [`KeyValue`].
+pub struct Store<'a> {
+    kv: &'a dyn KeyValue,
+}
+
+impl<'a> Store<'a> {
+    pub fn new(kv: &'a dyn KeyValue) -> Self {
+        Store { kv }
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.kv.get(key)? {
+            Some(bytes) => Ok(Some(from_json(key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Claim `claim_key`; if someone else holds it, wait for `record_key` to
+    /// appear or `still_current` to turn false, up to [`CLAIM_PATIENCE`].
+    fn claim(
+        &self,
+        claim_key: &str,
+        record_key: &str,
+        still_current: &dyn Fn() -> Result<bool, StoreError>,
+    ) -> Result<Claim, StoreError> {
+        if self.kv.increment(claim_key, 1)? == 1 {
+            return Ok(Claim::Won);
+        }
+        let deadline = Instant::now() + CLAIM_PATIENCE;
+        loop {
+            if self.kv.get(record_key)?.is_some() {
+                return Ok(Claim::Exists);
+            }
+            if !still_current()? {
+                return Ok(Claim::Retry);
+            }
+            if Instant::now() >= deadline {
+                return Ok(Claim::Abandoned);
+            }
+            std::thread::sleep(CLAIM_POLL);
+        }
+    }
+
+    // ----- clusters -------------------------------------------------------
+
+    /// Register a cluster. Returns the record and its agent credential, which
+    /// is shown once and never stored.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register_cluster(
+        &self,
+        org: &str,
+        name: &Namespace,
+        kind: ClusterKind,
+        proxy_url: &str,
+        ca_pem: Option<&str>,
+        created_by: &str,
+        now: u64,
+    ) -> Result<(ClusterRecord, String), ApiError> {
+        let o = org_key(org);
+        let id = IdKind::Cluster.derive(&[org, name.as_str()]);
+        let record_key = format!("v1/cluster/{id}");
+        let claim_key = format!("v1/org/{o}/cluster-name/{name}");
+        match self.claim(&claim_key, &record_key, &|| Ok(true))? {
+            Claim::Won | Claim::Abandoned => {}
+            Claim::Exists | Claim::Retry => {
+                return Err(ApiError::Conflict {
+                    code: "duplicate_cluster",
+                    message: format!("a cluster named {name} is already registered in this organisation"),
+                });
+            }
+        }
+        let credential = ids::new_secret("lya_").map_err(|e| ApiError::unavailable(format!("no randomness: {e}")))?;
+        let record = ClusterRecord {
+            id: id.clone(),
+            org: org.to_owned(),
+            name: name.as_str().to_owned(),
+            kind,
+            proxy_url: proxy_url.to_owned(),
+            ca_pem: ca_pem.map(str::to_owned),
+            agent_credential_hash: ids::secret_hash(&credential),
+            created_at: now,
+            created_by: created_by.to_owned(),
+        };
+        Log::new(self.kv, format!("v1/org/{o}/clusters")).append(id.as_bytes())?;
+        self.kv.set(&record_key, &to_json(&record)?)?;
+        Ok((record, credential))
+    }
+
+    pub fn cluster(&self, id: &str) -> Result<Option<ClusterRecord>, ApiError> {
+        if !IdKind::Cluster.accepts(id) {
+            return Ok(None);
+        }
+        self.get_json(&format!("v1/cluster/{id}"))
+    }
+
+    pub fn clusters(&self, org: &str) -> Result<Vec<ClusterRecord>, ApiError> {
+        let ids = Log::new(self.kv, format!("v1/org/{}/clusters", org_key(org))).distinct()?;
+        let keys: Vec<String> = ids.iter().map(|id| format!("v1/cluster/{id}")).collect();
+        let mut out = Vec::new();
+        for (key, value) in keys.iter().zip(self.kv.get_many(&keys)?) {
+            if let Some(bytes) = value {
+                let record: ClusterRecord = from_json(key, &bytes)?;
+                if record.org == org {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn heartbeat(&self, cluster_id: &str) -> Result<Option<Heartbeat>, ApiError> {
+        self.get_json(&format!("v1/cluster/{cluster_id}/heartbeat"))
+    }
+
+    pub fn record_heartbeat(&self, cluster_id: &str, beat: &Heartbeat) -> Result<(), ApiError> {
+        Ok(self.kv.set(&format!("v1/cluster/{cluster_id}/heartbeat"), &to_json(beat)?)?)
+    }
+
+    /// Whether the cluster's agent has sent a heartbeat within `offline_after` seconds.
+    pub fn agent_online(&self, cluster_id: &str, now: u64, offline_after: u64) -> Result<bool, ApiError> {
+        Ok(self.heartbeat(cluster_id)?.is_some_and(|h| now.saturating_sub(h.at) <= offline_after))
+    }
+
+    // ----- grants ---------------------------------------------------------
+
+    /// The cluster's current revocation epoch.
+    pub fn epoch(&self, cluster_id: &str) -> Result<i64, ApiError> {
+        Ok(self.kv.increment(&format!("v1/cluster/{cluster_id}/epoch"), 0)?)
+    }
+
+    /// Create a grant; `duplicate_grant` if exactly this grant is live.
+    pub fn create_grant(
+        &self,
+        cluster_id: &str,
+        spec: &GrantSpec,
+        member_id: &str,
+        created_by: &str,
+        now: u64,
+    ) -> Result<GrantRecord, ApiError> {
+        let epoch = self.epoch(cluster_id)?;
+        let fp = spec.fingerprint();
+        let base = format!("v1/cluster/{cluster_id}/e/{epoch}");
+        let gen_key = format!("{base}/gen/{fp}");
+        loop {
+            let generation = self.kv.increment(&gen_key, 0)?;
+            let id = IdKind::Grant.derive(&[cluster_id, &epoch.to_string(), &fp, &generation.to_string()]);
+            let record_key = format!("v1/cluster/{cluster_id}/grant/{id}");
+            let claim_key = format!("{base}/claim/{fp}/{generation}");
+            let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
+            match self.claim(&claim_key, &record_key, &still_current)? {
+                Claim::Exists => return Err(ApiError::duplicate_grant()),
+                Claim::Retry => continue,
+                Claim::Won | Claim::Abandoned => {}
+            }
+            let record = GrantRecord {
+                id: id.clone(),
+                cluster_id: cluster_id.to_owned(),
+                member_id: member_id.to_owned(),
+                email: spec.email().clone(),
+                role: spec.role(),
+                scope: spec.scope().kind(),
+                namespace: spec.scope().namespace().cloned(),
+                epoch,
+                fingerprint: fp.clone(),
+                generation,
+                created_at: now,
+                created_by: created_by.to_owned(),
+            };
+            Log::new(self.kv, format!("{base}/grants")).append(id.as_bytes())?;
+            self.kv.set(&record_key, &to_json(&record)?)?;
+            self.enqueue(cluster_id, &Job::GrantCreated { grant_id: id, epoch, at: now })?;
+            return Ok(record);
+        }
+    }
+
+    /// A live grant by id.
+    pub fn grant(&self, cluster_id: &str, grant_id: &str) -> Result<Option<GrantRecord>, ApiError> {
+        if !IdKind::Grant.accepts(grant_id) {
+            return Ok(None);
+        }
+        let record: Option<GrantRecord> = self.get_json(&format!("v1/cluster/{cluster_id}/grant/{grant_id}"))?;
+        let epoch = self.epoch(cluster_id)?;
+        Ok(record.filter(|g| g.epoch == epoch && g.cluster_id == cluster_id))
+    }
+
+    /// Every live grant of the cluster, with its reported status.
+    pub fn grants(&self, cluster_id: &str) -> Result<Vec<GrantWithStatus>, ApiError> {
+        let epoch = self.epoch(cluster_id)?;
+        self.grants_of_epoch(cluster_id, epoch)
+    }
+
+    fn grants_of_epoch(&self, cluster_id: &str, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
+        let ids = Log::new(self.kv, format!("v1/cluster/{cluster_id}/e/{epoch}/grants")).distinct()?;
+        let mut keys = Vec::with_capacity(ids.len() * 2);
+        for id in &ids {
+            keys.push(format!("v1/cluster/{cluster_id}/grant/{id}"));
+            keys.push(format!("v1/cluster/{cluster_id}/grant/{id}/observed"));
+        }
+        let values = self.kv.get_many(&keys)?;
+        let mut out = Vec::new();
+        for (pair_keys, pair) in keys.chunks(2).zip(values.chunks(2)) {
+            let (Some(record), observed) = (&pair[0], &pair[1]) else { continue };
+            let grant: GrantRecord = from_json(&pair_keys[0], record)?;
+            if grant.epoch != epoch {
+                continue;
+            }
+            // A corrupt status report must not hide the grant: show it as unreported.
+            let observed = observed.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+            out.push(GrantWithStatus { grant, observed });
+        }
+        Ok(out)
+    }
+
+    /// Delete a live grant. `not_found` if there is none with that id.
+    pub fn delete_grant(&self, cluster_id: &str, grant_id: &str, now: u64) -> Result<GrantRecord, ApiError> {
+        let grant = self.grant(cluster_id, grant_id)?.ok_or_else(|| ApiError::not_found("grant"))?;
+        let record_key = format!("v1/cluster/{cluster_id}/grant/{grant_id}");
+        self.kv.delete_many(&[format!("{record_key}/observed"), record_key])?;
+        let base = format!("v1/cluster/{cluster_id}/e/{}", grant.epoch);
+        let released = format!("{base}/released/{}/{}", grant.fingerprint, grant.generation);
+        if self.kv.increment(&released, 1)? == 1 {
+            self.kv.increment(&format!("{base}/gen/{}", grant.fingerprint), 1)?;
+        }
+        self.enqueue(cluster_id, &Job::GrantDeleted { grant_id: grant.id.clone(), epoch: grant.epoch, at: now })?;
+        Ok(grant)
+    }
+
+    /// Revoke every grant of the cluster at once, by advancing its epoch, then
+    /// clear the old epoch's records (best effort: they are dead already).
+    pub fn revoke_all(&self, cluster_id: &str, now: u64) -> Result<Revocation, ApiError> {
+        let before = self.epoch(cluster_id)?;
+        let doomed = self.grants_of_epoch(cluster_id, before)?;
+        let epoch = self.kv.increment(&format!("v1/cluster/{cluster_id}/epoch"), 1)?;
+        self.enqueue(cluster_id, &Job::RevokeAll { epoch, at: now })?;
+        let keys: Vec<String> = doomed
+            .iter()
+            .flat_map(|g| {
+                let k = format!("v1/cluster/{cluster_id}/grant/{}", g.grant.id);
+                [format!("{k}/observed"), k]
+            })
+            .collect();
+        // A failure here is not the caller's: the grants are already dead by
+        // the epoch, and their records are only garbage now.
+        let _ = self.kv.delete_many(&keys);
+        Ok(Revocation { revoked: doomed.len(), epoch })
+    }
+
+    /// Record what the agent observed for a grant.
+    pub fn record_observed(&self, cluster_id: &str, grant_id: &str, observed: &Observed) -> Result<(), ApiError> {
+        Ok(self.kv.set(&format!("v1/cluster/{cluster_id}/grant/{grant_id}/observed"), &to_json(observed)?)?)
+    }
+
+    // ----- jobs -----------------------------------------------------------
+
+    pub fn enqueue(&self, cluster_id: &str, job: &Job) -> Result<i64, ApiError> {
+        Ok(Log::new(self.kv, format!("v1/cluster/{cluster_id}/jobs")).append(&to_json(job)?)?)
+    }
+
+    /// Jobs after sequence number `after`, at most `limit`.
+    pub fn jobs_after(&self, cluster_id: &str, after: i64, limit: i64) -> Result<Vec<(i64, Job)>, ApiError> {
+        let log = Log::new(self.kv, format!("v1/cluster/{cluster_id}/jobs"));
+        let last = log.len()?.min(after.saturating_add(limit));
+        log.range(after + 1, last)?
+            .into_iter()
+            .map(|(n, bytes)| Ok((n, from_json(&format!("job {n}"), &bytes)?)))
+            .collect()
+    }
+
+    // ----- members --------------------------------------------------------
+
+    fn member_key(org: &str, id: &str) -> String {
+        format!("v1/org/{}/member/{id}", org_key(org))
+    }
+
+    /// Record a signed-in identity in the directory (on first sign-in, or when
+    /// its email, name or role changed) and return its status.
+    pub fn admit(&self, identity: &Identity, now: u64) -> Result<Member, ApiError> {
+        let org = &identity.org;
+        let id = member_id(org, &identity.email);
+        let key = Self::member_key(org, &id);
+        let existing: Option<MemberProfile> = self.get_json(&key)?;
+        let joined_at = existing.as_ref().map_or(now, |p| p.joined_at);
+        let profile = MemberProfile {
+            id: id.clone(),
+            email: identity.email.clone(),
+            name: identity.name.clone(),
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            role: identity.role,
+            joined_at,
+        };
+        if existing.as_ref() != Some(&profile) {
+            if existing.is_none() {
+                // Slot first: a crash after it leaves a slot without a record, which readers skip.
+                Log::new(self.kv, format!("v1/org/{}/members", org_key(org))).append(id.as_bytes())?;
+            }
+            self.kv.set(&key, &to_json(&profile)?)?;
+        }
+        let deactivated = self.kv.get(&format!("{key}/deactivated"))?.is_some();
+        Ok(Member {
+            id,
+            email: profile.email,
+            name: profile.name,
+            status: if deactivated { MemberStatus::Deactivated } else { MemberStatus::Active },
+            role: Some(profile.role),
+        })
+    }
+
+    /// A member's directory entry, whatever their status.
+    pub fn member(&self, org: &str, id: &str) -> Result<Option<Member>, ApiError> {
+        if !IdKind::Member.accepts(id) {
+            return Ok(None);
+        }
+        let key = Self::member_key(org, id);
+        let keys = [key.clone(), format!("{key}/invite"), format!("{key}/deactivated")];
+        let values = self.kv.get_many(&keys)?;
+        Self::member_from(&keys, id, &values)
+    }
+
+    fn member_from(keys: &[String], id: &str, values: &[Option<Vec<u8>>]) -> Result<Option<Member>, ApiError> {
+        let profile: Option<MemberProfile> = values[0].as_deref().map(|b| from_json(&keys[0], b)).transpose()?;
+        let invite: Option<Invite> = values[1].as_deref().map(|b| from_json(&keys[1], b)).transpose()?;
+        let deactivated = values[2].is_some();
+        let status = match (&profile, &invite, deactivated) {
+            (None, None, _) => return Ok(None),
+            (_, _, true) => MemberStatus::Deactivated,
+            (Some(_), _, false) => MemberStatus::Active,
+            (None, Some(_), false) => MemberStatus::Invited,
+        };
+        let (email, name, role) = match (profile, invite) {
+            (Some(p), _) => (p.email, p.name, Some(p.role)),
+            (None, Some(i)) => (i.email, None, None),
+            (None, None) => unreachable!("handled above"),
+        };
+        Ok(Some(Member { id: id.to_owned(), email, name, status, role }))
+    }
+
+    pub fn member_by_email(&self, org: &str, email: &Email) -> Result<Option<Member>, ApiError> {
+        self.member(org, &member_id(org, email))
+    }
+
+    /// The whole directory of an organisation.
+    pub fn members(&self, org: &str) -> Result<Vec<Member>, ApiError> {
+        let ids = Log::new(self.kv, format!("v1/org/{}/members", org_key(org))).distinct()?;
+        let mut keys = Vec::with_capacity(ids.len() * 3);
+        for id in &ids {
+            let key = Self::member_key(org, id);
+            let (invite, deactivated) = (format!("{key}/invite"), format!("{key}/deactivated"));
+            keys.extend([key, invite, deactivated]);
+        }
+        let values = self.kv.get_many(&keys)?;
+        let mut out = Vec::new();
+        for ((id, k), v) in ids.iter().zip(keys.chunks(3)).zip(values.chunks(3)) {
+            if let Some(m) = Self::member_from(k, id, v)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Invite an email to the organisation. `member_exists` if already known.
+    pub fn invite(&self, org: &str, email: &Email, by: &str, now: u64) -> Result<Member, ApiError> {
+        let id = member_id(org, email);
+        if self.member(org, &id)?.is_some() {
+            return Err(ApiError::Conflict {
+                code: "member_exists",
+                message: format!("{email} is already in the organisation's directory"),
+            });
+        }
+        let key = Self::member_key(org, &id);
+        Log::new(self.kv, format!("v1/org/{}/members", org_key(org))).append(id.as_bytes())?;
+        self.kv.set(&format!("{key}/invite"), &to_json(&Invite { email: email.clone(), invited_by: by.to_owned(), at: now })?)?;
+        self.member(org, &id)?.ok_or_else(|| ApiError::unavailable("invite vanished right after it was written"))
+    }
+
+    /// Deactivate (or reactivate) a member.
+    pub fn set_deactivated(&self, org: &str, id: &str, deactivated: bool, by: &str, now: u64) -> Result<Member, ApiError> {
+        if self.member(org, id)?.is_none() {
+            return Err(ApiError::not_found("member"));
+        }
+        let key = format!("{}/deactivated", Self::member_key(org, id));
+        if deactivated {
+            self.kv.set(&key, &to_json(&Deactivation { by: by.to_owned(), at: now })?)?;
+        } else {
+            self.kv.delete(&key)?;
+        }
+        self.member(org, id)?.ok_or_else(|| ApiError::not_found("member"))
+    }
+}

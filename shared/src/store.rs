@@ -262,11 +262,18 @@ enum Claim {
 /// The store, over any [`KeyValue`].
 pub struct Store<'a> {
     kv: &'a dyn KeyValue,
+    patience: Duration,
 }
 
 impl<'a> Store<'a> {
     pub fn new(kv: &'a dyn KeyValue) -> Self {
-        Store { kv }
+        Store { kv, patience: CLAIM_PATIENCE }
+    }
+
+    /// The same store with another claim patience (tests of abandoned claims).
+    pub fn with_claim_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
@@ -287,7 +294,7 @@ impl<'a> Store<'a> {
         if self.kv.increment(claim_key, 1)? == 1 {
             return Ok(Claim::Won);
         }
-        let deadline = Instant::now() + CLAIM_PATIENCE;
+        let deadline = Instant::now() + self.patience;
         loop {
             if self.kv.get(record_key)?.is_some() {
                 return Ok(Claim::Exists);

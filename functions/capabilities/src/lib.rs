@@ -1,1 +1,11 @@
-//! placeholder
+//! `capabilities` component: Whether Cluster Access is available for a cluster, and what the caller may do there.
+//! Glue only; the endpoint lives in `lanyard_core::api`.
+
+use lanyard_glue::Endpoint;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    lanyard_glue::serve(Endpoint::Capabilities, req, out).await
+}

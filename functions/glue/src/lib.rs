@@ -1,1 +1,171 @@
-//! placeholder
+//! The Spin side of every Lanyard component, so that a component is one line:
+//!
+//! ```ignore
+//! #[spin_sdk::http_component]
+//! async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+//!     lanyard_glue::serve(Endpoint::Grants, req, out).await
+//! }
+//! ```
+//!
+//! It turns Spin's request into the core's (reading at most
+//! [`MAX_BODY_BYTES`] of the body), gives the core Spin's key-value store and
+//! variables, and writes the core's response back. All logic is in
+//! `lanyard-core`.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use lanyard_core::config::Variables;
+use lanyard_core::http::{Body, MAX_BODY_BYTES, Method, Request, Response};
+use lanyard_core::kv::{KeyValue, StoreError};
+use lanyard_core::{ApiError, Env};
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+
+pub use lanyard_core::Endpoint;
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/keyvalue",
+        world: "wasi:keyvalue/imports@0.2.0-draft2",
+        generate_all,
+    });
+}
+
+use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
+
+/// The key-value store every component uses (`key_value_stores = ["default"]`).
+pub const STORE_LABEL: &str = "default";
+
+/// Serve one request for `endpoint`.
+pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
+    let response = match read_request(req).await {
+        Ok(request) => match SpinKv::open() {
+            Ok(kv) => {
+                let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now() };
+                lanyard_core::handle(endpoint, &request, &env)
+            }
+            Err(e) => Response::error(&ApiError::unavailable(e)),
+        },
+        Err(e) => Response::error(&e),
+    };
+    if let Some(line) = &response.log {
+        eprintln!("lanyard {endpoint:?}: {line}");
+    }
+    write_response(response, out).await;
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn read_request(req: IncomingRequest) -> Result<Request, ApiError> {
+    let method = Method::parse(&req.method().to_string());
+    let path_and_query = req.path_with_query().unwrap_or_else(|| "/".into());
+    let path = path_and_query.split('?').next().unwrap_or("/").to_owned();
+    let headers: Vec<(String, Vec<u8>)> =
+        req.headers().entries().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    let declared_too_large = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let body = if declared_too_large { Body::TooLarge } else { read_body_capped(req).await? };
+    Ok(Request { method, path, headers, body })
+}
+
+/// Read the body, stopping as soon as it exceeds the limit.
+async fn read_body_capped(req: IncomingRequest) -> Result<Body, ApiError> {
+    let mut stream = std::pin::pin!(req.into_body_stream());
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok(Body::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Body::Complete(body))
+}
+
+async fn write_response(response: Response, out: ResponseOutparam) {
+    let headers: Vec<(String, Vec<u8>)> =
+        response.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
+    let outgoing = OutgoingResponse::new(fields);
+    let _ = outgoing.set_status_code(response.status);
+    if let Err(e) = out.set_with_body(outgoing, response.body).await {
+        eprintln!("lanyard: writing the response body failed: {e:?}");
+    }
+}
+
+/// Spin's variables.
+struct SpinVariables;
+
+impl Variables for SpinVariables {
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        match spin_sdk::variables::get(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+}
+
+/// Spin's key-value store: single-key operations through Spin's own
+/// interface, `increment` and batches through `wasi:keyvalue`.
+struct SpinKv {
+    spin: spin_sdk::key_value::Store,
+    bucket: wasi_store::Bucket,
+}
+
+fn store_err(e: impl std::fmt::Debug) -> StoreError {
+    StoreError(format!("{e:?}"))
+}
+
+impl SpinKv {
+    fn open() -> Result<SpinKv, StoreError> {
+        Ok(SpinKv {
+            spin: spin_sdk::key_value::Store::open(STORE_LABEL).map_err(store_err)?,
+            bucket: wasi_store::open(STORE_LABEL).map_err(store_err)?,
+        })
+    }
+}
+
+impl KeyValue for SpinKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.spin.get(key).map_err(store_err)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.spin.set(key, value).map_err(store_err)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.spin.delete(key).map_err(store_err)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        atomics::increment(&self.bucket, key, delta).map_err(store_err)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Backends differ in what they return (Spin's SQLite returns only the
+        // keys it found, in any order): match results by key.
+        let mut found: HashMap<String, Vec<u8>> = batch::get_many(&self.bucket, keys)
+            .map_err(store_err)?
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        batch::delete_many(&self.bucket, keys).map_err(store_err)
+    }
+}

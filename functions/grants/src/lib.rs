@@ -1,1 +1,11 @@
-//! placeholder
+//! `grants` component: List a cluster's grants and create one (admins).
+//! Glue only; the endpoint lives in `lanyard_core::api`.
+
+use lanyard_glue::Endpoint;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    lanyard_glue::serve(Endpoint::Grants, req, out).await
+}

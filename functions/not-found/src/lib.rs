@@ -1,1 +1,11 @@
-//! placeholder
+//! `not-found` component: Every other path: the JSON 404 of the error contract.
+//! Glue only; the endpoint lives in `lanyard_core::api`.
+
+use lanyard_glue::Endpoint;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    lanyard_glue::serve(Endpoint::NotFound, req, out).await
+}

@@ -95,10 +95,15 @@ impl Request {
     }
 
     /// A route parameter, as Spin passes it: `:cluster_id` arrives in the
-    /// `spin-path-match-cluster-id` header.
+    /// `spin-path-match-cluster-id` header. Spin adds its own value after any
+    /// the client sent, so the last value is the one the router matched.
     pub fn param(&self, name: &str) -> Option<&str> {
         let header = format!("spin-path-match-{}", name.replace('_', "-"));
-        self.header(&header)
+        self.headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&header))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     /// A cookie's value.
@@ -206,9 +211,10 @@ mod tests {
     fn cookies_and_params() {
         let r = Request::new(Method::Get, "/")
             .with_header("cookie", "a=1; lanyard_session=tok.en.x; b=2")
+            .with_header("spin-path-match-cluster-id", "c_forged")
             .with_header("spin-path-match-cluster-id", "c_1");
         assert_eq!(r.cookie("lanyard_session"), Some("tok.en.x"));
         assert_eq!(r.cookie("missing"), None);
-        assert_eq!(r.param("cluster_id"), Some("c_1"));
+        assert_eq!(r.param("cluster_id"), Some("c_1"), "the router's value, not the client's");
     }
 }

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod authz;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod http;
 pub mod identity;

@@ -41,5 +41,5 @@ build_wasm() {
   ensure_wasm_target
   log "building the Wasm components (release, wasm32-wasip2)"
   # shellcheck disable=SC2046
-  (cd "$LANYARD_ROOT" && cargo build --quiet --target wasm32-wasip2 --release $(component_packages))
+  (cd "$LANYARD_ROOT" && cargo build --quiet --target wasm32-wasip2 --release $(component_packages) "$@")
 }

@@ -8,13 +8,15 @@
 //! 4. the cluster must exist in the caller's organisation (`404` otherwise);
 //! 5. [`authz::authorize`] decides;
 //! 6. only then is the body read and validated, and the store touched.
+//!
+//! The agent API has its own pipeline ([`crate::agent_api`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::authz::{self, Action, Caller};
 use crate::config::{Config, Variables};
 use crate::error::ApiError;
-use crate::http::{Method, Request, Response};
+use crate::http::{MAX_AGENT_BODY_BYTES, MAX_BODY_BYTES, Method, Request, Response};
 use crate::identity::{self, Via};
 use crate::ids::rfc3339;
 use crate::kv::KeyValue;
@@ -41,10 +43,23 @@ pub enum Endpoint {
     RevokeAll,
     Clusters,
     Directory,
+    AgentHeartbeat,
+    AgentJobs,
+    AgentReports,
+    AgentState,
     NotFound,
 }
 
 impl Endpoint {
+    /// The largest request body this endpoint reads.
+    pub fn body_limit(self) -> usize {
+        if self.is_agent() { MAX_AGENT_BODY_BYTES } else { MAX_BODY_BYTES }
+    }
+
+    fn is_agent(self) -> bool {
+        matches!(self, Endpoint::AgentHeartbeat | Endpoint::AgentJobs | Endpoint::AgentReports | Endpoint::AgentState)
+    }
+
     /// Whether this is a Cluster Access endpoint (off with the gateway).
     fn is_access(self) -> bool {
         matches!(self, Endpoint::Capabilities | Endpoint::Members | Endpoint::Grants | Endpoint::Grant | Endpoint::RevokeAll)
@@ -58,6 +73,8 @@ impl Endpoint {
             Endpoint::RevokeAll => &["POST"],
             Endpoint::Directory if req.param("member_id").is_some() => &["PATCH"],
             Endpoint::Directory => &["GET", "POST"],
+            Endpoint::AgentHeartbeat | Endpoint::AgentJobs | Endpoint::AgentReports => &["POST"],
+            Endpoint::AgentState => &["GET"],
             Endpoint::NotFound => &[],
         }
     }
@@ -75,22 +92,14 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
     if endpoint == Endpoint::NotFound {
         return Err(ApiError::NotFound("no endpoint at this path".into()));
     }
+    if endpoint.is_agent() {
+        return crate::agent_api::serve(endpoint, req, env);
+    }
     let config = Config::new(env.vars);
     if endpoint.is_access() && !config.gateway_enabled()? {
         return Err(ApiError::AccessUnavailable);
     }
-    let allowed = endpoint.methods(req);
-    let method = match req.method {
-        Method::Head => "GET",
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        _ => "",
-    };
-    if !allowed.contains(&method) {
-        return Err(ApiError::MethodNotAllowed(allowed));
-    }
+    check_method(endpoint, req)?;
     let store = Store::new(env.kv);
     let session = identity::authenticate(req, &config.issuers()?, env.now)?;
     identity::check_csrf(req, &session)?;
@@ -108,8 +117,21 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
         Endpoint::Clusters if req.method == Method::Post => cx.register_cluster(),
         Endpoint::Clusters => cx.list_clusters(),
         Endpoint::Directory => cx.directory(),
-        Endpoint::NotFound => unreachable!("answered above"),
+        _ => Err(ApiError::NotFound("no endpoint at this path".into())),
     }
+}
+
+/// `405` unless the endpoint serves the request's method.
+pub(crate) fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
+    let allowed = endpoint.methods(req);
+    let method = match req.method {
+        Method::Head | Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        _ => "",
+    };
+    if allowed.contains(&method) { Ok(()) } else { Err(ApiError::MethodNotAllowed(allowed)) }
 }
 
 /// One request's context, after authentication.

@@ -7,9 +7,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The largest request body any endpoint accepts. A grant is ~200 bytes; a
-/// cluster registration with a CA certificate ~2 KiB.
+/// The largest request body a user-facing endpoint accepts. A grant is ~200
+/// bytes; a cluster registration with a CA certificate ~2 KiB.
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
+/// The largest body of the agent API (a report on thousands of grants).
+pub const MAX_AGENT_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -46,10 +48,10 @@ impl Method {
 /// The request body as the shell read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
-    /// The whole body, at most [`MAX_BODY_BYTES`].
+    /// The whole body, within the endpoint's limit.
     Complete(Vec<u8>),
-    /// The body was longer than [`MAX_BODY_BYTES`]; the rest was not read.
-    TooLarge,
+    /// The body was longer than `limit`; the rest was not read.
+    TooLarge { limit: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +76,7 @@ impl Request {
 
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         let body = body.into();
-        self.body = if body.len() > MAX_BODY_BYTES { Body::TooLarge } else { Body::Complete(body) };
+        self.body = if body.len() > MAX_BODY_BYTES { Body::TooLarge { limit: MAX_BODY_BYTES } } else { Body::Complete(body) };
         self
     }
 
@@ -119,7 +121,7 @@ impl Request {
     /// body within the limit and of the right shape.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let bytes = match &self.body {
-            Body::TooLarge => return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }),
+            Body::TooLarge { limit } => return Err(ApiError::PayloadTooLarge { limit: *limit }),
             Body::Complete(b) => b,
         };
         let content_type = self.header("content-type").unwrap_or("");

@@ -9,6 +9,7 @@
 //! and an environment to a response. No Spin types appear here, so all of it
 //! compiles and is tested natively as well as for `wasm32-wasip2`.
 
+pub mod agent_api;
 pub mod api;
 pub mod authz;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod ids;
 pub mod kv;
 pub mod model;
+pub mod rbac;
 pub mod store;
 
 pub use api::{Endpoint, Env, handle};

@@ -26,6 +26,7 @@
 //! | `v1/cluster/{c}/grant/{id}` | [`GrantRecord`] JSON (write-once) | grant create |
 //! | `v1/cluster/{c}/grant/{id}/observed` | [`Observed`] JSON | agent |
 //! | `v1/cluster/{c}/jobs/seq`, `…/jobs/{n}` | log of [`Job`] JSON | every grant change |
+//! | `v1/cluster/{c}/jobs/acked` | JSON number: jobs the agent has finished | agent |
 //! | `v1/org/{o}/members/seq`, `…/members/{n}` | log of member ids | first sign-in, invite |
 //! | `v1/org/{o}/member/{m}` | [`MemberProfile`] JSON | the member's own sign-in |
 //! | `v1/org/{o}/member/{m}/invite` | [`Invite`] JSON | admin invite |
@@ -532,6 +533,37 @@ impl<'a> Store<'a> {
             .into_iter()
             .map(|(n, bytes)| Ok((n, from_json(&format!("job {n}"), &bytes)?)))
             .collect()
+    }
+
+    /// The agent's acknowledged job cursor (0 before the first ack).
+    pub fn acked_jobs(&self, cluster_id: &str) -> Result<i64, ApiError> {
+        Ok(self.get_json(&format!("v1/cluster/{cluster_id}/jobs/acked"))?.unwrap_or(0))
+    }
+
+    /// Acknowledge jobs up to `through` (never beyond the last job, never
+    /// backwards). A racing ack may win with a lower value: that only makes a
+    /// level-triggered agent look once more.
+    pub fn ack_jobs(&self, cluster_id: &str, through: i64) -> Result<i64, ApiError> {
+        let last = Log::new(self.kv, format!("v1/cluster/{cluster_id}/jobs")).len()?;
+        let acked = self.acked_jobs(cluster_id)?.max(through.min(last));
+        self.kv.set(&format!("v1/cluster/{cluster_id}/jobs/acked"), &to_json(&acked)?)?;
+        Ok(acked)
+    }
+
+    /// Record the agent's results for live grants; results for grants that
+    /// are gone (deleted, revoked) are ignored, so a late report never
+    /// resurrects anything. Returns how many were recorded.
+    pub fn record_reports(&self, cluster_id: &str, results: &[(String, Observed)]) -> Result<usize, ApiError> {
+        let live: std::collections::HashSet<String> =
+            self.grants(cluster_id)?.into_iter().map(|g| g.grant.id).collect();
+        let mut recorded = 0;
+        for (grant_id, observed) in results {
+            if live.contains(grant_id) {
+                self.record_observed(cluster_id, grant_id, observed)?;
+                recorded += 1;
+            }
+        }
+        Ok(recorded)
     }
 
     // ----- members --------------------------------------------------------

@@ -7,8 +7,8 @@
 //! }
 //! ```
 //!
-//! It turns Spin's request into the core's (reading at most
-//! [`MAX_BODY_BYTES`] of the body), gives the core Spin's key-value store and
+//! It turns Spin's request into the core's (reading at most the endpoint's
+//! body limit), gives the core Spin's key-value store and
 //! variables, and writes the core's response back. All logic is in
 //! `lanyard-core`.
 
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use futures::StreamExt;
 use lanyard_core::config::Variables;
-use lanyard_core::http::{Body, MAX_BODY_BYTES, Method, Request, Response};
+use lanyard_core::http::{Body, Method, Request, Response};
 use lanyard_core::kv::{KeyValue, StoreError};
 use lanyard_core::{ApiError, Env};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
@@ -38,7 +38,7 @@ pub const STORE_LABEL: &str = "default";
 
 /// Serve one request for `endpoint`.
 pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
-    let response = match read_request(req).await {
+    let response = match read_request(req, endpoint.body_limit()).await {
         Ok(request) => match SpinKv::open() {
             Ok(kv) => {
                 let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now() };
@@ -58,7 +58,7 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-async fn read_request(req: IncomingRequest) -> Result<Request, ApiError> {
+async fn read_request(req: IncomingRequest, limit: usize) -> Result<Request, ApiError> {
     let method = Method::parse(&req.method().to_string());
     let path_and_query = req.path_with_query().unwrap_or_else(|| "/".into());
     let path = path_and_query.split('?').next().unwrap_or("/").to_owned();
@@ -68,19 +68,19 @@ async fn read_request(req: IncomingRequest) -> Result<Request, ApiError> {
         .iter()
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64);
-    let body = if declared_too_large { Body::TooLarge } else { read_body_capped(req).await? };
+        .is_some_and(|n| n > limit as u64);
+    let body = if declared_too_large { Body::TooLarge { limit } } else { read_body_capped(req, limit).await? };
     Ok(Request { method, path, headers, body })
 }
 
 /// Read the body, stopping as soon as it exceeds the limit.
-async fn read_body_capped(req: IncomingRequest) -> Result<Body, ApiError> {
+async fn read_body_capped(req: IncomingRequest, limit: usize) -> Result<Body, ApiError> {
     let mut stream = std::pin::pin!(req.into_body_stream());
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| ApiError::malformed("the request body could not be read"))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Ok(Body::TooLarge);
+        if body.len() + chunk.len() > limit {
+            return Ok(Body::TooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }

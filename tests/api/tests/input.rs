@@ -1,0 +1,85 @@
+//! Malformed, oversized and hostile input: a clear 4xx JSON error, nothing
+//! changes, and the component keeps serving.
+
+use lanyard_api_tests::App;
+use serde_json::json;
+
+#[test]
+fn bad_bodies_get_clear_errors_and_change_nothing() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let cluster = app.cluster(&admin, "prod", "standard");
+    app.sign_in("dev@acme.example", "acme");
+    let grants = format!("/api/v1/clusters/{cluster}/access/grants");
+    let before = app.kv_snapshot();
+    let raw = |ct: Option<&str>, body: Vec<u8>| {
+        let mut req = app.request("POST", &grants).bearer_auth(&admin).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        App::finish(req)
+    };
+    let json_ct = Some("application/json");
+    raw(json_ct, b"{".to_vec()).expect_error(400, "malformed_request");
+    raw(json_ct, b"".to_vec()).expect_error(400, "malformed_request");
+    raw(json_ct, b"[]".to_vec()).expect_error(400, "malformed_request");
+    raw(json_ct, b"null".to_vec()).expect_error(400, "malformed_request");
+    raw(json_ct, br#"{"email": 5, "role": "view", "scope": "cluster"}"#.to_vec()).expect_error(400, "malformed_request");
+    raw(json_ct, br#"{"email": "dev@acme.example", "role": "view", "scope": "cluster", "admin": true}"#.to_vec())
+        .expect_error(400, "malformed_request");
+    raw(json_ct, vec![0xff, 0xfe, 0x00, 0x7b]).expect_error(400, "malformed_request");
+    raw(Some("text/plain"), grant_bytes()).expect_error(415, "unsupported_media_type");
+    raw(Some("application/x-www-form-urlencoded"), b"email=dev".to_vec()).expect_error(415, "unsupported_media_type");
+    raw(None, grant_bytes()).expect_error(415, "unsupported_media_type");
+    // Oversized, with and without a Content-Length that says so.
+    let mut big = br#"{"email": "dev@acme.example", "role": "view", "scope": "cluster", "x": ""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    big.extend(br#""}"#);
+    raw(json_ct, big.clone()).expect_error(413, "payload_too_large");
+    let chunked = app
+        .request("POST", &grants)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(big)));
+    App::finish(chunked).expect_error(413, "payload_too_large");
+    // A 1 MiB body is refused without the component buffering it.
+    raw(json_ct, vec![b' '; 1024 * 1024]).expect_error(413, "payload_too_large");
+    assert_eq!(app.kv_snapshot(), before, "nothing changed");
+    // And the component still serves.
+    app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+}
+
+fn grant_bytes() -> Vec<u8> {
+    json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}).to_string().into_bytes()
+}
+
+#[test]
+fn hostile_path_parameters_are_not_found() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let cluster = app.cluster(&admin, "prod", "standard");
+    let before = app.kv_snapshot();
+    for bad in ["..", "%2e%2e", "c_%00", "C_FFFFFFFFFFFFFFFFFFFFFFFF", &"c_0".repeat(500), "v1%2Fcluster"] {
+        app.get(&format!("/api/v1/clusters/{bad}/access/grants"), &admin).expect(404);
+        app.delete(&format!("/api/v1/clusters/{cluster}/access/grants/{bad}"), &admin).expect(404);
+    }
+    // A client cannot forge the router's path-parameter headers.
+    let forged = App::finish(
+        app.request("GET", "/api/v1/clusters/c_ffffffffffffffffffffffff/access/grants")
+            .bearer_auth(&admin)
+            .header("spin-path-match-cluster-id", &cluster),
+    );
+    forged.expect_error(404, "not_found");
+    assert_eq!(app.kv_snapshot(), before);
+}
+
+#[test]
+fn oversized_and_hostile_headers_are_refused_cleanly() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let huge_token = "a".repeat(16 * 1024);
+    app.get("/api/v1/clusters", &huge_token).expect_error(401, "unauthenticated");
+    let r = App::finish(app.request("GET", "/api/v1/clusters").header("cookie", format!("lanyard_session={}", "x.y.z")));
+    r.expect_error(401, "unauthenticated");
+    app.get("/api/v1/clusters", &admin).expect(200);
+}

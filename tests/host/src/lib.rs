@@ -1,0 +1,30 @@
+//! `lanyard-host`: runs Lanyard's Spin application (`spin.toml`) with wasmtime,
+//! behaving like Spin wherever a component can tell, and never stronger.
+//!
+//! No Spin CLI can be installed where the project is developed and tested, so
+//! this host loads the same `.wasm` components Spin would and provides what
+//! Spin provides them: its HTTP routing and `spin-*` request headers
+//! ([`routes`], [`server`]), application variables ([`manifest`]), and a
+//! key-value store in one SQLite file with Spin's schema and semantics
+//! ([`kv`], [`host`]), plus WASI 0.2 and `wasi:http`.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! let mut config = lanyard_host::HostConfig::new("spin.toml", ".lanyard/state", ".lanyard/cache");
+//! config.variables.insert("session_issuers".into(), "[]".into());
+//! let host = lanyard_host::spawn(config)?;
+//! println!("serving on {}", host.url());
+//! host.shutdown()?;
+//! # Ok(()) }
+//! ```
+
+pub mod host;
+pub mod kv;
+pub mod manifest;
+pub mod routes;
+mod runtime;
+pub mod server;
+
+pub use kv::{CasMode, KvStore};
+pub use manifest::{Manifest, ManifestError};
+pub use server::{ClientSpinHeaders, HostConfig, HostHandle, Server, spawn};

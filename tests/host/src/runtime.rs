@@ -213,7 +213,12 @@ pub(crate) fn load_component(
         .with_context(|| format!("cannot compile {}", wasm_path.display()))?;
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("cannot create the cache directory {}", cache_dir.display()))?;
-    let tmp = cache_dir.join(format!("{key}.cwasm.tmp-{}", std::process::id()));
+    // Several hosts (threads of one test process, or processes) may compile
+    // the same component at once: each writes its own temporary file and
+    // renames it into place, so a reader never sees a partial file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache_dir.join(format!("{key}.cwasm.tmp-{}-{unique}", std::process::id()));
     std::fs::write(&tmp, &compiled)
         .and_then(|()| std::fs::rename(&tmp, &cached))
         .with_context(|| format!("cannot write {}", cached.display()))?;
@@ -222,10 +227,10 @@ pub(crate) fn load_component(
         ms = started.elapsed().as_millis() as u64,
         "compiled component"
     );
-    // SAFETY: as above; the file was just written from `precompile_component`.
-    let component = unsafe { Component::deserialize_file(engine, &cached) }
+    // SAFETY: the bytes come straight from `precompile_component` on this engine.
+    let component = unsafe { Component::deserialize(engine, &compiled) }
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot load {}", cached.display()))?;
+        .with_context(|| format!("cannot load the compiled {}", wasm_path.display()))?;
     loaded.insert(key, component.clone());
     Ok(component)
 }

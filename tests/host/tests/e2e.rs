@@ -449,3 +449,32 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().map(|o| o.expect("completed")).collect()
 }
+
+#[test]
+fn hosts_starting_at_once_share_an_empty_cache_safely() {
+    // Threads of one process compile the same component into one cache at the
+    // same time (as parallel tests do): every host must start, and the cache
+    // must end with one whole artefact.
+    let app = TempDir::new("race-app");
+    let cache = TempDir::new("race-cache");
+    let states: Vec<TempDir> = (0..6).map(|i| TempDir::new(&format!("race-state-{i}"))).collect();
+    let barrier = std::sync::Barrier::new(states.len());
+    std::thread::scope(|s| {
+        for state in &states {
+            let (app, cache, barrier) = (&app, &cache, &barrier);
+            s.spawn(move || {
+                let mut config = config(app.path(), state.path());
+                config.cache_dir = cache.path().to_path_buf();
+                barrier.wait();
+                let host = spawn(config).expect("host starts while others fill the cache");
+                drop(host);
+            });
+        }
+    });
+    let names: Vec<String> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(names.iter().filter(|n| n.ends_with(".cwasm")).count(), 1, "{names:?}");
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "temporary files left: {names:?}");
+}

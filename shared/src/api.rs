@@ -287,35 +287,84 @@ struct MemberPatchBody {
 }
 
 /// A proxy URL: `https://host[:port][/path]`, or plain `http` to a loopback
-/// host for local development.
+/// address (`localhost`, `127.0.0.0/8`, `[::1]`) for local development.
 fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     let bad = |m: &str| Err(ApiError::validation("proxy_url", m.to_owned()));
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("proxy_url must be a URL without spaces, at most 2048 characters");
     }
-    let (scheme, rest) = match url.split_once("://") {
-        Some(parts) => parts,
-        None => return bad("proxy_url must be an https:// URL"),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return bad("proxy_url must be an https:// URL");
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     if authority.contains('@') {
         return bad("proxy_url must not carry credentials");
     }
-    let hostname = if host.starts_with('[') {
-        host.split(']').next().map(|h| &h[1..]).unwrap_or("")
-    } else {
-        host.split(':').next().unwrap_or("")
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, tail.strip_prefix(':')),
+            _ => return bad("proxy_url has a malformed IPv6 address"),
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
     };
-    if hostname.is_empty() {
-        return bad("proxy_url has no host");
+    let host_ok = !host.is_empty()
+        && (host.parse::<std::net::IpAddr>().is_ok()
+            || host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
+    if !host_ok {
+        return bad("proxy_url has no valid host");
     }
-    let loopback = hostname == "localhost" || hostname == "::1" || hostname.starts_with("127.");
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return bad("proxy_url has an invalid port");
+    }
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match scheme {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
         "http" => bad("proxy_url must use https (plain http is allowed only to a loopback address)"),
         _ => bad("proxy_url must be an https:// URL"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_proxy_url;
+
+    #[test]
+    fn proxy_urls() {
+        for ok in [
+            "https://proxy.example",
+            "https://proxy.example:8443/base",
+            "https://10.0.0.1:443",
+            "https://[2001:db8::1]:8443",
+            "http://127.0.0.1:8443",
+            "http://127.3.4.5",
+            "http://localhost:8443",
+            "http://[::1]:8443",
+        ] {
+            assert!(validate_proxy_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://127.evil.example",
+            "http://proxy.example",
+            "https://localhost:abc",
+            "https://proxy.example:0",
+            "https://proxy.example:70000",
+            "https://",
+            "https://user:pw@proxy.example",
+            "https://[not-v6]:1",
+            "https://bad_host.example",
+            "ftp://proxy.example",
+            "proxy.example",
+            "https://proxy.example/ x",
+        ] {
+            assert!(validate_proxy_url(bad).is_err(), "{bad}");
+        }
     }
 }
 
@@ -348,18 +397,22 @@ impl Cx<'_> {
         } else {
             Vec::new()
         };
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "cluster_id": cluster.id,
             "cluster_name": cluster.name,
             "enabled": true,
             "supported": supported,
-            "reason": (!supported).then_some("sandbox clusters do not support Cluster Access"),
             "can_manage": self.caller.is_admin(),
             "has_access": !mine.is_empty(),
             "grants": mine,
             "agent_online": online,
-            "csrf_token": (self.caller.session.via == Via::Cookie).then_some(&self.caller.session.csrf),
         });
+        if !supported {
+            body["reason"] = "sandbox clusters do not support Cluster Access".into();
+        }
+        if self.caller.session.via == Via::Cookie {
+            body["csrf_token"] = self.caller.session.csrf.clone().into();
+        }
         Ok(Response::json(200, &body))
     }
 

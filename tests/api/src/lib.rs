@@ -3,6 +3,11 @@
 //! fresh key-value store, trusts a throwaway development issuer, and gives
 //! tests a small client. Nothing here mocks Lanyard: requests go through the
 //! host's router into the Wasm components and their key-value store.
+//!
+//! Every response the harness receives is checked against the OpenAPI
+//! document, `openapi.yaml` at the repository root ([`openapi`]): a status the
+//! document does not give for the request's method and path, or a body that
+//! does not match its schema, fails the test.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -174,6 +179,7 @@ impl App {
     }
 
     /// Send a request. `auth` is a bearer token; `body` is sent as JSON.
+    #[track_caller]
     pub fn send(&self, method: &str, path: &str, auth: Option<&str>, body: Option<&Value>) -> Resp {
         let mut req = self.request(method, path);
         if let Some(token) = auth {
@@ -190,28 +196,41 @@ impl App {
         self.client.request(method, format!("{}{path}", self.url))
     }
 
+    /// Send a request built with [`App::request`], and check the response
+    /// against `openapi.yaml`.
+    #[track_caller]
     pub fn finish(req: reqwest::blocking::RequestBuilder) -> Resp {
-        let resp = req.send().expect("request reached the host");
+        let (client, req) = req.build_split();
+        let req = req.expect("a valid request");
+        let (method, path) = (req.method().to_string(), req.url().path().to_owned());
+        let resp = client.execute(req).expect("request reached the host");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().unwrap_or_default();
+        if let Err(problem) = openapi::spec().check(&method, &path, status, &headers, &body) {
+            panic!("{problem}");
+        }
         let json = serde_json::from_str(&body).unwrap_or(Value::Null);
         Resp { status, headers, body, json }
     }
 
+    #[track_caller]
     pub fn get(&self, path: &str, auth: &str) -> Resp {
         self.send("GET", path, Some(auth), None)
     }
 
+    #[track_caller]
     pub fn post(&self, path: &str, auth: &str, body: Value) -> Resp {
         self.send("POST", path, Some(auth), Some(&body))
     }
 
+    #[track_caller]
     pub fn delete(&self, path: &str, auth: &str) -> Resp {
         self.send("DELETE", path, Some(auth), None)
     }
 
     /// Register a cluster; returns its id.
+    #[track_caller]
     pub fn cluster(&self, admin: &str, name: &str, kind: &str) -> String {
         let resp = self.post(
             "/api/v1/clusters",
@@ -223,6 +242,7 @@ impl App {
     }
 
     /// Make `email` known to the directory (as their first sign-in does).
+    #[track_caller]
     pub fn sign_in(&self, email: &str, org: &str) -> String {
         let token = self.token(email, org, false);
         self.get("/api/v1/clusters", &token).expect(200);
@@ -230,13 +250,167 @@ impl App {
     }
 
     /// Create a grant as `admin`.
+    #[track_caller]
     pub fn grant(&self, admin: &str, cluster: &str, body: Value) -> Resp {
         self.post(&format!("/api/v1/clusters/{cluster}/access/grants"), admin, body)
     }
 
+    #[track_caller]
     pub fn grants(&self, admin: &str, cluster: &str) -> Vec<Value> {
         let resp = self.get(&format!("/api/v1/clusters/{cluster}/access/grants"), admin);
         resp.expect(200);
         resp.json["grants"].as_array().unwrap().clone()
+    }
+}
+
+/// The OpenAPI document and the check every response goes through.
+///
+/// `openapi.yaml` is loaded once. A request is matched to what documents it:
+/// the operation of its method at the path template that matches its path
+/// (`{param}` is one non-empty segment; one trailing slash is ignored, as Spin
+/// routes); for a method the path does not serve, the path's
+/// `x-other-methods`; for a path the document does not list, the document's
+/// `x-unknown-paths`. The response's status must be one of those responses,
+/// its required headers present, and its body what the response's content
+/// says: no body when it has none, else JSON of the documented media type that
+/// validates (JSON Schema 2020-12) against the schema.
+pub mod openapi {
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    use reqwest::header::{CONTENT_TYPE, HeaderMap};
+    use serde_json::{Value, json};
+
+    /// A loaded OpenAPI document.
+    pub struct Spec {
+        doc: Value,
+    }
+
+    /// The repository's `openapi.yaml`, loaded on first use.
+    pub fn spec() -> &'static Spec {
+        static SPEC: OnceLock<Spec> = OnceLock::new();
+        SPEC.get_or_init(|| Spec::load(&super::repo_root().join("openapi.yaml")).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    impl Spec {
+        pub fn load(path: &Path) -> Result<Spec, String> {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let doc: Value = serde_norway::from_str(&text).map_err(|e| format!("{} is not valid YAML: {e}", path.display()))?;
+            Ok(Spec { doc })
+        }
+
+        /// The whole document, as JSON.
+        pub fn doc(&self) -> &Value {
+            &self.doc
+        }
+
+        /// The path templates, in document order.
+        pub fn paths(&self) -> impl Iterator<Item = &str> {
+            self.doc["paths"].as_object().into_iter().flatten().map(|(k, _)| k.as_str())
+        }
+
+        /// The value a local `$ref` (`#/json/pointer`) points at.
+        pub fn pointer(&self, reference: &str) -> Result<&Value, String> {
+            reference
+                .strip_prefix('#')
+                .and_then(|p| self.doc.pointer(p))
+                .ok_or_else(|| format!("openapi.yaml: $ref {reference} does not resolve"))
+        }
+
+        /// `value`, or what its `$ref` (chain) points at.
+        pub fn resolve<'a>(&'a self, mut value: &'a Value) -> Result<&'a Value, String> {
+            for _ in 0..8 {
+                match value.get("$ref").and_then(Value::as_str) {
+                    Some(reference) => value = self.pointer(reference)?,
+                    None => return Ok(value),
+                }
+            }
+            Err("openapi.yaml: $ref chain too long".into())
+        }
+
+        /// The path template that documents `path`, if any.
+        pub fn template_for(&self, path: &str) -> Option<&str> {
+            let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+            self.paths().find(|template| template_matches(template, path))
+        }
+
+        /// The responses that document `method` at `path`, and what they are
+        /// (for messages).
+        pub fn responses_for(&self, method: &str, path: &str) -> Result<(String, &Value), String> {
+            let Some(template) = self.template_for(path) else {
+                let unknown = self.resolve(&self.doc["x-unknown-paths"])?;
+                return Ok(("x-unknown-paths".into(), &unknown["responses"]));
+            };
+            let item = self.resolve(&self.doc["paths"][template])?;
+            let mut key = method.to_ascii_lowercase();
+            if key == "head" && item.get("head").is_none() {
+                key = "get".into(); // HEAD is answered as GET, without the body.
+            }
+            match item.get(&key) {
+                Some(operation) => Ok((format!("{} {template}", key.to_ascii_uppercase()), &operation["responses"])),
+                None => {
+                    let other = self.resolve(&item["x-other-methods"])?;
+                    Ok((format!("x-other-methods of {template}"), &other["responses"]))
+                }
+            }
+        }
+
+        /// Check one response against the document.
+        pub fn check(&self, method: &str, path: &str, status: u16, headers: &HeaderMap, body: &str) -> Result<(), String> {
+            let (what, responses) = self.responses_for(method, path)?;
+            let fail = |problem: String| format!("{method} {path} answered {status}: {problem} ({what} in openapi.yaml); body: {body}");
+            let response = responses
+                .get(status.to_string())
+                .ok_or_else(|| fail("this status is not documented".into()))?;
+            let response = self.resolve(response)?;
+            for (name, header) in response["headers"].as_object().into_iter().flatten() {
+                if self.resolve(header)?["required"] == true && !headers.contains_key(name.as_str()) {
+                    return Err(fail(format!("the required header {name} is missing")));
+                }
+            }
+            let Some(content) = response.get("content").and_then(Value::as_object) else {
+                return if body.is_empty() { Ok(()) } else { Err(fail("documented without a body, but it has one".into())) };
+            };
+            if method == "HEAD" {
+                return Ok(());
+            }
+            let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = content
+                .get(&essence)
+                .ok_or_else(|| fail(format!("content type {content_type:?} is not documented")))?;
+            let instance: Value = serde_json::from_str(body).map_err(|e| fail(format!("the body is not JSON: {e}")))?;
+            self.validate(&media["schema"], &instance).map_err(fail)
+        }
+
+        /// A JSON Schema 2020-12 validator for a schema of the document; its
+        /// `$ref`s to `#/components/schemas/...` resolve against the document.
+        pub fn validator(&self, schema: &Value) -> Result<jsonschema::Validator, String> {
+            let root = json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "components": {"schemas": self.doc["components"]["schemas"]},
+                "allOf": [schema],
+            });
+            jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                .build(&root)
+                .map_err(|e| format!("openapi.yaml: a schema does not compile: {e}"))
+        }
+
+        /// Validate `instance`, naming every violation.
+        pub fn validate(&self, schema: &Value, instance: &Value) -> Result<(), String> {
+            let validator = self.validator(schema)?;
+            let errors: Vec<String> =
+                validator.iter_errors(instance).map(|e| format!("at '{}': {e}", e.instance_path())).collect();
+            if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+        }
+    }
+
+    /// Whether `path` matches `template`: literal segments equal, `{param}`
+    /// segments non-empty.
+    pub fn template_matches(template: &str, path: &str) -> bool {
+        let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len()
+            && t.iter().zip(&p).all(|(t, p)| if t.starts_with('{') && t.ends_with('}') { !p.is_empty() } else { t == p })
     }
 }

@@ -1,0 +1,162 @@
+//! The control plane's child processes: each runs in its own process group
+//! with stdout and stderr in a log file, and all are killed (group-wide) and
+//! reaped when the [`Supervisor`] is dropped, which also happens while a
+//! panicking test unwinds.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// How much of the end of each log is kept for a failure report.
+const LOG_TAIL_BYTES: u64 = 6 * 1024;
+
+/// One child process of the control plane.
+struct ManagedProcess {
+    name: &'static str,
+    child: Child,
+    log_path: PathBuf,
+    /// Set once the process has been reaped: its pid may then be reused.
+    exit_status: Option<ExitStatus>,
+}
+
+/// Owns the control plane's processes, in start order.
+pub(crate) struct Supervisor {
+    log_dir: PathBuf,
+    processes: Vec<ManagedProcess>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(log_dir: PathBuf) -> Result<Supervisor> {
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("could not create {}", log_dir.display()))?;
+        Ok(Supervisor {
+            log_dir,
+            processes: Vec::new(),
+        })
+    }
+
+    /// Starts `program` as `name` in a new process group, logging to
+    /// `<log_dir>/<name>.log`.
+    pub(crate) fn spawn(
+        &mut self,
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+    ) -> Result<()> {
+        let log_path = self.log_dir.join(format!("{name}.log"));
+        let log = File::create(&log_path)
+            .with_context(|| format!("could not create {}", log_path.display()))?;
+        let log_for_stderr = log.try_clone().context("could not share the log file")?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_for_stderr)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("could not start {name} ({})", program.display()))?;
+        self.processes.push(ManagedProcess {
+            name,
+            child,
+            log_path,
+            exit_status: None,
+        });
+        Ok(())
+    }
+
+    /// Fails if any process has exited: the control plane never stops by itself.
+    pub(crate) fn ensure_running(&mut self) -> Result<()> {
+        for process in &mut self.processes {
+            if process.exit_status.is_none() {
+                process.exit_status = process
+                    .child
+                    .try_wait()
+                    .with_context(|| format!("could not check on {}", process.name))?;
+            }
+            if let Some(status) = process.exit_status {
+                bail!("{} exited unexpectedly ({status})", process.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The process ids, in start order.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.processes
+            .iter()
+            .map(|process| process.child.id())
+            .collect()
+    }
+
+    /// The end of every process's log, each under a header naming it.
+    pub(crate) fn log_tails(&self) -> String {
+        let mut report = String::new();
+        for process in &self.processes {
+            report.push_str(&format!(
+                "----- {} ({}), last lines -----\n",
+                process.name,
+                process.log_path.display()
+            ));
+            match read_tail(&process.log_path) {
+                Ok(tail) => report.push_str(&tail),
+                Err(error) => report.push_str(&format!("(could not read the log: {error:#})")),
+            }
+            if !report.ends_with('\n') {
+                report.push('\n');
+            }
+        }
+        report
+    }
+
+    /// Kills every process group, newest first, and reaps the processes.
+    pub(crate) fn stop_all(&mut self) {
+        while let Some(mut process) = self.processes.pop() {
+            if process.exit_status.is_none() {
+                kill_group(&process.child);
+                // Reap it; an error here means it is already gone.
+                let _ = process.child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Sends SIGKILL to the process group led by `child` (not yet reaped, so its
+/// pid, and thus the group id, cannot have been reused).
+fn kill_group(child: &Child) {
+    // Linux pids always fit pid_t; there is nothing to signal otherwise.
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
+        // negative pid names the process group that `spawn` made the child lead.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+}
+
+/// The last [`LOG_TAIL_BYTES`] of `path`, starting at a line boundary.
+fn read_tail(path: &Path) -> Result<String> {
+    let mut file =
+        File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    let length = file.metadata()?.len();
+    let start = length.saturating_sub(LOG_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = if start > 0 {
+        text.split_once('\n').map_or(&*text, |(_, rest)| rest)
+    } else {
+        &text
+    };
+    Ok(text.to_owned())
+}

@@ -232,13 +232,20 @@ impl App {
     /// Register a cluster; returns its id.
     #[track_caller]
     pub fn cluster(&self, admin: &str, name: &str, kind: &str) -> String {
+        self.register(admin, name, kind).0
+    }
+
+    /// Register a cluster; returns its id and its agent credential.
+    #[track_caller]
+    pub fn register(&self, admin: &str, name: &str, kind: &str) -> (String, String) {
         let resp = self.post(
             "/api/v1/clusters",
             admin,
             serde_json::json!({"name": name, "kind": kind, "proxy_url": "https://proxy.example:8443"}),
         );
         resp.expect(201);
-        resp.json["cluster"]["id"].as_str().unwrap().to_owned()
+        let id = resp.json["cluster"]["id"].as_str().unwrap().to_owned();
+        (id, resp.json["agent_credential"].as_str().unwrap().to_owned())
     }
 
     /// Make `email` known to the directory (as their first sign-in does).

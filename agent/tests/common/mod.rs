@@ -1,0 +1,197 @@
+//! The end-to-end environment: the real control plane (the project's host
+//! running the Wasm components), a real kube-apiserver, and the real
+//! `lanyard-agent` binary running under exactly `deploy/rbac.yaml` (as the
+//! ServiceAccount it defines, with a token from the TokenRequest API).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lanyard_api_tests::{App, Options};
+use lanyard_kube::{Identity, KubeCluster, Probe, wait_for};
+use serde_json::{Value, json};
+
+/// How long a grant may take to settle in a test.
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+pub struct Env {
+    pub kube: KubeCluster,
+    pub app: App,
+    pub admin: String,
+    pub cluster_id: String,
+    credential: String,
+    agent_kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+    agent: Option<Child>,
+    agent_runs: usize,
+}
+
+impl Env {
+    /// Everything up, agent running.
+    pub fn start() -> Env {
+        let mut env = Env::start_without_agent();
+        env.start_agent();
+        env
+    }
+
+    pub fn start_without_agent() -> Env {
+        let kube = KubeCluster::start().expect("start the Kubernetes control plane (see scripts/kube-binaries)");
+        let rbac = repo_root().join("deploy/rbac.yaml");
+        kube.kubectl_ok(Identity::Admin, ["apply", "-f", rbac.to_str().unwrap()]).expect("apply deploy/rbac.yaml");
+        let token = kube
+            .kubectl_ok(Identity::Admin, ["create", "token", "lanyard-agent", "-n", "lanyard-system", "--duration", "2h"])
+            .expect("a token for the agent's ServiceAccount")
+            .trim()
+            .to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let agent_kubeconfig = dir.path().join("agent.kubeconfig");
+        std::fs::write(&agent_kubeconfig, kubeconfig(kube.server_url(), kube.ca_cert_path(), &token)).unwrap();
+        let app = App::start_with(Options {
+            extra: vec![("agent_offline_after_seconds".into(), "3".into())],
+            ..Options::default()
+        });
+        let admin = app.admin("acme");
+        let (cluster_id, credential) = app.register(&admin, "e2e", "standard");
+        Env { kube, app, admin, cluster_id, credential, agent_kubeconfig, dir, agent: None, agent_runs: 0 }
+    }
+
+    /// Start the agent binary (again).
+    pub fn start_agent(&mut self) {
+        assert!(self.agent.is_none(), "the agent is already running");
+        self.agent_runs += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("agent-{}.log", self.agent_runs))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lanyard-agent"))
+            .args(["--control-plane", &self.app.url, "--cluster-id", &self.cluster_id])
+            .arg("--kubeconfig")
+            .arg(&self.agent_kubeconfig)
+            .args(["--heartbeat-seconds", "1", "--poll-millis", "100", "--resync-seconds", "2"])
+            .args(["--backoff-min-millis", "200", "--backoff-max-seconds", "2", "--log-format", "text"])
+            .env("LANYARD_AGENT_CREDENTIAL", &self.credential)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start lanyard-agent");
+        self.agent = Some(child);
+    }
+
+    /// Stop the agent: SIGTERM (clean) or SIGKILL (a crash).
+    pub fn stop_agent(&mut self, signal: i32) {
+        let mut child = self.agent.take().expect("the agent is running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().expect("wait for the agent");
+        if signal == libc::SIGTERM {
+            assert!(status.success(), "the agent did not exit cleanly on SIGTERM: {status}; log:\n{}", self.agent_log());
+        }
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("agent-{}.log", self.agent_runs))).unwrap_or_default()
+    }
+
+    /// Sign a member in and grant them `role` at `namespace` (or the cluster).
+    pub fn grant(&self, email: &str, role: &str, namespace: Option<&str>) -> String {
+        self.app.sign_in(email, "acme");
+        let body = match namespace {
+            Some(ns) => json!({"email": email, "role": role, "scope": "namespace", "namespace": ns}),
+            None => json!({"email": email, "role": role, "scope": "cluster"}),
+        };
+        let r = self.app.grant(&self.admin, &self.cluster_id, body);
+        r.expect(201);
+        r.json["id"].as_str().unwrap().to_owned()
+    }
+
+    pub fn grants(&self) -> Vec<Value> {
+        self.app.grants(&self.admin, &self.cluster_id)
+    }
+
+    /// Wait until a grant shows `status`; returns the grant.
+    pub fn wait_status(&self, grant_id: &str, status: &str) -> Value {
+        let what = format!("grant {grant_id} to be {status}");
+        wait_for(&what, SETTLE, || {
+            let grant = self.grants().into_iter().find(|g| g["id"] == grant_id);
+            Ok(match grant {
+                Some(g) if g["status"] == status => Probe::Ready(g),
+                other => Probe::NotYet(format!("{other:?}")),
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", self.agent_log()))
+    }
+
+    /// Wait until every listed grant is `applied`.
+    pub fn wait_all_applied(&self) {
+        wait_for("every grant to be applied", SETTLE, || {
+            let pending: Vec<Value> = self.grants().into_iter().filter(|g| g["status"] != "applied").collect();
+            Ok(if pending.is_empty() { Probe::Ready(()) } else { Probe::NotYet(format!("{} not applied, e.g. {}", pending.len(), pending[0])) })
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", self.agent_log()));
+    }
+
+    /// The managed bindings on the cluster, as `kind/namespace/name`.
+    pub fn managed_bindings(&self) -> Vec<String> {
+        let selector = format!("lanyard.dev/managed=true,lanyard.dev/cluster={}", self.cluster_id);
+        let out = self
+            .kube
+            .kubectl_ok(Identity::Admin, ["get", "clusterrolebindings,rolebindings", "-A", "-l", &selector, "-o", "json"])
+            .expect("list managed bindings");
+        let list: Value = serde_json::from_str(&out).unwrap();
+        let mut names: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let m = &b["metadata"];
+                format!("{}/{}/{}", b["kind"].as_str().unwrap(), m["namespace"].as_str().unwrap_or(""), m["name"].as_str().unwrap())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Wait until the managed bindings are exactly `want` (as `managed_bindings`).
+    pub fn wait_bindings(&self, what: &str, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+        wait_for(what, SETTLE, || {
+            let have = self.managed_bindings();
+            Ok(if want(&have) { Probe::Ready(have) } else { Probe::NotYet(format!("{have:?}")) })
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", self.agent_log()))
+    }
+
+    /// `kubectl auth can-i` as the member, impersonated by the admin.
+    pub fn member_can(&self, email: &str, args: &[&str]) -> bool {
+        let user = format!("lanyard:{email}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--as", &user]);
+        self.kube.can_i(Identity::Admin, all).expect("kubectl auth can-i")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+}
+
+fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: agent\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: agent\ncurrent-context: e2e\n",
+        ca.display()
+    )
+}
+
+/// Wait for a condition with a deadline (re-exported for tests).
+pub fn eventually<T>(what: &str, within: Duration, probe: impl FnMut() -> anyhow::Result<Probe<T>>) -> T {
+    let started = Instant::now();
+    wait_for(what, within, probe).unwrap_or_else(|e| panic!("after {:?}: {e:#}", started.elapsed()))
+}

@@ -62,7 +62,7 @@ impl Env {
         assert!(self.agent.is_none(), "the agent is already running");
         self.agent_runs += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("agent-{}.log", self.agent_runs))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lanyard-agent"))
+        let child = Command::new(agent_binary())
             .args(["--control-plane", &self.app.url, "--cluster-id", &self.cluster_id])
             .arg("--kubeconfig")
             .arg(&self.agent_kubeconfig)
@@ -177,6 +177,16 @@ impl Drop for Env {
             let _ = child.wait();
         }
     }
+}
+
+/// The agent binary: Cargo's for tests; `target/debug` for the benchmark example.
+fn agent_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_lanyard-agent") {
+        return PathBuf::from(path);
+    }
+    let path = repo_root().join("target/debug/lanyard-agent");
+    assert!(path.exists(), "{} is missing: run `cargo build -p lanyard-agent` first", path.display());
+    path
 }
 
 pub fn repo_root() -> PathBuf {

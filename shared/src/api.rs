@@ -43,12 +43,18 @@ pub enum Endpoint {
     RevokeAll,
     Clusters,
     Directory,
+    K8sToken,
+    Kubeconfig,
+    Jwks,
     AgentHeartbeat,
     AgentJobs,
     AgentReports,
     AgentState,
     NotFound,
 }
+
+/// Cluster tokens one member may mint per minute (the exec plugin caches them).
+pub const TOKEN_MINTS_PER_MINUTE: i64 = 30;
 
 impl Endpoint {
     /// The largest request body this endpoint reads.
@@ -62,7 +68,17 @@ impl Endpoint {
 
     /// Whether this is a Cluster Access endpoint (off with the gateway).
     fn is_access(self) -> bool {
-        matches!(self, Endpoint::Capabilities | Endpoint::Members | Endpoint::Grants | Endpoint::Grant | Endpoint::RevokeAll)
+        matches!(
+            self,
+            Endpoint::Capabilities
+                | Endpoint::Members
+                | Endpoint::Grants
+                | Endpoint::Grant
+                | Endpoint::RevokeAll
+                | Endpoint::K8sToken
+                | Endpoint::Kubeconfig
+                | Endpoint::Jwks
+        )
     }
 
     fn methods(self, req: &Request) -> &'static [&'static str] {
@@ -73,6 +89,9 @@ impl Endpoint {
             Endpoint::RevokeAll => &["POST"],
             Endpoint::Directory if req.param("member_id").is_some() => &["PATCH"],
             Endpoint::Directory => &["GET", "POST"],
+            Endpoint::K8sToken => &["POST"],
+            Endpoint::Kubeconfig => &["GET", "POST"],
+            Endpoint::Jwks => &["GET"],
             Endpoint::AgentHeartbeat | Endpoint::AgentJobs | Endpoint::AgentReports => &["POST"],
             Endpoint::AgentState => &["GET"],
             Endpoint::NotFound => &[],
@@ -100,6 +119,10 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
         return Err(ApiError::AccessUnavailable);
     }
     check_method(endpoint, req)?;
+    if endpoint == Endpoint::Jwks {
+        let jwks = config.signing_keys()?.jwks();
+        return Ok(Response::json(200, &jwks));
+    }
     let store = Store::new(env.kv);
     let session = identity::authenticate(req, &config.issuers()?, env.now)?;
     identity::check_csrf(req, &session)?;
@@ -117,6 +140,8 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
         Endpoint::Clusters if req.method == Method::Post => cx.register_cluster(),
         Endpoint::Clusters => cx.list_clusters(),
         Endpoint::Directory => cx.directory(),
+        Endpoint::K8sToken => cx.k8s_token(),
+        Endpoint::Kubeconfig => cx.kubeconfig(),
         _ => Err(ApiError::NotFound("no endpoint at this path".into())),
     }
 }
@@ -414,6 +439,81 @@ impl Cx<'_> {
             body["csrf_token"] = self.caller.session.csrf.clone().into();
         }
         Ok(Response::json(200, &body))
+    }
+
+    /// The caller's own live grants on a cluster that supports access:
+    /// minting and kubeconfigs need one, whatever its status, for every
+    /// caller (managing access is not kubectl access).
+    fn own_grants(&self, cluster: &ClusterRecord) -> Result<Vec<GrantWithStatus>, ApiError> {
+        if cluster.kind == ClusterKind::Sandbox {
+            return Err(ApiError::cluster_access_unsupported());
+        }
+        let mine: Vec<GrantWithStatus> =
+            self.store.grants(&cluster.id)?.into_iter().filter(|g| g.grant.member_id == self.caller.member.id).collect();
+        if mine.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "you have no access to cluster {}; ask an organisation admin to grant it: \
+                 lanyard cluster access grant {} --email {} --role view --namespace <namespace>",
+                cluster.name,
+                cluster.name,
+                self.caller.member.email
+            )));
+        }
+        Ok(mine)
+    }
+
+    fn k8s_token(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::ViewCapabilities)?;
+        self.own_grants(&cluster)?;
+        let keys = self.config.signing_keys()?;
+        let lifetime = self.config.token_lifetime()?;
+        let window = self.env.now / 60;
+        let count = self.store.count_token_mint(&self.caller.member.id, window)?;
+        if count > TOKEN_MINTS_PER_MINUTE {
+            return Err(ApiError::RateLimited { retry_after: 60 - self.env.now % 60 });
+        }
+        let claims = crate::token::TokenClaims {
+            rev: self.store.epoch(&cluster.id)?,
+            user: crate::rbac::kube_user(&self.caller.member.email),
+            email: self.caller.member.email.to_string(),
+        };
+        let (token, expires_at) = keys.mint(&self.caller.member.id, &cluster.id, claims, lifetime, self.env.now)?;
+        Ok(Response::json(
+            200,
+            &serde_json::json!({
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "kind": "ExecCredential",
+                "status": { "token": token, "expirationTimestamp": rfc3339(expires_at) },
+            }),
+        ))
+    }
+
+    fn kubeconfig(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::ViewCapabilities)?;
+        let mine = self.own_grants(&cluster)?;
+        // A cluster-wide grant needs no default namespace; otherwise the oldest namespace grant's.
+        let namespace = if mine.iter().any(|g| g.grant.namespace.is_none()) {
+            None
+        } else {
+            mine.iter().min_by_key(|g| g.grant.created_at).and_then(|g| g.grant.namespace.as_ref()).map(|n| n.to_string())
+        };
+        let control_plane = match self.config.public_url()? {
+            Some(url) => url,
+            None => self.request_origin().ok_or_else(|| ApiError::unavailable("set the public_url variable: the request does not say how clients reach the control plane"))?,
+        };
+        let text = crate::kubeconfig::render(&cluster, &control_plane, namespace.as_deref());
+        Ok(Response::text(200, "application/yaml", text))
+    }
+
+    /// `scheme://authority` of the request, from Spin's `spin-full-url`.
+    fn request_origin(&self) -> Option<String> {
+        let full = self.req.headers.iter().rev().find(|(n, _)| n == "spin-full-url").and_then(|(_, v)| std::str::from_utf8(v).ok())?;
+        let (scheme, rest) = full.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        let clean = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        (matches!(scheme, "http" | "https") && clean(authority)).then(|| format!("{scheme}://{authority}"))
     }
 
     fn eligible_members(&self) -> Result<Response, ApiError> {

@@ -5,6 +5,9 @@
 //! | `access_gateway_enabled` | Cluster Access on (`true`) or off | `false` |
 //! | `session_issuers` | JSON array of trusted SSO issuers (see [`IssuerConfig`]) | required |
 //! | `agent_offline_after_seconds` | heartbeat silence after which a cluster is offline | `90` |
+//! | `token_signing_keys` | secret: JSON array of Ed25519 private JWKs, the signing one first | none (no tokens) |
+//! | `token_lifetime_seconds` | lifetime of cluster tokens, 60 to 3600 | `900` |
+//! | `public_url` | the control plane's URL as clients reach it (kubeconfig exec args) | from the request |
 //!
 //! Values are parsed when they are needed, so a request pays only for what it
 //! uses, and a bad value is reported by name without echoing it (it may be a
@@ -93,6 +96,31 @@ impl<'a> Config<'a> {
                 e.column()
             ))
         })
+    }
+
+    pub fn signing_keys(&self) -> Result<crate::token::SigningKeys, ApiError> {
+        let raw = self
+            .var("token_signing_keys")?
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::unavailable("variable token_signing_keys is not set: this deployment cannot mint cluster tokens"))?;
+        crate::token::SigningKeys::parse(&raw).map_err(|e| ApiError::unavailable(format!("variable token_signing_keys {e}")))
+    }
+
+    pub fn token_lifetime(&self) -> Result<u64, ApiError> {
+        use crate::token::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, MIN_LIFETIME_SECS};
+        match self.var("token_lifetime_seconds")?.filter(|v| !v.trim().is_empty()) {
+            None => Ok(DEFAULT_LIFETIME_SECS),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(n))
+                .ok_or_else(|| ApiError::unavailable("variable token_lifetime_seconds must be between 60 and 3600 (at most one hour)")),
+        }
+    }
+
+    pub fn public_url(&self) -> Result<Option<String>, ApiError> {
+        Ok(self.var("public_url")?.map(|v| v.trim().trim_end_matches('/').to_owned()).filter(|v| !v.is_empty()))
     }
 
     pub fn agent_offline_after(&self) -> Result<u64, ApiError> {

@@ -34,6 +34,8 @@ pub enum ApiError {
     Validation { field: &'static str, message: String },
     #[error("{0}")]
     MemberNotEligible(String),
+    #[error("too many requests; retry in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
     /// A dependency (the key-value store, a variable) failed. The detail is for
     /// the log, never for the client.
     #[error("the service is temporarily unavailable; retry shortly")]
@@ -83,6 +85,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Validation { .. } | ApiError::MemberNotEligible(_) => 422,
+            ApiError::RateLimited { .. } => 429,
             ApiError::Unavailable { .. } => 503,
         }
     }
@@ -102,6 +105,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::MemberNotEligible(_) => "member_not_eligible",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "unavailable",
         }
     }

@@ -161,6 +161,11 @@ impl Response {
         }
     }
 
+    /// A non-JSON body with its content type.
+    pub fn text(status: u16, content_type: &str, body: String) -> Response {
+        Response { status, headers: vec![("content-type".into(), content_type.into())], body: body.into_bytes(), log: None }
+    }
+
     pub fn no_content() -> Response {
         Response { status: 204, headers: Vec::new(), body: Vec::new(), log: None }
     }
@@ -169,6 +174,9 @@ impl Response {
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         if let ApiError::MethodNotAllowed(allowed) = err {
             headers.push(("allow".into(), allowed.join(", ")));
+        }
+        if let ApiError::RateLimited { retry_after } = err {
+            headers.push(("retry-after".into(), retry_after.to_string()));
         }
         let log = match err {
             ApiError::Unavailable { detail } => Some(format!("unavailable: {detail}")),

@@ -18,10 +18,12 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod ids;
+pub mod kubeconfig;
 pub mod kv;
 pub mod model;
 pub mod rbac;
 pub mod store;
+pub mod token;
 
 pub use api::{Endpoint, Env, handle};
 pub use error::ApiError;

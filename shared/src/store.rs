@@ -31,6 +31,7 @@
 //! | `v1/org/{o}/member/{m}` | [`MemberProfile`] JSON | the member's own sign-in |
 //! | `v1/org/{o}/member/{m}/invite` | [`Invite`] JSON | admin invite |
 //! | `v1/org/{o}/member/{m}/deactivated` | [`Deactivation`] JSON | admin |
+//! | `v1/rate/k8s-token/{m}/{minute}` | counter: tokens minted in that minute | token mint |
 //!
 //! `{o}` is a digest of the organisation name; `{fp}` a digest of (member,
 //! role, scope, namespace); ids are `c_…`, `g_…`, `m_…` (see [`crate::ids`]).
@@ -564,6 +565,16 @@ impl<'a> Store<'a> {
             }
         }
         Ok(recorded)
+    }
+
+    /// Count a token mint by a member in a one-minute window; returns the
+    /// count so far (the previous window's counter is dropped).
+    pub fn count_token_mint(&self, member_id: &str, window: u64) -> Result<i64, ApiError> {
+        let count = self.kv.increment(&format!("v1/rate/k8s-token/{member_id}/{window}"), 1)?;
+        if count == 1 {
+            let _ = self.kv.delete(&format!("v1/rate/k8s-token/{member_id}/{}", window.saturating_sub(1)));
+        }
+        Ok(count)
     }
 
     // ----- members --------------------------------------------------------

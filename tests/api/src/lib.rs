@@ -120,6 +120,8 @@ impl App {
         let issuers = Value::Array(vec![dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE)]);
         variables.insert("session_issuers".to_owned(), issuers.to_string());
         variables.insert("access_gateway_enabled".to_owned(), options.gateway.to_string());
+        let signing = dev::new_key().to_jwk();
+        variables.insert("token_signing_keys".to_owned(), format!("[{signing}]"));
         variables.extend(options.extra);
         let state = tempfile::tempdir().expect("temp dir");
         let mut app = App {
@@ -386,7 +388,11 @@ pub mod openapi {
             let media = content
                 .get(&essence)
                 .ok_or_else(|| fail(format!("content type {content_type:?} is not documented")))?;
-            let instance: Value = serde_json::from_str(body).map_err(|e| fail(format!("the body is not JSON: {e}")))?;
+            let instance: Value = if essence == "application/yaml" {
+                serde_norway::from_str(body).map_err(|e| fail(format!("the body is not YAML: {e}")))?
+            } else {
+                serde_json::from_str(body).map_err(|e| fail(format!("the body is not JSON: {e}")))?
+            };
             self.validate(&media["schema"], &instance).map_err(fail)
         }
 

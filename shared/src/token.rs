@@ -1,0 +1,218 @@
+//! Short-lived cluster tokens: EdDSA (Ed25519) JWTs minted for one member on
+//! one cluster, and their verification (the access proxy's check).
+//!
+//! The deployment's signing keys are the secret variable `token_signing_keys`:
+//! a JSON array of Ed25519 private JWKs, each with a `kid`. The first signs;
+//! all are published at `/.well-known/jwks.json`, so during a rotation a
+//! token signed by the previous key stays valid until it expires, and one
+//! signed by a key that was removed does not verify.
+//!
+//! Claims: `iss` [`ISSUER`], `sub` the member id, `aud` the cluster id, `iat`,
+//! `exp`, and `rev`, the cluster's revocation epoch when minted: a token whose
+//! `rev` is older than the cluster's current epoch was revoked by revoke-all.
+
+use jwt_simple::prelude::*;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// The `iss` of every cluster token.
+pub const ISSUER: &str = "lanyard";
+/// Default token lifetime.
+pub const DEFAULT_LIFETIME_SECS: u64 = 15 * 60;
+/// Longest lifetime a deployment may configure.
+pub const MAX_LIFETIME_SECS: u64 = 60 * 60;
+/// Shortest lifetime a deployment may configure.
+pub const MIN_LIFETIME_SECS: u64 = 60;
+
+/// What a cluster token says beyond the registered claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenClaims {
+    /// The cluster's revocation epoch when the token was minted.
+    pub rev: i64,
+    /// The Kubernetes user the proxy impersonates.
+    pub user: String,
+    pub email: String,
+}
+
+/// A verified cluster token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub member_id: String,
+    pub cluster_id: String,
+    pub expires_at: u64,
+    pub claims: TokenClaims,
+}
+
+/// The deployment's signing keys, newest (signing) first.
+pub struct SigningKeys {
+    keys: Vec<Ed25519KeyPair>,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is expired")]
+    Expired,
+    #[error("the token is for another cluster")]
+    WrongCluster,
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the token is not validly signed by this deployment")]
+    Invalid,
+}
+
+impl SigningKeys {
+    /// Parse `token_signing_keys`. Errors name the problem, never a key.
+    pub fn parse(raw: &str) -> Result<SigningKeys, String> {
+        let list: Vec<Value> = serde_json::from_str(raw).map_err(|_| "is not a JSON array of JWKs".to_owned())?;
+        if list.is_empty() {
+            return Err("holds no key".into());
+        }
+        let mut keys = Vec::with_capacity(list.len());
+        for (i, jwk) in list.iter().enumerate() {
+            let kid = jwk.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty());
+            let Some(kid) = kid.map(str::to_owned) else { return Err(format!("key {i} has no kid")) };
+            let key = Ed25519KeyPair::from_jwk(&jwk.to_string()).map_err(|_| format!("key {i} is not an Ed25519 private JWK"))?;
+            keys.push(key.with_key_id(&kid));
+        }
+        Ok(SigningKeys { keys })
+    }
+
+    /// The JWKS document: every public key.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> =
+            self.keys.iter().filter_map(|k| serde_json::from_str(&k.public_key().to_jwk()).ok()).collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Mint a token; returns it and its expiry (unix seconds).
+    pub fn mint(&self, member_id: &str, cluster_id: &str, claims: TokenClaims, lifetime_secs: u64, now: u64) -> Result<(String, u64), ApiError> {
+        let expires_at = now + lifetime_secs;
+        let mut c = jwt_simple::claims::Claims::with_custom_claims(claims, Duration::from_secs(lifetime_secs))
+            .with_issuer(ISSUER)
+            .with_subject(member_id)
+            .with_audience(cluster_id);
+        c.issued_at = Some(UnixTimeStamp::from_secs(now));
+        c.invalid_before = Some(UnixTimeStamp::from_secs(now));
+        c.expires_at = Some(UnixTimeStamp::from_secs(expires_at));
+        let token = self.keys[0].sign(c).map_err(|e| ApiError::unavailable(format!("signing a cluster token: {e}")))?;
+        Ok((token, expires_at))
+    }
+}
+
+/// Verify a cluster token for `cluster_id` against a JWKS document, at `now`,
+/// with the cluster's current revocation epoch.
+pub fn verify(token: &str, jwks: &Value, cluster_id: &str, current_epoch: i64, now: u64) -> Result<VerifiedToken, TokenError> {
+    let meta = Token::decode_metadata(token).map_err(|_| TokenError::Invalid)?;
+    if meta.algorithm() != "EdDSA" {
+        return Err(TokenError::Invalid);
+    }
+    let kid = meta.key_id().ok_or(TokenError::Invalid)?;
+    let jwk = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .and_then(|keys| keys.iter().find(|k| k.get("kid").and_then(Value::as_str) == Some(kid)))
+        .ok_or(TokenError::Invalid)?;
+    let key = Ed25519PublicKey::from_jwk(&jwk.to_string()).map_err(|_| TokenError::Invalid)?;
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from_strings(&[ISSUER])),
+        time_tolerance: Some(Duration::from_secs(0)),
+        artificial_time: Some(UnixTimeStamp::from_secs(now)),
+        max_token_length: Some(4096),
+        ..Default::default()
+    };
+    let claims = key.verify_token::<TokenClaims>(token, Some(options)).map_err(|e| match e.downcast_ref::<jwt_simple::JWTError>() {
+        Some(jwt_simple::JWTError::TokenHasExpired) => TokenError::Expired,
+        _ => TokenError::Invalid,
+    })?;
+    let audience_ok = claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id])));
+    if !audience_ok {
+        return Err(TokenError::WrongCluster);
+    }
+    if claims.custom.rev < current_epoch {
+        return Err(TokenError::Revoked);
+    }
+    Ok(VerifiedToken {
+        member_id: claims.subject.ok_or(TokenError::Invalid)?,
+        cluster_id: cluster_id.to_owned(),
+        expires_at: claims.expires_at.map_or(0, |e| e.as_secs()),
+        claims: claims.custom,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn keys(n: usize) -> (SigningKeys, Vec<String>) {
+        let jwks: Vec<String> = (0..n).map(|_| crate::dev::new_key().to_jwk()).collect();
+        let raw = format!("[{}]", jwks.join(","));
+        (SigningKeys::parse(&raw).unwrap(), jwks)
+    }
+
+    fn claims() -> TokenClaims {
+        TokenClaims { rev: 2, user: "lanyard:dev@ex.io".into(), email: "dev@ex.io".into() }
+    }
+
+    #[test]
+    fn a_minted_token_carries_the_promised_claims() {
+        let (k, _) = keys(1);
+        let (token, exp) = k.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
+        assert_eq!(exp, NOW + 900);
+        let meta = Token::decode_metadata(&token).unwrap();
+        assert_eq!(meta.algorithm(), "EdDSA");
+        assert!(meta.key_id().is_some());
+        let v = verify(&token, &k.jwks(), "c_1", 2, NOW + 10).unwrap();
+        assert_eq!((v.member_id.as_str(), v.cluster_id.as_str(), v.expires_at), ("m_1", "c_1", NOW + 900));
+        assert_eq!(v.claims, claims());
+        // The payload has iss, sub, aud, iat, exp, rev.
+        let payload = token.split('.').nth(1).unwrap();
+        use base64::Engine as _;
+        let json: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        for claim in ["iss", "sub", "aud", "iat", "exp", "rev"] {
+            assert!(json.get(claim).is_some(), "{claim} missing from {json}");
+        }
+        assert!(k.jwks()["keys"][0].get("d").is_none(), "the JWKS holds no private part");
+    }
+
+    #[test]
+    fn expired_tampered_foreign_and_revoked_tokens_fail() {
+        let (k, _) = keys(1);
+        let (token, _) = k.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
+        assert_eq!(verify(&token, &k.jwks(), "c_1", 2, NOW + 901), Err(TokenError::Expired));
+        assert_eq!(verify(&token, &k.jwks(), "c_2", 2, NOW), Err(TokenError::WrongCluster));
+        assert_eq!(verify(&token, &k.jwks(), "c_1", 3, NOW), Err(TokenError::Revoked));
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        parts[1] = parts[1].replacen('e', "f", 1);
+        assert_eq!(verify(&parts.join("."), &k.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid));
+        let (other, _) = keys(1);
+        assert_eq!(verify(&token, &other.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify("garbage", &k.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_until_their_key_is_removed() {
+        let (old, old_jwks) = keys(1);
+        let (token, _) = old.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
+        let new_jwk = crate::dev::new_key().to_jwk();
+        let rotated = SigningKeys::parse(&format!("[{new_jwk},{}]", old_jwks[0])).unwrap();
+        assert_eq!(rotated.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert!(verify(&token, &rotated.jwks(), "c_1", 2, NOW).is_ok(), "still valid during the rotation");
+        let (fresh, _) = rotated.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
+        assert_ne!(Token::decode_metadata(&fresh).unwrap().key_id(), Token::decode_metadata(&token).unwrap().key_id());
+        let after = SigningKeys::parse(&format!("[{new_jwk}]")).unwrap();
+        assert_eq!(verify(&token, &after.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid), "removed key");
+        assert!(verify(&fresh, &after.jwks(), "c_1", 2, NOW).is_ok());
+    }
+
+    #[test]
+    fn bad_key_configuration_is_named_not_echoed() {
+        for (raw, want) in [("nope", "JSON"), ("[]", "no key"), (r#"[{"kty":"OKP"}]"#, "kid"), (r#"[{"kid":"a","kty":"OKP","crv":"Ed25519","x":"AAAA"}]"#, "private")] {
+            let err = SigningKeys::parse(raw).err().unwrap();
+            assert!(err.contains(want), "{raw}: {err}");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The command tree (clap derive).
+//!
+//! ```text
+//! lanyard [-o table|json]
+//!   login --control-plane URL (--token T | --token-stdin | --dev --email E [--org O] [--admin] [--state DIR])
+//!   logout
+//!   whoami
+//!   cluster list
+//!   cluster access list|status|grant|revoke|revoke-all CLUSTER …
+//!   cluster kubeconfig add|remove CLUSTER, kubeconfig list
+//!   cluster token --control-plane URL --cluster ID       (the kubectl exec plugin)
+//!   dev init|token|seed                                  (the local run)
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use lanyard_core::model::Role;
+
+use crate::output::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "lanyard",
+    version,
+    about = "SSO-backed, short-lived kubectl access",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage or confirmation refused, 3 not logged in or session rejected, \
+                  4 forbidden, 5 not found, 6 conflict.\n\
+                  Config: $LANYARD_CONFIG or ~/.config/lanyard/config.json. Kubeconfig: first file of $KUBECONFIG or ~/.kube/config."
+)]
+pub struct Cli {
+    /// Output format: aligned tables for people, or JSON for scripts.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Log in to a control plane: check the session, then save it (mode 0600).
+    Login(Login),
+    /// Forget the session (the control plane URL is kept).
+    Logout,
+    /// Show the control plane and who the session says you are; exit 3 if the control plane rejects it.
+    Whoami,
+    /// Clusters, their access, kubeconfig entries and tokens.
+    #[command(subcommand)]
+    Cluster(Cluster),
+    /// The local run's development issuer (never trusted by a deployment unless configured).
+    #[command(subcommand)]
+    Dev(Dev),
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("credential").required(true).args(["token", "token_stdin", "dev"])))]
+pub struct Login {
+    /// The control plane's URL, e.g. http://127.0.0.1:3000 (default: the one you last logged in to).
+    #[arg(long, env = "LANYARD_CONTROL_PLANE")]
+    pub control_plane: Option<String>,
+    /// A session token from your SSO (prefer --token-stdin: arguments are visible to other users).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Read the session token from standard input.
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Mint a session with the local run's development issuer key.
+    #[arg(long, requires = "email")]
+    pub dev: bool,
+    /// (--dev) Your email address.
+    #[arg(long, requires = "dev")]
+    pub email: Option<String>,
+    /// (--dev) The organisation.
+    #[arg(long, default_value = "demo", requires = "dev")]
+    pub org: String,
+    /// (--dev) Be an organisation admin.
+    #[arg(long, requires = "dev")]
+    pub admin: bool,
+    /// (--dev) The local run's state folder, where the development issuer key is.
+    #[arg(long, env = "LANYARD_STATE", default_value = ".lanyard")]
+    pub state: PathBuf,
+    /// (--dev) Session lifetime in seconds.
+    #[arg(long, default_value_t = 8 * 3600, requires = "dev")]
+    pub ttl: u64,
+}
+
+#[derive(Subcommand)]
+pub enum Cluster {
+    /// The organisation's clusters: NAME, ID, KIND, AGENT.
+    List,
+    /// Who has access (admins).
+    #[command(subcommand)]
+    Access(Access),
+    /// Your kubeconfig's Lanyard contexts.
+    #[command(subcommand)]
+    Kubeconfig(Kubeconfig),
+    /// Print an ExecCredential for kubectl (what the kubeconfig's exec plugin runs); cached until shortly before expiry.
+    Token {
+        /// The control plane that mints the token.
+        #[arg(long)]
+        control_plane: String,
+        /// The cluster's id (`c_…`) or name.
+        #[arg(long)]
+        cluster: String,
+    },
+}
+
+/// A role as `--role` takes it: the core's [`Role`], by its wire name.
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("must be one of {}", names.join(", "))
+    })
+}
+
+#[derive(Subcommand)]
+pub enum Access {
+    /// The cluster's grants: ID, EMAIL, ROLE, SCOPE, NAMESPACE, STATUS, ERROR.
+    List { cluster: String },
+    /// Grant a member a role, in one namespace or on the whole cluster.
+    #[command(group(ArgGroup::new("scope").required(true).args(["namespace", "cluster_scope"])))]
+    Grant {
+        /// The cluster's name or `c_…` id.
+        cluster: String,
+        /// The member's email address (they must have signed in once).
+        #[arg(long)]
+        email: String,
+        /// The built-in Kubernetes role to bind.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Grant the role in this namespace only.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Grant the role on the whole cluster.
+        #[arg(long)]
+        cluster_scope: bool,
+    },
+    /// Revoke one grant by id, or every grant of one member.
+    #[command(group(ArgGroup::new("which").required(true).args(["grant_id", "email"])))]
+    Revoke {
+        cluster: String,
+        /// The grant's id (`g_…`).
+        grant_id: Option<String>,
+        /// Revoke every grant this member holds on the cluster.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Revoke every grant and every token on the cluster.
+    RevokeAll {
+        cluster: String,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// The grants' reconcile statuses; with --wait, until none is pending.
+    Status {
+        cluster: String,
+        /// Poll until no grant is pending; exit 1 if any is failed or cluster_offline then, or on timeout.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Kubeconfig {
+    /// Fetch your kubeconfig for the cluster and merge it into your kubeconfig file.
+    Add {
+        cluster: String,
+        /// Also make it the current context.
+        #[arg(long)]
+        set_current: bool,
+    },
+    /// Remove the cluster's Lanyard context, cluster and user entries.
+    Remove { cluster: String },
+    /// The Lanyard contexts in your kubeconfig file.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum Dev {
+    /// Create the development issuer's key in the state folder (if missing) and
+    /// print the `session_issuers` value that trusts it.
+    Init {
+        #[arg(long, env = "LANYARD_STATE", default_value = ".lanyard")]
+        state: PathBuf,
+    },
+    /// Create the local run's cluster-token signing key in the state folder (if
+    /// missing) and print the `token_signing_keys` value that holds it.
+    SigningKeys {
+        #[arg(long, env = "LANYARD_STATE", default_value = ".lanyard")]
+        state: PathBuf,
+    },
+    /// Print a session token for the local run.
+    Token {
+        /// The member's email address.
+        #[arg(long)]
+        email: String,
+        /// The organisation.
+        #[arg(long, default_value = "demo")]
+        org: String,
+        /// Make the member an organisation admin.
+        #[arg(long)]
+        admin: bool,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 8 * 3600)]
+        ttl: u64,
+        #[arg(long, env = "LANYARD_STATE", default_value = ".lanyard")]
+        state: PathBuf,
+    },
+    /// Wait for the local control plane, then give it a demo organisation:
+    /// sign in its members and register the `demo` cluster (once; its agent
+    /// credential is saved in the state folder).
+    Seed {
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        #[arg(long, default_value = "demo")]
+        org: String,
+        #[arg(long, env = "LANYARD_STATE", default_value = ".lanyard")]
+        state: PathBuf,
+        /// How long to wait for the control plane to answer.
+        #[arg(long, default_value_t = 120)]
+        wait_secs: u64,
+    },
+}

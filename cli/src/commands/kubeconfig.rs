@@ -1,0 +1,117 @@
+//! `lanyard cluster kubeconfig add|remove|list`: the caller's Lanyard
+//! contexts in their kubeconfig file (see [`crate::kubeconfig`]).
+
+use serde_json::json;
+
+use crate::api::Api;
+use crate::cli::Kubeconfig;
+use crate::config::{self, SessionInfo};
+use crate::error::Result;
+use crate::kubeconfig;
+use crate::output::{Format, Table, print_json};
+
+pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
+    let path = kubeconfig::path()?;
+    match cmd {
+        Kubeconfig::Add {
+            cluster,
+            set_current,
+        } => {
+            let session = config::load_session()?;
+            let api = Api::new(&session)?;
+            let cluster = api.resolve_cluster(&cluster)?;
+            let me = SessionInfo::from_token(&session.token)
+                .email
+                .unwrap_or_else(|| "<your email>".into());
+            let yaml = api
+                .get_text(&format!("/api/v1/clusters/{}/kubeconfig", cluster.id))
+                .map_err(|e| e.hint_on(403, |a| no_access_hint(&a.message, &cluster.name, &me)))?;
+            let context = kubeconfig::merge_file(&path, &yaml, set_current)?;
+            match format {
+                Format::Json => print_json(
+                    &json!({"context": context, "kubeconfig": path, "current": set_current}),
+                ),
+                Format::Table => {
+                    eprintln!("Added context {context} to {}", path.display());
+                    if set_current {
+                        eprintln!("Switched to context {context}");
+                    } else {
+                        eprintln!(
+                            "Use it with `kubectl --context {context} …` or `kubectl config use-context {context}`"
+                        );
+                    }
+                }
+            }
+            if !on_path("lanyard") {
+                eprintln!(
+                    "warning: kubectl runs `lanyard` from PATH to get tokens, and it is not on PATH: install it or add its directory to PATH"
+                );
+            }
+        }
+        Kubeconfig::Remove { cluster } => {
+            let removed = kubeconfig::remove_from_file(&path, &cluster)?;
+            match format {
+                Format::Json => print_json(&json!({"removed": removed, "kubeconfig": path})),
+                Format::Table => {
+                    for r in &removed {
+                        eprintln!(
+                            "Removed context {} from {}{}",
+                            r.context,
+                            path.display(),
+                            if r.current {
+                                " (it was current; current-context is now unset)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        Kubeconfig::List => {
+            let doc = kubeconfig::load(&path)?;
+            let contexts = kubeconfig::lanyard_contexts(&doc);
+            match format {
+                Format::Json => print_json(&json!({"kubeconfig": path, "contexts": contexts})),
+                Format::Table => {
+                    let mut t = Table::new(&[
+                        "CURRENT",
+                        "CONTEXT",
+                        "CLUSTER ID",
+                        "NAMESPACE",
+                        "SERVER",
+                        "CONTROL PLANE",
+                    ]);
+                    for c in contexts {
+                        t.row(vec![
+                            if c.current { "*".into() } else { String::new() },
+                            c.context,
+                            c.cluster_id.unwrap_or_default(),
+                            c.namespace.unwrap_or_default(),
+                            c.server.unwrap_or_default(),
+                            c.control_plane.unwrap_or_default(),
+                        ]);
+                    }
+                    t.print();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to do when the caller holds no grant on `cluster`.
+pub fn no_access_hint(server_message: &str, cluster: &str, me: &str) -> String {
+    if server_message.contains("lanyard cluster access grant") {
+        "ask an organisation admin to run the command above".into()
+    } else {
+        format!(
+            "ask an organisation admin to run: lanyard cluster access grant {cluster} --email {me} --role view --namespace <namespace>"
+        )
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}

@@ -1,0 +1,58 @@
+//! `lanyard cluster token`: the kubectl exec plugin. Prints the
+//! `ExecCredential` the control plane mints (`POST
+//! /api/v1/clusters/{id}/k8s-token`), reusing a cached one until shortly
+//! before it expires ([`crate::token_cache`]). Only the credential goes to
+//! stdout; everything else goes to stderr, which kubectl shows.
+
+use serde_json::Value;
+
+use crate::api::Api;
+use crate::config::{self, SessionInfo};
+use crate::error::{CliError, Result};
+use crate::fsutil::unix_now;
+use crate::token_cache;
+
+pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
+    let session = config::load_session()?;
+    let control_plane = config::normalize_url(control_plane)?;
+    if control_plane != session.control_plane {
+        return Err(CliError::OtherControlPlane(format!(
+            "this kubeconfig mints tokens at {control_plane}, but you are logged in to {}: run `lanyard login --control-plane {control_plane} …`",
+            session.control_plane
+        )));
+    }
+    let cache = token_cache::file(&token_cache::dir()?, &control_plane, cluster);
+    if let Some(credential) = token_cache::read(&cache, &session.token, unix_now()) {
+        println!("{credential}");
+        return Ok(());
+    }
+    let api = Api::new(&session)?;
+    let me = SessionInfo::from_token(&session.token)
+        .email
+        .unwrap_or_else(|| "<your email>".into());
+    let credential = api
+        .post_json(
+            &format!("/api/v1/clusters/{cluster}/k8s-token"),
+            &Value::Object(Default::default()),
+        )
+        .map_err(|e| {
+            e.hint_on(403, |a| {
+                crate::commands::kubeconfig::no_access_hint(&a.message, cluster, &me)
+            })
+        })?;
+    if credential
+        .pointer("/status/token")
+        .and_then(Value::as_str)
+        .is_none()
+    {
+        return Err(CliError::Transport(
+            "the control plane answered an ExecCredential without status.token".into(),
+        ));
+    }
+    // A cache that cannot be written costs a mint per command, nothing more.
+    if let Err(e) = token_cache::write(&cache, &session.token, &credential) {
+        eprintln!("lanyard: warning: cannot cache the token: {e}");
+    }
+    println!("{credential}");
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Merging Lanyard's kubeconfig into the user's, and taking it out again.
+//!
+//! The file is the first of `$KUBECONFIG` (colon-separated) or
+//! `~/.kube/config`. It is read into YAML values, so every field Lanyard does
+//! not know (other clusters, users, contexts, preferences, extensions, and
+//! `current-context`) survives as it was, in its order; only the entries
+//! with Lanyard's names are replaced or removed. It is written back
+//! atomically with mode 0600 ([`fsutil::write_atomic`]).
+//!
+//! A Lanyard entry is recognised by its user: an exec plugin whose command is
+//! `lanyard` with arguments `cluster token … --cluster <id>`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_norway::{Mapping, Value};
+
+use crate::error::{CliError, Result};
+use crate::fsutil;
+
+/// The three lists a kubeconfig merges by name.
+const LISTS: [&str; 3] = ["clusters", "users", "contexts"];
+
+/// The kubeconfig file to edit: the first entry of `$KUBECONFIG`, else `~/.kube/config`.
+pub fn path() -> Result<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG")
+        && let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
+    {
+        return Ok(first);
+    }
+    Ok(fsutil::home()?.join(".kube/config"))
+}
+
+/// Read a kubeconfig; a missing or empty file is an empty config.
+pub fn load(path: &Path) -> Result<Value> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(CliError::Io {
+                context: format!("reading {}", path.display()),
+                source: e,
+            });
+        }
+    };
+    parse(&text).map_err(|e| {
+        CliError::Failed(format!(
+            "{} {e}: fix or move it, then retry",
+            path.display()
+        ))
+    })
+}
+
+/// Parse kubeconfig YAML; an empty document is an empty config.
+pub fn parse(text: &str) -> Result<Value, String> {
+    if text.trim().is_empty() {
+        return Ok(empty());
+    }
+    let doc: Value =
+        serde_norway::from_str(text).map_err(|e| format!("is not valid YAML ({e})"))?;
+    match doc {
+        Value::Mapping(_) => Ok(doc),
+        Value::Null => Ok(empty()),
+        _ => Err("is not a kubeconfig (not a YAML mapping)".into()),
+    }
+}
+
+fn empty() -> Value {
+    let mut m = Mapping::new();
+    m.insert("apiVersion".into(), "v1".into());
+    m.insert("kind".into(), "Config".into());
+    Value::Mapping(m)
+}
+
+/// Write a kubeconfig atomically with mode 0600.
+pub fn save(path: &Path, doc: &Value) -> Result<()> {
+    let text = serde_norway::to_string(doc)
+        .map_err(|e| CliError::Failed(format!("encoding the kubeconfig: {e}")))?;
+    fsutil::write_atomic(path, text.as_bytes())
+}
+
+fn name_of(entry: &Value) -> Option<&str> {
+    entry.get("name").and_then(Value::as_str)
+}
+
+/// The list `key` of a document, created (empty) if missing or null.
+fn list_mut<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>> {
+    let k = Value::from(key);
+    if matches!(doc.get(&k), None | Some(Value::Null)) {
+        doc.insert(k.clone(), Value::Sequence(Vec::new()));
+    }
+    match doc.get_mut(&k) {
+        Some(Value::Sequence(s)) => Ok(s),
+        _ => Err(CliError::Failed(format!(
+            "the kubeconfig's `{key}` is not a list: fix the file, then retry"
+        ))),
+    }
+}
+
+/// Merge `incoming` (Lanyard's kubeconfig for one cluster) into `doc`: each
+/// cluster, user and context of `incoming` replaces the entry of `doc` with
+/// the same name (in place) or is appended. `current-context` changes only
+/// with `set_current`. Returns the context's name.
+pub fn merge(doc: &mut Value, incoming: &Value, set_current: bool) -> Result<String> {
+    let bad = |what: &str| CliError::Transport(format!("the control plane's kubeconfig {what}"));
+    let Value::Mapping(target) = doc else {
+        return Err(CliError::Failed(
+            "the kubeconfig is not a YAML mapping".into(),
+        ));
+    };
+    let mut context = None;
+    for key in LISTS {
+        let entries = incoming
+            .get(key)
+            .and_then(Value::as_sequence)
+            .ok_or_else(|| bad(&format!("has no `{key}` list")))?;
+        if entries.len() != 1 {
+            return Err(bad(&format!(
+                "has {} `{key}` entries, not one",
+                entries.len()
+            )));
+        }
+        let list = list_mut(target, key)?;
+        for entry in entries {
+            let name = name_of(entry)
+                .ok_or_else(|| bad(&format!("has a `{key}` entry without a name")))?;
+            if key == "contexts" {
+                context = Some(name.to_owned());
+            }
+            match list.iter_mut().find(|e| name_of(e) == Some(name)) {
+                Some(existing) => *existing = entry.clone(),
+                None => list.push(entry.clone()),
+            }
+        }
+    }
+    let context = context.ok_or_else(|| bad("has no context"))?;
+    if set_current {
+        target.insert("current-context".into(), Value::from(context.as_str()));
+    }
+    Ok(context)
+}
+
+/// A Lanyard context found in a kubeconfig.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LanyardContext {
+    pub context: String,
+    pub cluster_entry: String,
+    pub user_entry: String,
+    pub cluster_id: Option<String>,
+    pub control_plane: Option<String>,
+    pub server: Option<String>,
+    pub namespace: Option<String>,
+    pub current: bool,
+}
+
+/// The value after `flag` in an exec plugin's arguments.
+fn arg_after(args: &[Value], flag: &str) -> Option<String> {
+    let pos = args.iter().position(|a| a.as_str() == Some(flag))?;
+    args.get(pos + 1).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The exec arguments of a user entry that runs `lanyard cluster token`.
+fn lanyard_exec_args(user: &Value) -> Option<&Vec<Value>> {
+    let exec = user.get("user")?.get("exec")?;
+    let command = exec.get("command")?.as_str()?;
+    let base = Path::new(command).file_name()?.to_str()?;
+    if base != "lanyard" {
+        return None;
+    }
+    let args = exec.get("args")?.as_sequence()?;
+    let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
+    words
+        .windows(2)
+        .any(|w| w == ["cluster", "token"])
+        .then_some(args)
+}
+
+fn find<'a>(doc: &'a Value, key: &str, name: &str) -> Option<&'a Value> {
+    doc.get(key)?
+        .as_sequence()?
+        .iter()
+        .find(|e| name_of(e) == Some(name))
+}
+
+/// The Lanyard contexts of `doc`, in file order.
+pub fn lanyard_contexts(doc: &Value) -> Vec<LanyardContext> {
+    let current = doc.get("current-context").and_then(Value::as_str);
+    let contexts = doc
+        .get("contexts")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    contexts
+        .iter()
+        .filter_map(|ctx| {
+            let name = name_of(ctx)?;
+            let body = ctx.get("context")?;
+            let user_entry = body.get("user")?.as_str()?;
+            let cluster_entry = body
+                .get("cluster")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let args = lanyard_exec_args(find(doc, "users", user_entry)?)?;
+            let server = find(doc, "clusters", cluster_entry)
+                .and_then(|c| c.get("cluster")?.get("server")?.as_str().map(str::to_owned));
+            Some(LanyardContext {
+                context: name.to_owned(),
+                cluster_entry: cluster_entry.to_owned(),
+                user_entry: user_entry.to_owned(),
+                cluster_id: arg_after(args, "--cluster"),
+                control_plane: arg_after(args, "--control-plane"),
+                server,
+                namespace: body
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                current: current == Some(name),
+            })
+        })
+        .collect()
+}
+
+/// Remove the Lanyard context of `cluster` (its name or `c_…` id), with its
+/// cluster and user entries; unset `current-context` if it pointed there.
+/// Returns what was removed; an error (exit 5) if nothing matched.
+pub fn remove(doc: &mut Value, cluster: &str) -> Result<Vec<LanyardContext>> {
+    let wanted = format!("lanyard-{cluster}");
+    let matches: Vec<LanyardContext> = lanyard_contexts(doc)
+        .into_iter()
+        .filter(|c| c.context == wanted || c.cluster_id.as_deref() == Some(cluster))
+        .collect();
+    if matches.is_empty() {
+        return Err(CliError::NotFound(format!(
+            "no Lanyard context for cluster {cluster:?} in the kubeconfig: `lanyard cluster kubeconfig list` shows them"
+        )));
+    }
+    let Value::Mapping(target) = doc else {
+        return Ok(matches);
+    };
+    for m in &matches {
+        for (key, name) in [
+            ("contexts", &m.context),
+            ("clusters", &m.cluster_entry),
+            ("users", &m.user_entry),
+        ] {
+            list_mut(target, key)?.retain(|e| name_of(e) != Some(name.as_str()));
+        }
+        if target.get("current-context").and_then(Value::as_str) == Some(m.context.as_str()) {
+            target.remove("current-context");
+        }
+    }
+    Ok(matches)
+}
+
+/// Merge `incoming_yaml` into the kubeconfig at `path` and save it.
+pub fn merge_file(path: &Path, incoming_yaml: &str, set_current: bool) -> Result<String> {
+    let incoming = parse(incoming_yaml)
+        .map_err(|e| CliError::Transport(format!("the control plane's kubeconfig {e}")))?;
+    let mut doc = load(path)?;
+    let context = merge(&mut doc, &incoming, set_current)?;
+    save(path, &doc)?;
+    Ok(context)
+}
+
+/// Remove `cluster`'s Lanyard entries from the kubeconfig at `path` and save it.
+pub fn remove_from_file(path: &Path, cluster: &str) -> Result<Vec<LanyardContext>> {
+    let mut doc = load(path)?;
+    let removed = remove(&mut doc, cluster)?;
+    save(path, &doc)?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INCOMING: &str = r#"apiVersion: v1
+kind: Config
+clusters:
+- name: "lanyard-prod"
+  cluster:
+    server: "https://proxy.example:8443"
+users:
+- name: "lanyard-prod"
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: lanyard
+      args: ["cluster", "token", "--control-plane", "http://cp", "--cluster", "c_0123456789abcdef01234567"]
+      interactiveMode: Never
+contexts:
+- name: "lanyard-prod"
+  context:
+    cluster: "lanyard-prod"
+    user: "lanyard-prod"
+    namespace: team-a
+current-context: "lanyard-prod"
+preferences: {}
+"#;
+
+    const EXISTING: &str = r#"apiVersion: v1
+kind: Config
+clusters:
+- name: kind
+  cluster: {server: "https://127.0.0.1:6443", extensions: [{name: x, extension: {a: 1}}]}
+contexts:
+- name: kind
+  context: {cluster: kind, user: kind}
+users:
+- name: kind
+  user: {token: abc}
+current-context: kind
+preferences: {colors: true}
+x-unknown: [1, 2]
+"#;
+
+    #[test]
+    fn merge_keeps_everything_else_and_leaves_current_context() {
+        let mut doc = parse(EXISTING).unwrap();
+        let before = doc.clone();
+        let ctx = merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        assert_eq!(ctx, "lanyard-prod");
+        for key in [
+            "current-context",
+            "preferences",
+            "x-unknown",
+            "apiVersion",
+            "kind",
+        ] {
+            assert_eq!(doc.get(key), before.get(key), "{key}");
+        }
+        for key in LISTS {
+            let list = doc.get(key).unwrap().as_sequence().unwrap();
+            assert_eq!(list.len(), 2, "{key}");
+            assert_eq!(
+                &list[0],
+                &before.get(key).unwrap().as_sequence().unwrap()[0],
+                "{key}"
+            );
+        }
+        let found = lanyard_contexts(&doc);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].cluster_id.as_deref(),
+            Some("c_0123456789abcdef01234567")
+        );
+        assert_eq!(found[0].namespace.as_deref(), Some("team-a"));
+        assert!(!found[0].current);
+    }
+
+    #[test]
+    fn merge_twice_replaces_and_set_current_switches() {
+        let mut doc = parse(EXISTING).unwrap();
+        merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        let once = doc.clone();
+        merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        assert_eq!(doc, once);
+        merge(&mut doc, &parse(INCOMING).unwrap(), true).unwrap();
+        assert_eq!(
+            doc.get("current-context").and_then(Value::as_str),
+            Some("lanyard-prod")
+        );
+    }
+
+    #[test]
+    fn merge_into_empty_and_remove_restores() {
+        let mut doc = parse("").unwrap();
+        merge(&mut doc, &parse(INCOMING).unwrap(), true).unwrap();
+        assert_eq!(remove(&mut doc, "prod").unwrap().len(), 1);
+        assert!(doc.get("current-context").is_none());
+        assert!(lanyard_contexts(&doc).is_empty());
+
+        let mut doc = parse(EXISTING).unwrap();
+        let before = doc.clone();
+        merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        remove(&mut doc, "c_0123456789abcdef01234567").unwrap();
+        assert_eq!(doc, before);
+        assert!(matches!(
+            remove(&mut doc, "prod"),
+            Err(CliError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_kubeconfig() {
+        assert!(parse("- a\n- b\n").is_err());
+        assert!(parse(": : :").is_err());
+        let mut doc = parse("clusters: 3\n").unwrap();
+        assert!(merge(&mut doc, &parse(INCOMING).unwrap(), false).is_err());
+    }
+}

@@ -50,12 +50,7 @@ pub(crate) fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Resp
 
 fn authenticate_agent(req: &Request, store: &Store) -> Result<ClusterRecord, ApiError> {
     let refused = || ApiError::Unauthenticated("the agent credential is not valid for this cluster".into());
-    let credential = req
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|c| !c.is_empty() && c.len() <= 256)
-        .ok_or_else(refused)?;
+    let credential = req.bearer_token().flatten().filter(|c| c.len() <= 256).ok_or_else(refused)?;
     let cluster = store.cluster(req.param("cluster_id").unwrap_or(""))?.ok_or_else(refused)?;
     if ids::ct_eq(&ids::secret_hash(credential), &cluster.agent_credential_hash) {
         Ok(cluster)

@@ -413,12 +413,7 @@ impl Cx<'_> {
         let supported = cluster.kind == ClusterKind::Standard;
         let online = self.agent_online(&cluster.id)?;
         let mine: Vec<GrantView> = if supported {
-            self.store
-                .grants(&cluster.id)?
-                .iter()
-                .filter(|g| g.grant.member_id == self.caller.member.id)
-                .map(|g| GrantView::new(g, online))
-                .collect()
+            self.caller_grants(&cluster.id)?.iter().map(|g| GrantView::new(g, online)).collect()
         } else {
             Vec::new()
         };
@@ -441,6 +436,13 @@ impl Cx<'_> {
         Ok(Response::json(200, &body))
     }
 
+    /// The caller's own live grants on the cluster.
+    fn caller_grants(&self, cluster_id: &str) -> Result<Vec<GrantWithStatus>, ApiError> {
+        let mut grants = self.store.grants(cluster_id)?;
+        grants.retain(|g| g.grant.member_id == self.caller.member.id);
+        Ok(grants)
+    }
+
     /// The caller's own live grants on a cluster that supports access:
     /// minting and kubeconfigs need one, whatever its status, for every
     /// caller (managing access is not kubectl access).
@@ -448,8 +450,7 @@ impl Cx<'_> {
         if cluster.kind == ClusterKind::Sandbox {
             return Err(ApiError::cluster_access_unsupported());
         }
-        let mine: Vec<GrantWithStatus> =
-            self.store.grants(&cluster.id)?.into_iter().filter(|g| g.grant.member_id == self.caller.member.id).collect();
+        let mine = self.caller_grants(&cluster.id)?;
         if mine.is_empty() {
             return Err(ApiError::Forbidden(format!(
                 "you have no access to cluster {}; ask an organisation admin to grant it: \
@@ -509,7 +510,7 @@ impl Cx<'_> {
 
     /// `scheme://authority` of the request, from Spin's `spin-full-url`.
     fn request_origin(&self) -> Option<String> {
-        let full = self.req.headers.iter().rev().find(|(n, _)| n == "spin-full-url").and_then(|(_, v)| std::str::from_utf8(v).ok())?;
+        let full = self.req.router_header("spin-full-url")?;
         let (scheme, rest) = full.split_once("://")?;
         let authority = rest.split('/').next()?;
         let clean = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
@@ -589,7 +590,7 @@ impl Cx<'_> {
             ca_pem: c.ca_pem.clone(),
             access_supported: c.kind == ClusterKind::Standard,
             agent: AgentView {
-                online: beat.as_ref().is_some_and(|b| self.env.now.saturating_sub(b.at) <= offline_after),
+                online: beat.as_ref().is_some_and(|b| b.is_fresh(self.env.now, offline_after)),
                 last_heartbeat: beat.map(|b| rfc3339(b.at)),
             },
             created_at: rfc3339(c.created_at),

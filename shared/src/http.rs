@@ -96,16 +96,32 @@ impl Request {
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
     }
 
-    /// A route parameter, as Spin passes it: `:cluster_id` arrives in the
-    /// `spin-path-match-cluster-id` header. Spin adds its own value after any
-    /// the client sent, so the last value is the one the router matched.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        let header = format!("spin-path-match-{}", name.replace('_', "-"));
+    /// A header Spin's router sets (`spin-*`). Spin adds its own value after
+    /// any the client sent, so the last value is the router's.
+    pub fn router_header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .rev()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&header))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// A route parameter, as Spin passes it: `:cluster_id` arrives in the
+    /// `spin-path-match-cluster-id` header.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.router_header(&format!("spin-path-match-{}", name.replace('_', "-")))
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header: `None` without
+    /// the header, `Some(None)` when it is not a non-empty bearer token.
+    pub fn bearer_token(&self) -> Option<Option<&str>> {
+        let auth = self.header("authorization")?;
+        Some(
+            auth.strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+                .map(str::trim)
+                .filter(|t| !t.is_empty()),
+        )
     }
 
     /// A cookie's value.

@@ -68,12 +68,8 @@ pub fn csrf_token(session_token: &str) -> String {
 
 /// Authenticate a request: bearer first, then the session cookie.
 pub fn authenticate(req: &Request, issuers: &[IssuerConfig], now: u64) -> Result<Session, ApiError> {
-    let (token, via) = if let Some(auth) = req.header("authorization") {
-        let token = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+    let (token, via) = if let Some(bearer) = req.bearer_token() {
+        let token = bearer
             .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be `Bearer <session token>`".into()))?;
         (token, Via::Bearer)
     } else if let Some(token) = req.cookie(SESSION_COOKIE).filter(|t| !t.is_empty()) {

@@ -102,6 +102,13 @@ pub struct Heartbeat {
     pub version: Option<String>,
 }
 
+impl Heartbeat {
+    /// Whether this heartbeat is at most `offline_after` seconds old at `now`.
+    pub fn is_fresh(&self, now: u64, offline_after: u64) -> bool {
+        now.saturating_sub(self.at) <= offline_after
+    }
+}
+
 /// A grant as stored. Immutable once written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantRecord {
@@ -388,7 +395,7 @@ impl<'a> Store<'a> {
 
     /// Whether the cluster's agent has sent a heartbeat within `offline_after` seconds.
     pub fn agent_online(&self, cluster_id: &str, now: u64, offline_after: u64) -> Result<bool, ApiError> {
-        Ok(self.heartbeat(cluster_id)?.is_some_and(|h| now.saturating_sub(h.at) <= offline_after))
+        Ok(self.heartbeat(cluster_id)?.is_some_and(|h| h.is_fresh(now, offline_after)))
     }
 
     // ----- grants ---------------------------------------------------------

@@ -189,9 +189,7 @@ fn agent_binary() -> PathBuf {
     path
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
-}
+pub use lanyard_api_tests::repo_root;
 
 fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {
     format!(

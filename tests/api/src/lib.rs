@@ -18,10 +18,7 @@ use lanyard_core::dev::{self, SessionClaims};
 use lanyard_host::{HostConfig, HostHandle};
 use serde_json::Value;
 
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
-}
+pub use lanyard_kube::repo_root;
 
 /// Fails, naming the command to run, if a component has not been built.
 fn require_components(manifest: &Path) {

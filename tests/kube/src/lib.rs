@@ -35,7 +35,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
-pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries};
+pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries, repo_root};
 pub use wait::{Probe, wait_for};
 
 use process::Supervisor;

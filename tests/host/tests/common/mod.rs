@@ -18,7 +18,8 @@ use serde_json::Value;
 pub fn fixture_wasm() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        // At run time: a test binary may be reused by another checkout.
+        None => Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run the tests with cargo")).join("../../target"),
     };
     let wasm = target.join("wasm32-wasip2/release/host_fixture.wasm");
     assert!(

@@ -274,29 +274,22 @@ pub fn remove_from_file(path: &Path, cluster: &str) -> Result<Vec<LanyardContext
 mod tests {
     use super::*;
 
-    const INCOMING: &str = r#"apiVersion: v1
-kind: Config
-clusters:
-- name: "lanyard-prod"
-  cluster:
-    server: "https://proxy.example:8443"
-users:
-- name: "lanyard-prod"
-  user:
-    exec:
-      apiVersion: client.authentication.k8s.io/v1
-      command: lanyard
-      args: ["cluster", "token", "--control-plane", "http://cp", "--cluster", "c_0123456789abcdef01234567"]
-      interactiveMode: Never
-contexts:
-- name: "lanyard-prod"
-  context:
-    cluster: "lanyard-prod"
-    user: "lanyard-prod"
-    namespace: team-a
-current-context: "lanyard-prod"
-preferences: {}
-"#;
+    /// What the control plane serves for cluster `prod` with a `team-a` grant:
+    /// the core's own renderer, so the merge is tested on the real shape.
+    fn incoming() -> String {
+        let cluster = lanyard_core::store::ClusterRecord {
+            id: "c_0123456789abcdef01234567".into(),
+            org: "acme".into(),
+            name: "prod".into(),
+            kind: lanyard_core::model::ClusterKind::Standard,
+            proxy_url: "https://proxy.example:8443".into(),
+            ca_pem: None,
+            agent_credential_hash: String::new(),
+            created_at: 0,
+            created_by: String::new(),
+        };
+        lanyard_core::kubeconfig::render(&cluster, "http://cp", Some("team-a"))
+    }
 
     const EXISTING: &str = r#"apiVersion: v1
 kind: Config
@@ -318,7 +311,7 @@ x-unknown: [1, 2]
     fn merge_keeps_everything_else_and_leaves_current_context() {
         let mut doc = parse(EXISTING).unwrap();
         let before = doc.clone();
-        let ctx = merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        let ctx = merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         assert_eq!(ctx, "lanyard-prod");
         for key in [
             "current-context",
@@ -351,11 +344,11 @@ x-unknown: [1, 2]
     #[test]
     fn merge_twice_replaces_and_set_current_switches() {
         let mut doc = parse(EXISTING).unwrap();
-        merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         let once = doc.clone();
-        merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         assert_eq!(doc, once);
-        merge(&mut doc, &parse(INCOMING).unwrap(), true).unwrap();
+        merge(&mut doc, &parse(&incoming()).unwrap(), true).unwrap();
         assert_eq!(
             doc.get("current-context").and_then(Value::as_str),
             Some("lanyard-prod")
@@ -365,14 +358,14 @@ x-unknown: [1, 2]
     #[test]
     fn merge_into_empty_and_remove_restores() {
         let mut doc = parse("").unwrap();
-        merge(&mut doc, &parse(INCOMING).unwrap(), true).unwrap();
+        merge(&mut doc, &parse(&incoming()).unwrap(), true).unwrap();
         assert_eq!(remove(&mut doc, "prod").unwrap().len(), 1);
         assert!(doc.get("current-context").is_none());
         assert!(lanyard_contexts(&doc).is_empty());
 
         let mut doc = parse(EXISTING).unwrap();
         let before = doc.clone();
-        merge(&mut doc, &parse(INCOMING).unwrap(), false).unwrap();
+        merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         remove(&mut doc, "c_0123456789abcdef01234567").unwrap();
         assert_eq!(doc, before);
         assert!(matches!(
@@ -386,6 +379,6 @@ x-unknown: [1, 2]
         assert!(parse("- a\n- b\n").is_err());
         assert!(parse(": : :").is_err());
         let mut doc = parse("clusters: 3\n").unwrap();
-        assert!(merge(&mut doc, &parse(INCOMING).unwrap(), false).is_err());
+        assert!(merge(&mut doc, &parse(&incoming()).unwrap(), false).is_err());
     }
 }

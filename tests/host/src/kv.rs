@@ -341,42 +341,10 @@ mod tests {
 
     const S: &str = "default";
 
-    fn store() -> (tempfile_dir::TempDir, KvStore) {
-        let dir = tempfile_dir::TempDir::new("kv");
+    fn store() -> (tempfile::TempDir, KvStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
         let kv = KvStore::open(&dir.path().join("kv.sqlite")).expect("opens");
         (dir, kv)
-    }
-
-    /// A minimal temporary directory (removed on drop), to avoid a dependency.
-    pub(crate) mod tempfile_dir {
-        use std::path::{Path, PathBuf};
-        use std::sync::atomic::{AtomicU64, Ordering};
-
-        pub struct TempDir(PathBuf);
-
-        impl TempDir {
-            pub fn new(tag: &str) -> TempDir {
-                static N: AtomicU64 = AtomicU64::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "lanyard-host-{tag}-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                let _ = std::fs::remove_dir_all(&path);
-                std::fs::create_dir_all(&path).expect("create temp dir");
-                TempDir(path)
-            }
-
-            pub fn path(&self) -> &Path {
-                &self.0
-            }
-        }
-
-        impl Drop for TempDir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]
@@ -514,7 +482,7 @@ mod tests {
 
     #[test]
     fn data_survives_reopening_the_file() {
-        let dir = tempfile_dir::TempDir::new("kv-reopen");
+        let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("kv.sqlite");
         {
             let kv = KvStore::open(&path).unwrap();

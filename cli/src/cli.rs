@@ -189,10 +189,14 @@ pub enum Dev {
         state: PathBuf,
     },
     /// Create the local run's cluster-token signing key in the state folder (if
-    /// missing) and print the `token_signing_keys` value that holds it.
+    /// missing) and print the `token_signing_keys` value that holds it (or,
+    /// with `--public`, the `token_jwks` value that publishes it).
     SigningKeys {
         #[arg(long, env = "LANYARD_STATE", default_value = ".lanyard")]
         state: PathBuf,
+        /// Print the public JWKS (`token_jwks`) instead of the private keys.
+        #[arg(long)]
+        public: bool,
     },
     /// Print a session token for the local run.
     Token {

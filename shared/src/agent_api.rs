@@ -33,10 +33,17 @@ pub const LEASE_MAX: i64 = 500;
 /// Longest error text kept per failed grant.
 pub const MAX_ERROR_CHARS: usize = 2048;
 
+/// What is decided from the request head alone, before the body is read:
+/// the method and the agent credential. An unauthenticated request is
+/// answered without reading its body (it may be up to 1 MiB).
+pub(crate) fn precheck(endpoint: Endpoint, head: &Request, store: &Store) -> Result<ClusterRecord, ApiError> {
+    check_method(endpoint, head)?;
+    authenticate_agent(head, store)
+}
+
 pub(crate) fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiError> {
-    check_method(endpoint, req)?;
     let store = Store::new(env.kv);
-    let cluster = authenticate_agent(req, &store)?;
+    let cluster = precheck(endpoint, req, &store)?;
     let config = Config::new(env.vars);
     match endpoint {
         Endpoint::AgentHeartbeat => heartbeat(req, env, &store, &config, &cluster),
@@ -147,11 +154,18 @@ fn reports(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result
     Ok(Response::json(200, &serde_json::json!({ "recorded": recorded, "ignored": results.len() - recorded })))
 }
 
+/// The access state the agent enforces: live grants of members who are not
+/// deactivated (a deactivation ends access here at once, even before its
+/// grants are deleted).
 fn state(store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
     let epoch = store.epoch(&c.id)?;
-    let grants: Vec<DesiredGrant> = store
-        .grants(&c.id)?
+    let grants = store.grants_at(&c.id, epoch)?;
+    let members: std::collections::BTreeSet<&str> = grants.iter().map(|g| g.grant.member_id.as_str()).collect();
+    let members: Vec<&str> = members.into_iter().collect();
+    let deactivated = store.deactivated_members(&c.org, &members)?;
+    let grants: Vec<DesiredGrant> = grants
         .into_iter()
+        .filter(|g| !deactivated.contains(&g.grant.member_id))
         .map(|g| DesiredGrant {
             user: rbac::kube_user(&g.grant.email),
             id: g.grant.id,

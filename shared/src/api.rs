@@ -99,6 +99,17 @@ impl Endpoint {
     }
 }
 
+/// Decide what can be decided from the request head (method, path, headers)
+/// before its body is read. The glue calls this first and reads the body only
+/// when it answers `None`: an agent request with a wrong credential reads no
+/// body at all. [`handle`] checks everything again, so skipping this is safe.
+pub fn precheck(endpoint: Endpoint, head: &Request, env: &Env) -> Option<Response> {
+    if !endpoint.is_agent() {
+        return None;
+    }
+    crate::agent_api::precheck(endpoint, head, &Store::new(env.kv)).err().map(|e| Response::error(&e))
+}
+
 /// Serve one request.
 pub fn handle(endpoint: Endpoint, req: &Request, env: &Env) -> Response {
     match serve(endpoint, req, env) {
@@ -120,8 +131,7 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
     }
     check_method(endpoint, req)?;
     if endpoint == Endpoint::Jwks {
-        let jwks = config.signing_keys()?.jwks();
-        return Ok(Response::json(200, &jwks));
+        return Ok(Response::json(200, &config.token_jwks()?));
     }
     let store = Store::new(env.kv);
     let session = identity::authenticate(req, &config.issuers()?, env.now)?;
@@ -327,8 +337,9 @@ fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     }
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
-            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, tail.strip_prefix(':')),
-            _ => return bad("proxy_url has a malformed IPv6 address"),
+            Some((h, "")) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, None),
+            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() && tail.starts_with(':') => (h, Some(&tail[1..])),
+            _ => return bad("proxy_url has a malformed IPv6 address (write it as https://[address]:port)"),
         },
         None => match authority.split_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -383,6 +394,10 @@ mod tests {
             "https://",
             "https://user:pw@proxy.example",
             "https://[not-v6]:1",
+            "https://[::1]evil",
+            "https://[::1]evil.example:443",
+            "http://[::1]x:8443",
+            "https://[::1]:",
             "https://bad_host.example",
             "ftp://proxy.example",
             "proxy.example",
@@ -413,7 +428,8 @@ impl Cx<'_> {
         let supported = cluster.kind == ClusterKind::Standard;
         let online = self.agent_online(&cluster.id)?;
         let mine: Vec<GrantView> = if supported {
-            self.caller_grants(&cluster.id)?.iter().map(|g| GrantView::new(g, online)).collect()
+            let epoch = self.store.epoch(&cluster.id)?;
+            self.caller_grants(&cluster.id, epoch)?.iter().map(|g| GrantView::new(g, online)).collect()
         } else {
             Vec::new()
         };
@@ -433,24 +449,25 @@ impl Cx<'_> {
         if self.caller.session.via == Via::Cookie {
             body["csrf_token"] = self.caller.session.csrf.clone().into();
         }
-        Ok(Response::json(200, &body))
+        // It may carry the session's CSRF value.
+        Ok(Response::json(200, &body).no_store())
     }
 
-    /// The caller's own live grants on the cluster.
-    fn caller_grants(&self, cluster_id: &str) -> Result<Vec<GrantWithStatus>, ApiError> {
-        let mut grants = self.store.grants(cluster_id)?;
+    /// The caller's own grants on the cluster that are live at `epoch`.
+    fn caller_grants(&self, cluster_id: &str, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
+        let mut grants = self.store.grants_at(cluster_id, epoch)?;
         grants.retain(|g| g.grant.member_id == self.caller.member.id);
         Ok(grants)
     }
 
-    /// The caller's own live grants on a cluster that supports access:
-    /// minting and kubeconfigs need one, whatever its status, for every
-    /// caller (managing access is not kubectl access).
-    fn own_grants(&self, cluster: &ClusterRecord) -> Result<Vec<GrantWithStatus>, ApiError> {
+    /// The caller's own grants, live at `epoch`, on a cluster that supports
+    /// access: minting and kubeconfigs need one, whatever its status, for
+    /// every caller (managing access is not kubectl access).
+    fn own_grants(&self, cluster: &ClusterRecord, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
         if cluster.kind == ClusterKind::Sandbox {
             return Err(ApiError::cluster_access_unsupported());
         }
-        let mine = self.caller_grants(&cluster.id)?;
+        let mine = self.caller_grants(&cluster.id, epoch)?;
         if mine.is_empty() {
             return Err(ApiError::Forbidden(format!(
                 "you have no access to cluster {}; ask an organisation admin to grant it: \
@@ -465,17 +482,24 @@ impl Cx<'_> {
 
     fn k8s_token(&self) -> Result<Response, ApiError> {
         let cluster = self.cluster()?;
-        self.authorize(Action::ViewCapabilities)?;
-        self.own_grants(&cluster)?;
+        self.authorize(Action::MintToken)?;
+        // The epoch is read once: the grant that justifies the token and the
+        // token's `rev` come from the same epoch, so a revoke-all landing in
+        // between yields a token that is already revoked, never a fresh one
+        // minted on the strength of a grant that no longer exists.
+        let epoch = self.store.epoch(&cluster.id)?;
+        self.own_grants(&cluster, epoch)?;
         let keys = self.config.signing_keys()?;
-        let lifetime = self.config.token_lifetime()?;
-        let window = self.env.now / 60;
-        let count = self.store.count_token_mint(&self.caller.member.id, window)?;
-        if count > TOKEN_MINTS_PER_MINUTE {
-            return Err(ApiError::RateLimited { retry_after: 60 - self.env.now % 60 });
+        if !keys.published_in(&self.config.token_jwks()?) {
+            return Err(ApiError::unavailable(
+                "variable token_jwks does not publish the signing key (the first of token_signing_keys): \
+                 its tokens would not verify; add its public key to token_jwks",
+            ));
         }
+        let lifetime = self.config.token_lifetime()?;
+        self.store.limit_token_mints(&self.caller.member.id, TOKEN_MINTS_PER_MINUTE, self.env.now)?;
         let claims = crate::token::TokenClaims {
-            rev: self.store.epoch(&cluster.id)?,
+            rev: epoch,
             user: crate::rbac::kube_user(&self.caller.member.email),
             email: self.caller.member.email.to_string(),
         };
@@ -487,13 +511,15 @@ impl Cx<'_> {
                 "kind": "ExecCredential",
                 "status": { "token": token, "expirationTimestamp": rfc3339(expires_at) },
             }),
-        ))
+        )
+        .no_store())
     }
 
     fn kubeconfig(&self) -> Result<Response, ApiError> {
         let cluster = self.cluster()?;
-        self.authorize(Action::ViewCapabilities)?;
-        let mine = self.own_grants(&cluster)?;
+        self.authorize(Action::MintToken)?;
+        let epoch = self.store.epoch(&cluster.id)?;
+        let mine = self.own_grants(&cluster, epoch)?;
         // A cluster-wide grant needs no default namespace; otherwise the oldest namespace grant's.
         let namespace = if mine.iter().any(|g| g.grant.namespace.is_none()) {
             None
@@ -634,7 +660,8 @@ impl Cx<'_> {
             self.env.now,
         )?;
         let view = self.cluster_view(&record)?;
-        Ok(Response::json(201, &serde_json::json!({ "cluster": view, "agent_credential": credential })))
+        // The agent credential is shown once and must not be kept by any cache.
+        Ok(Response::json(201, &serde_json::json!({ "cluster": view, "agent_credential": credential })).no_store())
     }
 
     fn directory(&self) -> Result<Response, ApiError> {

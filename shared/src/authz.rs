@@ -38,6 +38,8 @@ impl Caller {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     ViewCapabilities,
+    /// Mint a cluster token or render a kubeconfig (a grant is checked too).
+    MintToken,
     ListClusters,
     RegisterCluster,
     ListEligibleMembers,
@@ -51,7 +53,7 @@ pub enum Action {
 
 impl Action {
     fn needs_admin(self) -> bool {
-        !matches!(self, Action::ViewCapabilities | Action::ListClusters)
+        !matches!(self, Action::ViewCapabilities | Action::MintToken | Action::ListClusters)
     }
 }
 
@@ -110,6 +112,7 @@ mod tests {
     fn the_whole_matrix() {
         let all = [
             Action::ViewCapabilities,
+            Action::MintToken,
             Action::ListClusters,
             Action::RegisterCluster,
             Action::ListEligibleMembers,
@@ -124,7 +127,7 @@ mod tests {
             let admin = authorize(&caller(OrgRole::Admin, MemberStatus::Active), action);
             assert!(admin.is_ok(), "admin {action:?}");
             let member = authorize(&caller(OrgRole::Member, MemberStatus::Active), action);
-            let open = matches!(action, Action::ViewCapabilities | Action::ListClusters);
+            let open = matches!(action, Action::ViewCapabilities | Action::MintToken | Action::ListClusters);
             assert_eq!(member.is_ok(), open, "member {action:?}");
             if let Err(e) = member {
                 assert_eq!(e.status(), 403);

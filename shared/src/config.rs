@@ -6,6 +6,7 @@
 //! | `session_issuers` | JSON array of trusted SSO issuers (see [`IssuerConfig`]) | required |
 //! | `agent_offline_after_seconds` | heartbeat silence after which a cluster is offline | `90` |
 //! | `token_signing_keys` | secret: JSON array of Ed25519 private JWKs, the signing one first | none (no tokens) |
+//! | `token_jwks` | the public keys that verify cluster tokens, as a JWKS document | none (no JWKS) |
 //! | `token_lifetime_seconds` | lifetime of cluster tokens, 60 to 3600 | `900` |
 //! | `public_url` | the control plane's URL as clients reach it (kubeconfig exec args) | from the request |
 //!
@@ -104,6 +105,16 @@ impl<'a> Config<'a> {
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| ApiError::unavailable("variable token_signing_keys is not set: this deployment cannot mint cluster tokens"))?;
         crate::token::SigningKeys::parse(&raw).map_err(|e| ApiError::unavailable(format!("variable token_signing_keys {e}")))
+    }
+
+    /// The public keys that verify cluster tokens, as `jwks` serves them. The
+    /// `jwks` component gets this and never the private keys.
+    pub fn token_jwks(&self) -> Result<serde_json::Value, ApiError> {
+        let raw = self
+            .var("token_jwks")?
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ApiError::unavailable("variable token_jwks is not set: this deployment publishes no token keys"))?;
+        crate::token::parse_public_jwks(&raw).map_err(|e| ApiError::unavailable(format!("variable token_jwks {e}")))
     }
 
     pub fn token_lifetime(&self) -> Result<u64, ApiError> {

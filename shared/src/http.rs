@@ -107,8 +107,15 @@ impl Request {
     }
 
     /// A route parameter, as Spin passes it: `:cluster_id` arrives in the
-    /// `spin-path-match-cluster-id` header.
+    /// `spin-path-match-cluster-id` header. Only a parameter that the matched
+    /// route (`spin-matched-route`) declares is read: Spin adds
+    /// `spin-path-match-*` headers only for the route's own parameters, so on
+    /// any other route such a header can only have come from the client.
     pub fn param(&self, name: &str) -> Option<&str> {
+        let route = self.router_header("spin-matched-route")?;
+        if !route.split('/').any(|segment| segment.strip_prefix(':') == Some(name)) {
+            return None;
+        }
         self.router_header(&format!("spin-path-match-{}", name.replace('_', "-")))
     }
 
@@ -182,6 +189,14 @@ impl Response {
         Response { status, headers: vec![("content-type".into(), content_type.into())], body: body.into_bytes(), log: None }
     }
 
+    /// Mark a response that carries a secret (a token, a credential, a CSRF
+    /// value) as not to be stored by any cache, shared or private.
+    pub fn no_store(mut self) -> Response {
+        self.headers.push(("cache-control".into(), "no-store".into()));
+        self.headers.push(("pragma".into(), "no-cache".into()));
+        self
+    }
+
     pub fn no_content() -> Response {
         Response { status: 204, headers: Vec::new(), body: Vec::new(), log: None }
     }
@@ -238,9 +253,18 @@ mod tests {
         let r = Request::new(Method::Get, "/")
             .with_header("cookie", "a=1; lanyard_session=tok.en.x; b=2")
             .with_header("spin-path-match-cluster-id", "c_forged")
-            .with_header("spin-path-match-cluster-id", "c_1");
+            .with_header("spin-matched-route", "/x/:cluster_id/:forged")
+            .with_header("spin-path-match-member-id", "m_forged")
+            .with_header("spin-matched-route", "/api/v1/clusters/:cluster_id/access/grants/:grant_id")
+            .with_header("spin-path-match-cluster-id", "c_1")
+            .with_header("spin-path-match-grant-id", "g_1");
         assert_eq!(r.cookie("lanyard_session"), Some("tok.en.x"));
         assert_eq!(r.cookie("missing"), None);
         assert_eq!(r.param("cluster_id"), Some("c_1"), "the router's value, not the client's");
+        assert_eq!(r.param("grant_id"), Some("g_1"));
+        assert_eq!(r.param("member_id"), None, "the route declares no member_id: the header is the client's");
+        assert_eq!(r.param("forged"), None, "only the router's (last) matched route counts");
+        let no_route = Request::new(Method::Get, "/").with_header("spin-path-match-cluster-id", "c_1");
+        assert_eq!(no_route.param("cluster_id"), None, "without a matched route there are no parameters");
     }
 }

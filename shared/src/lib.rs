@@ -25,5 +25,5 @@ pub mod rbac;
 pub mod store;
 pub mod token;
 
-pub use api::{Endpoint, Env, handle};
+pub use api::{Endpoint, Env, handle, precheck};
 pub use error::ApiError;

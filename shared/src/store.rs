@@ -463,10 +463,13 @@ impl<'a> Store<'a> {
     /// Every live grant of the cluster, with its reported status.
     pub fn grants(&self, cluster_id: &str) -> Result<Vec<GrantWithStatus>, ApiError> {
         let epoch = self.epoch(cluster_id)?;
-        self.grants_of_epoch(cluster_id, epoch)
+        self.grants_at(cluster_id, epoch)
     }
 
-    fn grants_of_epoch(&self, cluster_id: &str, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
+    /// The grants of revocation epoch `epoch` (live iff it is the current
+    /// one). For a caller that must use one epoch for several decisions, e.g.
+    /// a token's `rev` and the grant that justifies it.
+    pub fn grants_at(&self, cluster_id: &str, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
         let ids = Log::new(self.kv, format!("v1/cluster/{cluster_id}/e/{epoch}/grants")).distinct()?;
         let mut keys = Vec::with_capacity(ids.len() * 2);
         for id in &ids {
@@ -506,7 +509,7 @@ impl<'a> Store<'a> {
     /// clear the old epoch's records (best effort: they are dead already).
     pub fn revoke_all(&self, cluster_id: &str, now: u64) -> Result<Revocation, ApiError> {
         let before = self.epoch(cluster_id)?;
-        let doomed = self.grants_of_epoch(cluster_id, before)?;
+        let doomed = self.grants_at(cluster_id, before)?;
         let epoch = self.kv.increment(&format!("v1/cluster/{cluster_id}/epoch"), 1)?;
         self.enqueue(cluster_id, &Job::RevokeAll { epoch, at: now })?;
         let keys: Vec<String> = doomed
@@ -574,14 +577,47 @@ impl<'a> Store<'a> {
         Ok(recorded)
     }
 
-    /// Count a token mint by a member in a one-minute window; returns the
-    /// count so far (the previous window's counter is dropped).
-    pub fn count_token_mint(&self, member_id: &str, window: u64) -> Result<i64, ApiError> {
-        let count = self.kv.increment(&format!("v1/rate/k8s-token/{member_id}/{window}"), 1)?;
+    /// Count a token mint by `member_id` at `now` and refuse it (`429`) if the
+    /// member minted more than `per_minute` in the last 60 seconds.
+    ///
+    /// A sliding window over two fixed ones: the previous minute's count is
+    /// weighted by the part of it that is still within the last 60 seconds, so
+    /// a burst across a minute boundary gets no second allowance. Counters are
+    /// `increment`s (no lost counts under concurrency); the small index
+    /// `…/windows` lists the minutes that have a counter, so every counter is
+    /// deleted once it is older than the previous minute, even after a gap.
+    /// Refused attempts count too: hammering keeps a caller limited.
+    pub fn limit_token_mints(&self, member_id: &str, per_minute: i64, now: u64) -> Result<(), ApiError> {
+        let prefix = format!("v1/rate/k8s-token/{member_id}");
+        let window = now / 60;
+        let count = self.kv.increment(&format!("{prefix}/{window}"), 1)?;
+        let index_key = format!("{prefix}/windows");
+        let mut windows: Vec<u64> = self.get_json(&index_key)?.unwrap_or_default();
         if count == 1 {
-            let _ = self.kv.delete(&format!("v1/rate/k8s-token/{member_id}/{}", window.saturating_sub(1)));
+            // The first mint of this minute maintains the index (one writer per minute).
+            let (keep, stale): (Vec<u64>, Vec<u64>) = windows.iter().partition(|&&w| w + 1 >= window);
+            let stale: Vec<String> = stale.iter().map(|w| format!("{prefix}/{w}")).collect();
+            self.kv.delete_many(&stale)?;
+            windows = keep;
+            if !windows.contains(&window) {
+                windows.push(window);
+            }
+            windows.sort_unstable();
+            self.kv.set(&index_key, &to_json(&windows)?)?;
         }
-        Ok(count)
+        let previous = match window.checked_sub(1) {
+            Some(p) if windows.contains(&p) => self.kv.increment(&format!("{prefix}/{p}"), 0)?,
+            _ => 0,
+        };
+        let elapsed = (now % 60) as i64;
+        // Rounded up, so that the estimate never undercounts the last 60 seconds.
+        let estimate = |elapsed: i64| (previous.max(0) * (60 - elapsed) + 59) / 60 + count;
+        if estimate(elapsed) <= per_minute {
+            return Ok(());
+        }
+        // When the estimate (with this minute's count as it is) falls within the limit.
+        let retry_after = (elapsed + 1..60).find(|&e| estimate(e) <= per_minute).map_or(60 - elapsed, |e| e - elapsed);
+        Err(ApiError::RateLimited { retry_after: retry_after.max(1) as u64 })
     }
 
     // ----- members --------------------------------------------------------
@@ -692,6 +728,15 @@ impl<'a> Store<'a> {
     }
 
     /// Deactivate (or reactivate) a member.
+    ///
+    /// Deactivation ends access at once: the marker is written first, and
+    /// from that instant the cluster's access state leaves out the member's
+    /// grants ([`Store::deactivated_members`]); then every grant of the member
+    /// on the organisation's clusters is deleted, each with a job that makes
+    /// the agent remove its binding. Reactivation first deletes whatever a
+    /// failed deactivation or a racing create left behind, and only then lifts
+    /// the marker, so it never revives old access: an admin grants again.
+    /// Both are idempotent, so a failed request is completed by retrying it.
     pub fn set_deactivated(&self, org: &str, id: &str, deactivated: bool, by: &str, now: u64) -> Result<Member, ApiError> {
         if self.member(org, id)?.is_none() {
             return Err(ApiError::not_found("member"));
@@ -699,9 +744,38 @@ impl<'a> Store<'a> {
         let key = format!("{}/deactivated", Self::member_key(org, id));
         if deactivated {
             self.kv.set(&key, &to_json(&Deactivation { by: by.to_owned(), at: now })?)?;
+            self.delete_member_grants(org, id, now)?;
         } else {
+            self.delete_member_grants(org, id, now)?;
             self.kv.delete(&key)?;
         }
         self.member(org, id)?.ok_or_else(|| ApiError::not_found("member"))
+    }
+
+    /// Delete every live grant of a member on the organisation's clusters;
+    /// returns how many this call deleted.
+    fn delete_member_grants(&self, org: &str, member_id: &str, now: u64) -> Result<usize, ApiError> {
+        let mut deleted = 0;
+        for cluster in self.clusters(org)? {
+            for g in self.grants(&cluster.id)? {
+                if g.grant.member_id != member_id {
+                    continue;
+                }
+                match self.delete_grant(&cluster.id, &g.grant.id, now) {
+                    Ok(_) => deleted += 1,
+                    // Deleted meanwhile by someone else: just as good.
+                    Err(ApiError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Which of `member_ids` are deactivated in `org` (one batch read).
+    pub fn deactivated_members(&self, org: &str, member_ids: &[&str]) -> Result<std::collections::HashSet<String>, ApiError> {
+        let keys: Vec<String> = member_ids.iter().map(|m| format!("{}/deactivated", Self::member_key(org, m))).collect();
+        let values = self.kv.get_many(&keys)?;
+        Ok(member_ids.iter().zip(values).filter(|(_, v)| v.is_some()).map(|(m, _)| (*m).to_owned()).collect())
     }
 }

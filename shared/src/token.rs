@@ -79,7 +79,17 @@ impl SigningKeys {
         Ok(SigningKeys { keys })
     }
 
-    /// The JWKS document: every public key.
+    /// Whether `jwks` publishes the signing key's public key under its `kid`:
+    /// a token signed by an unpublished key would not verify anywhere.
+    pub fn published_in(&self, jwks: &Value) -> bool {
+        let signing = &self.keys[0];
+        let public: Value = serde_json::from_str(&signing.public_key().to_jwk()).unwrap_or(Value::Null);
+        jwks.get("keys").and_then(Value::as_array).is_some_and(|keys| {
+            keys.iter().any(|k| k.get("kid") == public.get("kid") && k.get("x") == public.get("x") && k.get("x").is_some())
+        })
+    }
+
+    /// The JWKS document: every public key (what `token_jwks` must hold).
     pub fn jwks(&self) -> Value {
         let keys: Vec<Value> =
             self.keys.iter().filter_map(|k| serde_json::from_str(&k.public_key().to_jwk()).ok()).collect();
@@ -99,6 +109,30 @@ impl SigningKeys {
         let token = self.keys[0].sign(c).map_err(|e| ApiError::unavailable(format!("signing a cluster token: {e}")))?;
         Ok((token, expires_at))
     }
+}
+
+/// Parse `token_jwks`, the public keys that verify cluster tokens, as the
+/// `jwks` endpoint publishes them: a JWKS document of Ed25519 public keys,
+/// each with a `kid`. A private key here is refused, so that the public
+/// endpoint can never publish one. Errors name the problem, never a key.
+pub fn parse_public_jwks(raw: &str) -> Result<Value, String> {
+    let doc: Value = serde_json::from_str(raw).map_err(|_| "is not a JWKS document ({\"keys\": [...]})".to_owned())?;
+    let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "is not a JWKS document ({\"keys\": [...]})".to_owned())?;
+    if keys.is_empty() {
+        return Err("holds no key".into());
+    }
+    let mut public = Vec::with_capacity(keys.len());
+    for (i, jwk) in keys.iter().enumerate() {
+        if jwk.get("d").is_some() {
+            return Err(format!("key {i} is a private key: publish only public keys (lanyard dev signing-keys --public)"));
+        }
+        let kid = jwk.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or_else(|| format!("key {i} has no kid"))?;
+        let key = Ed25519PublicKey::from_jwk(&jwk.to_string()).map_err(|_| format!("key {i} is not an Ed25519 public JWK"))?;
+        let mut out: Value = serde_json::from_str(&key.to_jwk()).map_err(|_| format!("key {i} is not an Ed25519 public JWK"))?;
+        out["kid"] = kid.into();
+        public.push(out);
+    }
+    Ok(serde_json::json!({ "keys": public }))
 }
 
 /// Verify a cluster token for `cluster_id` against a JWKS document, at `now`,
@@ -206,6 +240,22 @@ mod tests {
         let after = SigningKeys::parse(&format!("[{new_jwk}]")).unwrap();
         assert_eq!(verify(&token, &after.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid), "removed key");
         assert!(verify(&fresh, &after.jwks(), "c_1", 2, NOW).is_ok());
+    }
+
+    #[test]
+    fn the_public_jwks_holds_only_public_keys_and_must_publish_the_signer() {
+        let (k, private) = keys(2);
+        let published = parse_public_jwks(&k.jwks().to_string()).unwrap();
+        assert_eq!(published, k.jwks(), "what the endpoint serves is what was configured");
+        assert!(k.published_in(&published));
+        let (other, _) = keys(1);
+        assert!(!other.published_in(&published), "a signer whose key is not published");
+        let leaked = format!(r#"{{"keys":[{}]}}"#, private[0]);
+        let err = parse_public_jwks(&leaked).unwrap_err();
+        assert!(err.contains("private") && !err.contains(&private[0]), "{err}");
+        for (raw, want) in [("[]", "JWKS"), (r#"{"keys":[]}"#, "no key"), (r#"{"keys":[{"kty":"OKP"}]}"#, "kid")] {
+            assert!(parse_public_jwks(raw).unwrap_err().contains(want), "{raw}");
+        }
     }
 
     #[test]

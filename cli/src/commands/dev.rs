@@ -32,10 +32,17 @@ pub fn init(state: &Path) -> Result<()> {
 }
 
 /// Create the local run's token signing key (if missing) and print the
-/// `token_signing_keys` value that holds it.
-pub fn signing_keys(state: &Path) -> Result<()> {
+/// `token_signing_keys` value that holds it, or with `public` the
+/// `token_jwks` value that publishes its public half.
+pub fn signing_keys(state: &Path, public: bool) -> Result<()> {
     let key = load_or_create_key(state, SIGNING_KEY_FILE)?;
-    println!("[{}]", key.to_jwk());
+    let private = format!("[{}]", key.to_jwk());
+    if public {
+        let keys = lanyard_core::token::SigningKeys::parse(&private).map_err(|e| CliError::Failed(format!("the signing key in the state folder {e}")))?;
+        println!("{}", keys.jwks());
+    } else {
+        println!("{private}");
+    }
     Ok(())
 }
 

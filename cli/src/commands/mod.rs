@@ -26,7 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cluster,
         }) => token::run(&control_plane, &cluster),
         Command::Dev(Dev::Init { state }) => dev::init(&state),
-        Command::Dev(Dev::SigningKeys { state }) => dev::signing_keys(&state),
+        Command::Dev(Dev::SigningKeys { state, public }) => dev::signing_keys(&state, public),
         Command::Dev(Dev::Token {
             email,
             org,

@@ -38,15 +38,20 @@ pub const STORE_LABEL: &str = "default";
 
 /// Serve one request for `endpoint`.
 pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
-    let response = match read_request(req, endpoint.body_limit()).await {
-        Ok(request) => match SpinKv::open() {
-            Ok(kv) => {
-                let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now() };
-                lanyard_core::handle(endpoint, &request, &env)
+    let response = match SpinKv::open() {
+        Ok(kv) => {
+            let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now() };
+            let head = read_head(&req);
+            // What the head decides (an agent's credential) is decided before any body is read.
+            match lanyard_core::precheck(endpoint, &head, &env) {
+                Some(refusal) => refusal,
+                None => match read_body(req, &head, endpoint.body_limit()).await {
+                    Ok(body) => lanyard_core::handle(endpoint, &Request { body, ..head }, &env),
+                    Err(e) => Response::error(&e),
+                },
             }
-            Err(e) => Response::error(&ApiError::unavailable(e)),
-        },
-        Err(e) => Response::error(&e),
+        }
+        Err(e) => Response::error(&ApiError::unavailable(e)),
     };
     if let Some(line) = &response.log {
         eprintln!("lanyard {endpoint:?}: {line}");
@@ -58,19 +63,23 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-async fn read_request(req: IncomingRequest, limit: usize) -> Result<Request, ApiError> {
+/// The request without its body (which is still unread).
+fn read_head(req: &IncomingRequest) -> Request {
     let method = Method::parse(&req.method().to_string());
     let path_and_query = req.path_with_query().unwrap_or_else(|| "/".into());
     let path = path_and_query.split('?').next().unwrap_or("/").to_owned();
     let headers: Vec<(String, Vec<u8>)> =
         req.headers().entries().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-    let declared_too_large = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+    Request { method, path, headers, body: Body::Complete(Vec::new()) }
+}
+
+/// The body, within `limit` (a declared length over it is not read at all).
+async fn read_body(req: IncomingRequest, head: &Request, limit: usize) -> Result<Body, ApiError> {
+    let declared_too_large = head
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
         .is_some_and(|n| n > limit as u64);
-    let body = if declared_too_large { Body::TooLarge { limit } } else { read_body_capped(req, limit).await? };
-    Ok(Request { method, path, headers, body })
+    if declared_too_large { Ok(Body::TooLarge { limit }) } else { read_body_capped(req, limit).await }
 }
 
 /// Read the body, stopping as soon as it exceeds the limit.

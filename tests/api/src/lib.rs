@@ -36,6 +36,12 @@ fn require_components(manifest: &Path) {
     );
 }
 
+/// The `token_jwks` value that publishes the public halves of a
+/// `token_signing_keys` value.
+pub fn public_jwks(signing_keys: &str) -> String {
+    lanyard_core::token::SigningKeys::parse(signing_keys).expect("valid signing keys").jwks().to_string()
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -117,8 +123,9 @@ impl App {
         let issuers = Value::Array(vec![dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE)]);
         variables.insert("session_issuers".to_owned(), issuers.to_string());
         variables.insert("access_gateway_enabled".to_owned(), options.gateway.to_string());
-        let signing = dev::new_key().to_jwk();
-        variables.insert("token_signing_keys".to_owned(), format!("[{signing}]"));
+        let signing = format!("[{}]", dev::new_key().to_jwk());
+        variables.insert("token_jwks".to_owned(), public_jwks(&signing));
+        variables.insert("token_signing_keys".to_owned(), signing);
         variables.extend(options.extra);
         let state = tempfile::tempdir().expect("temp dir");
         let mut app = App {

@@ -128,7 +128,10 @@ fn the_jwks_publishes_every_key_during_a_rotation() {
     let old = lanyard_core::dev::new_key();
     let new = lanyard_core::dev::new_key();
     let keys = format!("[{},{}]", new.to_jwk(), old.to_jwk());
-    let s = setup(Options { extra: vec![("token_signing_keys".into(), keys)], ..Options::default() });
+    let s = setup(Options {
+        extra: vec![("token_jwks".into(), lanyard_api_tests::public_jwks(&keys)), ("token_signing_keys".into(), keys)],
+        ..Options::default()
+    });
     let jwks = s.jwks();
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids.len(), 2);

@@ -217,6 +217,11 @@ fn the_check_refuses_what_the_document_does_not_say() {
     let capabilities = json!({"cluster_id": "c_0123456789abcdef01234567", "cluster_name": "prod", "enabled": true,
         "supported": true, "can_manage": false, "has_access": false, "grants": [],
         "agent_online": false});
+    // It carries the CSRF value to cookie sessions: never cacheable.
+    refused("GET", caps, 200, &h, &capabilities.to_string(), "capabilities without Cache-Control: no-store");
+    let mut h = json_headers();
+    h.insert(reqwest::header::CACHE_CONTROL, "no-store".parse().unwrap());
+    h.insert(reqwest::header::PRAGMA, "no-cache".parse().unwrap());
     spec.check("GET", caps, 200, &h, &capabilities.to_string()).unwrap();
     let mut null_reason = capabilities.clone();
     null_reason["reason"] = Value::Null;

@@ -2,9 +2,19 @@
 //! timeouts that sends the session as `Authorization: Bearer` and turns the
 //! API's error JSON (`{"error": {"code", "message", "field"?}}`) into
 //! [`CliError::Api`]. Transport errors name the URL, never the token.
+//!
+//! Every path is built by [`path`], which percent-encodes each segment, from
+//! ids that were checked first: a cluster argument is a `c_…` id or a cluster
+//! name ([`ClusterRef`]), a grant argument a `g_…` id, and the ids the server
+//! answers with are checked the same way before they are used in a path. So
+//! no argument and no answer can add a segment (`/`), climb out of its own
+//! (`..`) or start a query (`?`).
 
 use std::time::Duration;
 
+use lanyard_core::ids::IdKind;
+use lanyard_core::model::Namespace;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::Deserialize;
 use serde_json::Value;
@@ -40,6 +50,63 @@ pub struct Grant {
     pub status: String,
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// What a path segment may carry unencoded: RFC 3986's unreserved characters
+/// except `.` (so that no segment can be `.` or `..`).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
+/// The API path `/s1/s2/…`, each segment percent-encoded.
+pub fn path(segments: &[&str]) -> String {
+    segments.iter().map(|s| format!("/{}", utf8_percent_encode(s, SEGMENT))).collect()
+}
+
+/// The path of a cluster's sub-resource: `/api/v1/clusters/{id}/{rest…}`.
+pub fn cluster_path(cluster_id: &str, rest: &[&str]) -> String {
+    let mut segments = vec!["api", "v1", "clusters", cluster_id];
+    segments.extend_from_slice(rest);
+    path(&segments)
+}
+
+/// A cluster as a command line names it: its id or its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterRef {
+    /// `c_` and 24 hex digits.
+    Id(String),
+    /// A DNS-1123 label, as cluster names are.
+    Name(String),
+}
+
+impl ClusterRef {
+    /// `arg` as a cluster id or name; anything else is a usage error (exit 2).
+    pub fn parse(arg: &str) -> Result<ClusterRef> {
+        if IdKind::Cluster.accepts(arg) {
+            Ok(ClusterRef::Id(arg.to_owned()))
+        } else if Namespace::parse(arg).is_ok() {
+            Ok(ClusterRef::Name(arg.to_owned()))
+        } else {
+            Err(CliError::Usage(format!(
+                "{arg:?} is neither a cluster id (c_ and 24 hex digits) nor a cluster name (lowercase letters, digits and -): \
+                 `lanyard cluster list` shows the clusters' names and ids"
+            )))
+        }
+    }
+}
+
+/// `id` if it is a grant id: from the command line a usage error (exit 2)
+/// otherwise, from the server's answer a transport error (exit 1).
+pub fn check_grant_id(id: &str, from_server: bool) -> Result<&str> {
+    if IdKind::Grant.accepts(id) {
+        Ok(id)
+    } else if from_server {
+        Err(CliError::Transport(format!(
+            "the control plane answered an invalid grant id {id:?}: nothing was revoked; is it a Lanyard control plane?"
+        )))
+    } else {
+        Err(CliError::Usage(format!(
+            "{id:?} is not a grant id (g_ and 24 hex digits): `lanyard cluster access list CLUSTER` shows the grants' ids"
+        )))
+    }
 }
 
 /// A client for one control plane and session.
@@ -122,7 +189,7 @@ impl Api {
 
     /// The organisation's clusters, as listed by the server.
     pub fn clusters_json(&self) -> Result<Value> {
-        self.get_json("/api/v1/clusters")
+        self.get_json(&path(&["api", "v1", "clusters"]))
     }
 
     pub fn clusters(&self) -> Result<Vec<Cluster>> {
@@ -130,13 +197,24 @@ impl Api {
         parse_field(&body, "clusters")
     }
 
-    /// The cluster named `name_or_id` (its name, or its `c_…` id).
+    /// The cluster named `name_or_id` (its name, or its `c_…` id; anything
+    /// else is a usage error), with an id that is a cluster id.
     pub fn resolve_cluster(&self, name_or_id: &str) -> Result<Cluster> {
+        let wanted = ClusterRef::parse(name_or_id)?;
         let clusters = self.clusters()?;
-        clusters
-            .into_iter()
-            .find(|c| c.id == name_or_id || c.name == name_or_id)
-            .ok_or_else(|| CliError::Api {
+        let found = clusters.into_iter().find(|c| match &wanted {
+            ClusterRef::Id(id) => c.id == *id,
+            ClusterRef::Name(name) => c.name == *name,
+        });
+        if let Some(c) = &found
+            && !IdKind::Cluster.accepts(&c.id)
+        {
+            return Err(CliError::Transport(format!(
+                "the control plane answered an invalid id {:?} for cluster {:?}: is it a Lanyard control plane?",
+                c.id, c.name
+            )));
+        }
+        found.ok_or_else(|| CliError::Api {
                 api: ApiError {
                     status: 404,
                     code: "not_found".into(),
@@ -150,7 +228,7 @@ impl Api {
 
     /// The cluster's grants and `agent_online` (admins).
     pub fn grants_json(&self, cluster_id: &str) -> Result<Value> {
-        self.get_json(&format!("/api/v1/clusters/{cluster_id}/access/grants"))
+        self.get_json(&cluster_path(cluster_id, &["access", "grants"]))
     }
 }
 
@@ -215,4 +293,47 @@ fn error_from(resp: Response) -> CliError {
         _ => None,
     };
     CliError::Api { api, hint }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_encode_every_segment() {
+        assert_eq!(path(&["api", "v1", "clusters"]), "/api/v1/clusters");
+        assert_eq!(
+            cluster_path("c_0123456789abcdef01234567", &["access", "grants", "g_1"]),
+            "/api/v1/clusters/c_0123456789abcdef01234567/access/grants/g_1"
+        );
+        assert_eq!(
+            cluster_path("c_X/../../x?y#z", &["k8s-token"]),
+            "/api/v1/clusters/c_X%2F%2E%2E%2F%2E%2E%2Fx%3Fy%23z/k8s-token"
+        );
+        assert_eq!(path(&[".."]), "/%2E%2E");
+        assert_eq!(path(&["a%2F b"]), "/a%252F%20b");
+    }
+
+    #[test]
+    fn cluster_arguments_are_ids_or_names() {
+        let id = "c_0123456789abcdef01234567";
+        assert_eq!(ClusterRef::parse(id).unwrap(), ClusterRef::Id(id.into()));
+        assert_eq!(ClusterRef::parse("prod-1").unwrap(), ClusterRef::Name("prod-1".into()));
+        for bad in [
+            "",
+            "c_X/../../../../api/v1/clusters/c_X/access/revoke-all?",
+            "prod/x",
+            "..",
+            "prod?x",
+            "Prod",
+            "prod\u{1b}",
+            "c_0123456789abcdef01234567/",
+        ] {
+            let err = ClusterRef::parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), crate::error::exit::USAGE, "{bad:?}");
+        }
+        assert!(check_grant_id("g_0123456789abcdef01234567", false).is_ok());
+        assert!(matches!(check_grant_id("g_1/../x", false), Err(CliError::Usage(_))));
+        assert!(matches!(check_grant_id("g_1/../x", true), Err(CliError::Transport(_))));
+    }
 }

@@ -56,7 +56,8 @@ pub enum Command {
 #[derive(Args)]
 #[command(group(ArgGroup::new("credential").required(true).args(["token", "token_stdin", "dev"])))]
 pub struct Login {
-    /// The control plane's URL, e.g. http://127.0.0.1:3000 (default: the one you last logged in to).
+    /// The control plane's https:// URL (plain http:// only to localhost, 127.0.0.0/8 or [::1], e.g. the
+    /// local run's http://127.0.0.1:3000); default: the one you last logged in to.
     #[arg(long, env = "LANYARD_CONTROL_PLANE")]
     pub control_plane: Option<String>,
     /// A session token from your SSO (prefer --token-stdin: arguments are visible to other users).
@@ -97,7 +98,7 @@ pub enum Cluster {
     Kubeconfig(Kubeconfig),
     /// Print an ExecCredential for kubectl (what the kubeconfig's exec plugin runs); cached until shortly before expiry.
     Token {
-        /// The control plane that mints the token.
+        /// The control plane that mints the token (https://, or plain http:// to a loopback host).
         #[arg(long)]
         control_plane: String,
         /// The cluster's id (`c_…`) or name.

@@ -6,6 +6,11 @@
 //!
 //! The session token is a JWT; the CLI reads its payload without verifying it
 //! (the control plane verifies) to show who is logged in and until when.
+//!
+//! A control plane is an `https://` URL; plain `http://` only to a loopback
+//! host (`localhost`, `127.0.0.0/8`, `[::1]`), because the session travels in
+//! every request ([`normalize_url`], applied to `--control-plane` and to the
+//! saved config alike).
 
 use std::path::{Path, PathBuf};
 
@@ -68,11 +73,15 @@ impl Config {
         fsutil::write_atomic(path, text.as_bytes())
     }
 
-    /// The session, or exit 3 telling how to log in.
+    /// The session, or exit 3 telling how to log in; a saved control plane
+    /// that [`normalize_url`] refuses (plain http to another host) is refused
+    /// before the session is sent anywhere.
     pub fn session(&self, path: &Path) -> Result<Session> {
         match (&self.control_plane, &self.session_token) {
             (Some(cp), Some(token)) if !token.is_empty() => Ok(Session {
-                control_plane: cp.clone(),
+                control_plane: normalize_url(cp).map_err(|e| {
+                    CliError::Usage(format!("{e} (saved in {}); log in again with that URL", path.display()))
+                })?,
                 token: token.clone(),
             }),
             _ => Err(CliError::NotLoggedIn(path.to_path_buf())),
@@ -87,19 +96,39 @@ pub fn load_session() -> Result<Session> {
 }
 
 /// A control plane URL as the CLI stores and compares it: no trailing slash.
+/// It must be `https://host[:port][/path]`, or `http://` to a loopback host
+/// (`localhost`, `127.0.0.0/8`, `[::1]`); without credentials, query or
+/// fragment (paths are appended to it).
 pub fn normalize_url(url: &str) -> Result<String> {
     let url = url.trim().trim_end_matches('/');
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        CliError::Usage(format!(
-            "--control-plane {url:?} is not a URL ({e}): give e.g. http://127.0.0.1:3000"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(CliError::Usage(format!(
-            "--control-plane {url:?} must be an http:// or https:// URL"
-        )));
+    let bad = |why: &str| CliError::Usage(format!("--control-plane {url:?} {why}"));
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| bad(&format!("is not a URL ({e}): give e.g. https://lanyard.example.com")))?;
+    let Some(host) = parsed.host_str() else {
+        return Err(bad("has no host: give e.g. https://lanyard.example.com"));
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad("must not carry a user name or password"));
     }
-    Ok(url.to_owned())
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("must not have a query (?) or fragment (#)"));
+    }
+    match parsed.scheme() {
+        "https" => Ok(url.to_owned()),
+        "http" if is_loopback(host) => Ok(url.to_owned()),
+        "http" => Err(bad(
+            "uses plain http, which would send your session in clear: use its https:// URL \
+             (plain http is allowed only to localhost, 127.0.0.0/8 and [::1])",
+        )),
+        _ => Err(bad("must be an https:// URL")),
+    }
+}
+
+/// Whether a parsed URL's host (`Url::host_str`: IPv4 dotted, IPv6 in
+/// brackets, names lowercased) is `localhost`, in `127.0.0.0/8` or `::1`.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a session token says, read without verification.
@@ -144,5 +173,42 @@ impl SessionInfo {
             issuer: text("iss"),
             expires_at: claims.get("exp").and_then(Value::as_u64),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_planes_are_https_or_loopback_http() {
+        for (given, kept) in [
+            ("https://lanyard.example.com/", "https://lanyard.example.com"),
+            ("https://10.0.0.1:8443/base", "https://10.0.0.1:8443/base"),
+            ("http://127.0.0.1:3000", "http://127.0.0.1:3000"),
+            ("http://127.8.9.10:3000/", "http://127.8.9.10:3000"),
+            ("http://localhost:3000", "http://localhost:3000"),
+            ("http://LOCALHOST", "http://LOCALHOST"),
+            ("http://[::1]:3000", "http://[::1]:3000"),
+        ] {
+            assert_eq!(normalize_url(given).unwrap(), kept, "{given}");
+        }
+        for bad in [
+            "http://lanyard.example.com",
+            "http://10.0.0.1:3000",
+            "http://128.0.0.1",
+            "http://[::2]:3000",
+            "http://localhost.evil.example",
+            "http://0.0.0.0:3000",
+            "ftp://127.0.0.1",
+            "https://user:pw@lanyard.example.com",
+            "https://lanyard.example.com/?x=1",
+            "https://lanyard.example.com/#x",
+            "not a url",
+        ] {
+            assert!(matches!(normalize_url(bad), Err(CliError::Usage(_))), "{bad}");
+        }
+        let err = normalize_url("http://lanyard.example.com").unwrap_err().to_string();
+        assert!(err.contains("https://"), "{err}");
     }
 }

@@ -17,6 +17,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::output::escape;
+
 /// Exit codes scripts can rely on.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -39,11 +41,13 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The server's text is shown with its control characters escaped, line
+/// breaks included, so that it stays on its line ([`escape`]).
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} {})", self.message, self.status, self.code)?;
+        write!(f, "{} ({} {})", escape(&self.message), self.status, escape(&self.code))?;
         if let Some(field) = &self.field {
-            write!(f, " [field: {field}]")?;
+            write!(f, " [field: {}]", escape(field))?;
         }
         Ok(())
     }
@@ -78,6 +82,15 @@ pub enum CliError {
     /// Something is missing locally (exit 5): a kubeconfig entry, a grant to revoke.
     #[error("{0}")]
     NotFound(String),
+    /// The control plane's kubeconfig is not the one Lanyard writes; the
+    /// kubeconfig file was left as it was (exit 1).
+    #[error(
+        "the control plane sent an unexpected kubeconfig ({}); nothing was changed in {}. \
+         Check that you logged in to the right control plane (`lanyard whoami`) and tell its operator",
+        escape(.reason),
+        .path.display()
+    )]
+    UnexpectedKubeconfig { reason: String, path: PathBuf },
 }
 
 impl CliError {
@@ -95,7 +108,10 @@ impl CliError {
                 _ => exit::ERROR,
             },
             CliError::NotFound(_) => exit::NOT_FOUND,
-            CliError::Transport(_) | CliError::Io { .. } | CliError::Failed(_) => exit::ERROR,
+            CliError::Transport(_)
+            | CliError::Io { .. }
+            | CliError::Failed(_)
+            | CliError::UnexpectedKubeconfig { .. } => exit::ERROR,
         }
     }
 

@@ -9,14 +9,32 @@
 //!
 //! A Lanyard entry is recognised by its user: an exec plugin whose command is
 //! `lanyard` with arguments `cluster token … --cluster <id>`.
+//!
+//! The control plane's kubeconfig is merged only if it is exactly what Lanyard
+//! writes ([`check`]), because kubectl runs the exec command it names: one
+//! cluster, user and context named `lanyard-<cluster name>`; the cluster an
+//! `https` server (plain `http` only to a loopback host) with at most its CA;
+//! the user only an exec plugin with Lanyard's `apiVersion`, the command
+//! `lanyard` (found on `PATH`; no other path is accepted), exactly the
+//! arguments `cluster token --control-plane <the control plane you logged in
+//! to> --cluster <the cluster's id>`, `interactiveMode: Never`, no `env`; the
+//! context only that cluster, that user and a namespace. Anything else is
+//! refused and the file is not touched.
 
 use std::path::{Path, PathBuf};
 
+use lanyard_core::ids::IdKind;
+use lanyard_core::model::Namespace;
 use serde::Serialize;
 use serde_norway::{Mapping, Value};
 
 use crate::error::{CliError, Result};
-use crate::fsutil;
+use crate::{config, fsutil};
+
+/// The exec plugin's `apiVersion` in the kubeconfigs Lanyard writes.
+pub const EXEC_API_VERSION: &str = "client.authentication.k8s.io/v1";
+/// The exec plugin's command in the kubeconfigs Lanyard writes.
+pub const EXEC_COMMAND: &str = "lanyard";
 
 /// The three lists a kubeconfig merges by name.
 const LISTS: [&str; 3] = ["clusters", "users", "contexts"];
@@ -252,10 +270,143 @@ pub fn remove(doc: &mut Value, cluster: &str) -> Result<Vec<LanyardContext>> {
     Ok(matches)
 }
 
-/// Merge `incoming_yaml` into the kubeconfig at `path` and save it.
-pub fn merge_file(path: &Path, incoming_yaml: &str, set_current: bool) -> Result<String> {
-    let incoming = parse(incoming_yaml)
-        .map_err(|e| CliError::Transport(format!("the control plane's kubeconfig {e}")))?;
+/// What the kubeconfig for one cluster must say: who mints its tokens, and
+/// which cluster it is.
+#[derive(Debug, Clone)]
+pub struct Expected<'a> {
+    /// The control plane the user is logged in to (normalised, no trailing slash).
+    pub control_plane: &'a str,
+    /// The cluster's `c_…` id.
+    pub cluster_id: &'a str,
+    /// The cluster's name (a DNS-1123 label): the entries are `lanyard-<name>`.
+    pub cluster_name: &'a str,
+}
+
+/// `value` as a mapping whose keys are all in `allowed` and include `required`.
+fn fields<'a>(value: &'a Value, what: &str, required: &[&str], allowed: &[&str]) -> Result<&'a Mapping, String> {
+    let map = value.as_mapping().ok_or_else(|| format!("{what} is not a mapping"))?;
+    for key in map.keys() {
+        match key.as_str() {
+            Some(k) if allowed.contains(&k) => {}
+            _ => return Err(format!("{what} has an unexpected field {}", describe(key))),
+        }
+    }
+    if let Some(missing) = required.iter().find(|k| !map.contains_key(**k)) {
+        return Err(format!("{what} has no `{missing}`"));
+    }
+    Ok(map)
+}
+
+/// A YAML value, shortly, for an error message.
+fn describe(value: &Value) -> String {
+    let text = serde_norway::to_string(value).unwrap_or_default();
+    let text = text.trim();
+    let short: String = text.chars().take(80).collect();
+    if short.len() < text.len() { format!("`{short}…`") } else { format!("`{short}`") }
+}
+
+/// The string at `map[key]`, if it is one.
+fn text<'a>(map: &'a Mapping, key: &str) -> Option<&'a str> {
+    map.get(key).and_then(Value::as_str)
+}
+
+/// `map[key]` must be the string `want`.
+fn expect_text(map: &Mapping, what: &str, key: &str, want: &str) -> Result<(), String> {
+    match map.get(key) {
+        Some(Value::String(s)) if s == want => Ok(()),
+        Some(other) => Err(format!("{what}'s `{key}` is {}, not `{want}`", describe(other))),
+        None => Err(format!("{what} has no `{key}`")),
+    }
+}
+
+/// The single entry of `incoming[key]`.
+fn single<'a>(incoming: &'a Value, key: &str) -> Result<&'a Value, String> {
+    let entries = incoming.get(key).and_then(Value::as_sequence).ok_or_else(|| format!("it has no `{key}` list"))?;
+    match entries.as_slice() {
+        [one] => Ok(one),
+        _ => Err(format!("it has {} `{key}` entries, not one", entries.len())),
+    }
+}
+
+/// Whether `incoming` is exactly the kubeconfig Lanyard writes for
+/// `expected` (see the module's documentation); the reason if not.
+pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
+    if Namespace::parse(expected.cluster_name).is_err() {
+        return Err(format!("the cluster's name {:?} is not a DNS-1123 label", expected.cluster_name));
+    }
+    if !IdKind::Cluster.accepts(expected.cluster_id) {
+        return Err(format!("the cluster's id {:?} is not a cluster id", expected.cluster_id));
+    }
+    let name = format!("lanyard-{}", expected.cluster_name);
+
+    let cluster = fields(single(incoming, "clusters")?, "the cluster entry", &["name", "cluster"], &["name", "cluster"])?;
+    expect_text(cluster, "the cluster entry", "name", &name)?;
+    let body = fields(&cluster["cluster"], "the cluster", &["server"], &["server", "certificate-authority-data"])?;
+    let server = text(body, "server").ok_or("the cluster's server is not a string")?;
+    let secure = reqwest::Url::parse(server).is_ok_and(|u| {
+        u.scheme() == "https" || (u.scheme() == "http" && u.host_str().is_some_and(config::is_loopback))
+    });
+    if !secure {
+        return Err(format!("the cluster's server {server:?} is not an https:// URL"));
+    }
+    if body.get("certificate-authority-data").is_some_and(|v| !v.is_string()) {
+        return Err("the cluster's certificate-authority-data is not a string".into());
+    }
+
+    let user = fields(single(incoming, "users")?, "the user entry", &["name", "user"], &["name", "user"])?;
+    expect_text(user, "the user entry", "name", &name)?;
+    let body = fields(&user["user"], "the user", &["exec"], &["exec"])?;
+    let exec = fields(
+        &body["exec"],
+        "the exec plugin",
+        &["apiVersion", "command", "args", "interactiveMode"],
+        &["apiVersion", "command", "args", "interactiveMode", "provideClusterInfo", "installHint"],
+    )?;
+    expect_text(exec, "the exec plugin", "apiVersion", EXEC_API_VERSION)?;
+    expect_text(exec, "the exec plugin", "command", EXEC_COMMAND)?;
+    expect_text(exec, "the exec plugin", "interactiveMode", "Never")?;
+    let args: Option<Vec<&str>> = exec["args"].as_sequence().and_then(|a| a.iter().map(Value::as_str).collect());
+    let want = ["cluster", "token", "--control-plane", expected.control_plane, "--cluster", expected.cluster_id];
+    let args_ok = args.as_deref().is_some_and(|a| {
+        a.len() == want.len()
+            && a.iter().zip(want).enumerate().all(|(i, (got, want))| {
+                // The control plane may differ by a trailing slash only.
+                if i == 3 { got.trim_end_matches('/') == want } else { *got == want }
+            })
+    });
+    if !args_ok {
+        return Err(format!(
+            "the exec plugin's arguments are {}, not `{}`",
+            describe(&exec["args"]),
+            want.join(" ")
+        ));
+    }
+    if exec.get("provideClusterInfo").is_some_and(|v| v != &Value::Bool(false)) {
+        return Err("the exec plugin asks for the cluster's information".into());
+    }
+    // kubectl prints the install hint when `lanyard` is missing.
+    if exec.get("installHint").is_some_and(|v| v.as_str().is_none_or(|h| h.chars().any(char::is_control))) {
+        return Err("the exec plugin's installHint is not plain text".into());
+    }
+
+    let context = fields(single(incoming, "contexts")?, "the context entry", &["name", "context"], &["name", "context"])?;
+    expect_text(context, "the context entry", "name", &name)?;
+    let body = fields(&context["context"], "the context", &["cluster", "user"], &["cluster", "user", "namespace"])?;
+    expect_text(body, "the context", "cluster", &name)?;
+    expect_text(body, "the context", "user", &name)?;
+    if body.get("namespace").is_some_and(|ns| ns.as_str().is_none_or(|ns| Namespace::parse(ns).is_err())) {
+        return Err(format!("the context's namespace {} is not a namespace", describe(&body["namespace"])));
+    }
+    Ok(())
+}
+
+/// Merge `incoming_yaml` (the control plane's kubeconfig for one cluster)
+/// into the kubeconfig at `path` and save it, if it is what Lanyard writes
+/// for `expected` ([`check`]); otherwise the file is left untouched.
+pub fn merge_file(path: &Path, incoming_yaml: &str, expected: &Expected, set_current: bool) -> Result<String> {
+    let unexpected = |reason: String| CliError::UnexpectedKubeconfig { reason, path: path.to_path_buf() };
+    let incoming = parse(incoming_yaml).map_err(|e| unexpected(format!("it {e}")))?;
+    check(&incoming, expected).map_err(unexpected)?;
     let mut doc = load(path)?;
     let context = merge(&mut doc, &incoming, set_current)?;
     save(path, &doc)?;
@@ -372,6 +523,55 @@ x-unknown: [1, 2]
             remove(&mut doc, "prod"),
             Err(CliError::NotFound(_))
         ));
+    }
+
+    fn expected() -> Expected<'static> {
+        Expected {
+            control_plane: "http://cp",
+            cluster_id: "c_0123456789abcdef01234567",
+            cluster_name: "prod",
+        }
+    }
+
+    #[test]
+    fn accepts_only_what_lanyard_writes() {
+        let good = incoming();
+        check(&parse(&good).unwrap(), &expected()).unwrap();
+        let slash = good.replace(r#""http://cp""#, r#""http://cp/""#);
+        check(&parse(&slash).unwrap(), &expected()).unwrap();
+        let tampered = [
+            ("command: lanyard", "command: sh"),
+            ("command: lanyard", "command: /tmp/evil/lanyard"),
+            ("command: lanyard", "command: ./lanyard"),
+            ("apiVersion: client.authentication.k8s.io/v1\n", "apiVersion: client.authentication.k8s.io/v1beta1\n"),
+            ("interactiveMode: Never", "interactiveMode: IfAvailable"),
+            ("interactiveMode: Never\n", "interactiveMode: Never\n      env: [{name: LD_PRELOAD, value: /tmp/x.so}]\n"),
+            ("      provideClusterInfo: false", "      provideClusterInfo: true"),
+            ("      - \"c_0123456789abcdef01234567\"\n", "      - \"c_0123456789abcdef01234567\"\n      - \"--extra\"\n"),
+            ("\"c_0123456789abcdef01234567\"", "\"c_00000000000000000000000f\""),
+            ("\"http://cp\"", "\"http://evil\""),
+            ("      - \"token\"\n", "      - \"tokens\"\n"),
+            ("  user:\n    exec:", "  user:\n    token: stolen\n    exec:"),
+            ("- name: \"lanyard-prod\"\n  user:", "- name: \"kind\"\n  user:"),
+            ("- name: \"lanyard-prod\"\n  cluster:", "- name: \"kind\"\n  cluster:"),
+            ("- name: \"lanyard-prod\"\n  context:", "- name: \"kind\"\n  context:"),
+            ("    user: \"lanyard-prod\"", "    user: \"kind\""),
+            ("\"https://proxy.example:8443\"", "\"http://proxy.example:8443\""),
+            ("    server:", "    insecure-skip-tls-verify: true\n    server:"),
+            ("    namespace: \"team-a\"", "    namespace: \"Team A\""),
+            ("installHint: \"Install", "installHint: \"\\e[2JInstall"),
+            ("users:\n", "users:\n- {name: other, user: {token: x}}\n"),
+        ];
+        for (from, to) in tampered {
+            assert!(good.contains(from), "{from:?} is not in the rendered kubeconfig");
+            let text = good.replacen(from, to, 1);
+            let doc = parse(&text).unwrap_or_else(|e| panic!("{to:?}: {e}"));
+            assert!(check(&doc, &expected()).is_err(), "accepted {from:?} -> {to:?}");
+        }
+        let other_cp = Expected { control_plane: "https://cp", ..expected() };
+        assert!(check(&parse(&good).unwrap(), &other_cp).is_err());
+        let other_name = Expected { cluster_name: "staging", ..expected() };
+        assert!(check(&parse(&good).unwrap(), &other_name).is_err());
     }
 
     #[test]

@@ -850,7 +850,7 @@ fn a_concurrent_reader_never_sees_a_partial_kubeconfig() {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: lanyard-prod\n  cluster:\n    server: https://proxy.example:8443\n\
              users:\n- name: lanyard-prod\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: lanyard\n      \
-             args: [cluster, token, --control-plane, 'http://cp', --cluster, c_0123456789abcdef01234567]\n\
+             args: [cluster, token, --control-plane, 'http://cp', --cluster, c_0123456789abcdef01234567]\n      interactiveMode: Never\n\
              contexts:\n- name: lanyard-prod\n  context:\n    cluster: lanyard-prod\n    user: lanyard-prod\n    namespace: {ns}\n"
         )
     };
@@ -876,8 +876,13 @@ fn a_concurrent_reader_never_sees_a_partial_kubeconfig() {
     wait_until("the reader to start", Duration::from_secs(10), || {
         reads.load(Ordering::Relaxed) > 0
     });
+    let expected = kubeconfig::Expected {
+        control_plane: "http://cp",
+        cluster_id: "c_0123456789abcdef01234567",
+        cluster_name: "prod",
+    };
     for i in 0..150 {
-        kubeconfig::merge_file(&env.kubeconfig, &incoming(&format!("ns-{i}")), i % 2 == 0).unwrap();
+        kubeconfig::merge_file(&env.kubeconfig, &incoming(&format!("ns-{i}")), &expected, i % 2 == 0).unwrap();
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("every read parsed");
@@ -1167,4 +1172,256 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
     );
     assert!(seen.lock().unwrap().iter().all(|t| *t == token));
     assert!(Path::new(&env.kubeconfig).exists());
+}
+
+#[test]
+fn cluster_arguments_cannot_reach_other_endpoints() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let cluster = app.cluster(&admin, "prod", "standard");
+    let bob = app.sign_in("bob@acme.example", "acme");
+    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}))
+        .expect(201);
+    let grant = app.grants(&admin, &cluster)[0]["id"].as_str().unwrap().to_owned();
+    // The admin runs the exec plugin with a crafted --cluster (e.g. from a kubeconfig someone sent them).
+    let env = Env::new();
+    env.login(&app, &admin);
+    for crafted in [
+        format!("{cluster}/../../../../api/v1/clusters/{cluster}/access/revoke-all?"),
+        format!("{cluster}/../{cluster}/access/revoke-all#"),
+        format!("{cluster}%2F..%2F..%2F{cluster}%2Faccess%2Frevoke-all"),
+        "..".to_owned(),
+        format!("{cluster}?x=1"),
+    ] {
+        let out = env.run(&["cluster", "token", "--control-plane", &app.url, "--cluster", &crafted]);
+        assert_eq!(app.grants(&admin, &cluster).len(), 1, "{crafted:?} revoked the grants: {out:?}");
+        out.code(2);
+        assert!(
+            out.stderr.contains("neither a cluster id") && out.stderr.contains("lanyard cluster list"),
+            "{out:?}"
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    // The same for the access commands' CLUSTER and GRANT_ID.
+    let traversal = format!("{grant}/../../revoke-all");
+    for args in [
+        vec!["cluster", "access", "list", "prod/../x"],
+        vec!["cluster", "access", "revoke-all", "prod/../prod", "--yes"],
+        vec!["cluster", "access", "revoke", "prod", &traversal],
+    ] {
+        let out = env.run(&args);
+        out.code(2);
+        assert!(out.stderr.contains("lanyard cluster"), "{out:?}");
+    }
+    assert_eq!(app.grants(&admin, &cluster).len(), 1, "nothing was revoked");
+
+    // A cluster name is resolved to its id.
+    let member = Env::new();
+    member.login(&app, &bob);
+    let out = member.run(&["cluster", "token", "--control-plane", &app.url, "--cluster", "prod"]);
+    out.ok();
+    let token = credential_token(&out.json());
+    assert_eq!(lanyard_cli::config::decode_claims(&token).unwrap()["aud"], cluster.as_str());
+    assert!(token_cache::file(&member.cache_dir(), &app.url, &cluster).exists());
+    member
+        .run(&["cluster", "token", "--control-plane", &app.url, "--cluster", "nope"])
+        .code(5);
+}
+
+#[test]
+fn plain_http_only_to_loopback() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let cluster = app.cluster(&admin, "prod", "standard");
+    let env = Env::new();
+    // Login refuses plain http to another host before sending the session anywhere.
+    for url in ["http://lanyard.invalid:3000", "http://10.0.0.1:3000", "http://[::2]:3000"] {
+        let out = env.run(&["login", "--control-plane", url, "--token", &admin]);
+        out.code(2);
+        assert!(out.stderr.contains("https://") && out.stderr.contains("plain http"), "{out:?}");
+        assert!(!out.stderr.contains(&admin), "{out:?}");
+        assert!(!env.config.exists());
+    }
+    // Loopback by name is fine.
+    let port = app.url.rsplit(':').next().unwrap();
+    let localhost = format!("http://localhost:{port}");
+    env.run(&["login", "--control-plane", &localhost, "--token", &admin]).ok();
+    env.run(&["login", "--control-plane", &app.url, "--token", &admin]).ok();
+
+    // The exec plugin refuses it too (not merely "another control plane").
+    let out = env.run(&["cluster", "token", "--control-plane", "http://lanyard.invalid", "--cluster", &cluster]);
+    out.code(2);
+    assert!(out.stderr.contains("https://") && out.stdout.is_empty(), "{out:?}");
+
+    // A saved config that says plain http to another host is refused before any request.
+    std::fs::write(
+        &env.config,
+        json!({"control_plane": "http://lanyard.invalid:3000", "session_token": admin}).to_string(),
+    )
+    .unwrap();
+    let out = env.run(&["cluster", "list"]);
+    out.code(2);
+    assert!(out.stderr.contains("https://") && out.stderr.contains("log in again"), "{out:?}");
+}
+
+/// `body` (a kubeconfig) with its `--control-plane` argument replaced by `url`.
+fn with_control_plane(body: &str, url: &str) -> String {
+    let marker = "- \"--control-plane\"\n      - \"";
+    let start = body.find(marker).unwrap_or_else(|| panic!("no --control-plane in {body}")) + marker.len();
+    let end = start + body[start..].find('"').unwrap();
+    format!("{}{url}{}", &body[..start], &body[end..])
+}
+
+#[test]
+fn kubeconfig_add_merges_only_what_lanyard_writes() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let cluster = app.cluster(&admin, "prod", "standard");
+    let other = app.cluster(&admin, "other", "standard");
+    let bob = app.sign_in("bob@acme.example", "acme");
+    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}))
+        .expect(201);
+    // Bob talks to the control plane through a proxy that plays a malicious one.
+    let proxy = Proxy::start(&app.url);
+    let env = Env::new();
+    env.run(&["login", "--control-plane", &proxy.url, "--token", &bob]).ok();
+    existing_kubeconfig(&env);
+    let before = std::fs::read(&env.kubeconfig).unwrap();
+
+    type Edit = Box<dyn Fn(&str) -> String + Send + Sync>;
+    let edits: Vec<(&str, Edit)> = vec![
+        ("another command", Box::new(|k| replace_once(k, "command: lanyard", "command: sh"))),
+        ("another lanyard", Box::new(|k| replace_once(k, "command: lanyard", "command: /tmp/evil/lanyard"))),
+        (
+            "extra arguments",
+            Box::new(|k| replace_once(k, "      - \"token\"\n", "      - \"token\"\n      - \"--debug-shell\"\n")),
+        ),
+        (
+            "env",
+            Box::new(|k| {
+                replace_once(k, "interactiveMode: Never\n", "interactiveMode: Never\n      env: [{name: LD_PRELOAD, value: /tmp/x.so}]\n")
+            }),
+        ),
+        ("interactive", Box::new(|k| replace_once(k, "interactiveMode: Never", "interactiveMode: Always"))),
+        (
+            "apiVersion",
+            Box::new(|k| replace_once(k, "apiVersion: client.authentication.k8s.io/v1\n", "apiVersion: client.authentication.k8s.io/v1beta1\n")),
+        ),
+        ("another cluster's id", {
+            let (cluster, other) = (cluster.clone(), other.clone());
+            Box::new(move |k| k.replace(&cluster, &other))
+        }),
+        (
+            "an existing user's name",
+            Box::new(|k| replace_once(k, "users:\n- name: \"lanyard-prod\"", "users:\n- name: \"kind-dev\"").replace("user: \"lanyard-prod\"", "user: \"kind-dev\"")),
+        ),
+        ("a token next to the exec plugin", Box::new(|k| replace_once(k, "  user:\n    exec:", "  user:\n    token: planted\n    exec:"))),
+        ("an insecure cluster", Box::new(|k| replace_once(k, "    server:", "    insecure-skip-tls-verify: true\n    server:"))),
+    ];
+    let proxy_url = proxy.url.clone();
+    let honest = move |k: &str| with_control_plane(k, &proxy_url);
+    let edits: Vec<(&str, Edit)> = edits
+        .into_iter()
+        .map(|(what, edit)| {
+            let honest = honest.clone();
+            (what, Box::new(move |k: &str| edit(&honest(k))) as Edit)
+        })
+        // The control plane's own kubeconfig says another control plane than the one Bob logged in to.
+        .chain(std::iter::once(("another control plane", Box::new(|k: &str| k.to_owned()) as Edit)))
+        .collect();
+    for (what, edit) in edits {
+        let edit = Arc::new(edit);
+        let e = edit.clone();
+        proxy.tamper(move |_, path, status, body| {
+            if path.ends_with("/kubeconfig") && status == 200 { (status, e(&body)) } else { (status, body) }
+        });
+        let out = env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"]);
+        out.code(1);
+        assert!(
+            out.stderr.contains("unexpected kubeconfig") && out.stderr.contains("nothing was changed"),
+            "{what}: {out:?}"
+        );
+        assert_eq!(std::fs::read(&env.kubeconfig).unwrap(), before, "{what}: the kubeconfig changed");
+    }
+    assert!(proxy.requests().iter().any(|r| r.ends_with("/kubeconfig")));
+
+    // What Lanyard writes, for the control plane Bob logged in to, is merged.
+    proxy.tamper(move |_, path, status, body| {
+        if path.ends_with("/kubeconfig") && status == 200 { (status, honest(&body)) } else { (status, body) }
+    });
+    env.run(&["cluster", "kubeconfig", "add", "prod"]).ok();
+    let found = kubeconfig::lanyard_contexts(&kubeconfig::load(&env.kubeconfig).unwrap());
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].cluster_id.as_deref(), found[0].control_plane.as_deref()),
+        (Some(cluster.as_str()), Some(proxy.url.as_str()))
+    );
+}
+
+#[test]
+fn human_output_escapes_control_characters() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let (cluster, credential) = app.register(&admin, "prod", "standard");
+    app.sign_in("bob@acme.example", "acme");
+    let g = app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}));
+    g.expect(201);
+    let grant = g.json["id"].as_str().unwrap().to_owned();
+    app.post(&format!("/agent/v1/clusters/{cluster}/heartbeat"), &credential, json!({}))
+        .expect(200);
+    // The agent reports a failure whose text would clear the screen, retitle the
+    // terminal, ring the bell and overwrite the line.
+    let hostile = "boom\u{1b}[2J\u{1b}]0;pwned\u{7}\rall good\u{9b}31m\u{202e}dlrow";
+    app.post(
+        &format!("/agent/v1/clusters/{cluster}/reports"),
+        &credential,
+        json!({"results": [{"grant_id": grant, "state": "failed", "error": hostile}]}),
+    )
+    .expect(200);
+    let env = Env::new();
+    env.login(&app, &admin);
+
+    for args in [
+        vec!["cluster", "access", "list", "prod"],
+        vec!["cluster", "access", "status", "prod"],
+        vec!["cluster", "access", "status", "prod", "--wait", "--timeout", "5"],
+    ] {
+        let out = env.run(&args);
+        assert!(raw_controls(&out.stdout).is_empty(), "{args:?}: {out:?}");
+        assert!(raw_controls(&out.stderr).is_empty(), "{args:?}: {out:?}");
+        assert!(
+            out.stdout.contains(r"boom\u{1b}[2J\u{1b}]0;pwned\u{7}\rall good\u{9b}31m\u{202e}dlrow"),
+            "{args:?}: {out:?}"
+        );
+    }
+    // JSON stays exact.
+    let json = env.run(&["-o", "json", "cluster", "access", "list", "prod"]).json();
+    assert_eq!(json["grants"][0]["error"], hostile);
+
+    // Names and error messages from the server, through a proxy that plays a hostile one.
+    let proxy = Proxy::start(&app.url);
+    let via = Env::new();
+    via.run(&["login", "--control-plane", &proxy.url, "--token", &admin]).ok();
+    proxy.tamper(|method, path, status, body| {
+        if method == "GET" && path == "/api/v1/clusters" {
+            (status, replace_once(&body, r#""name":"prod""#, r#""name":"pr\u001b[2Jod\r\u0007""#))
+        } else if path.ends_with("/access/grants") {
+            (403, r#"{"error":{"code":"forbidden","message":"no\u001b[31m\r\nlanyard: all fine"}}"#.to_owned())
+        } else {
+            (status, body)
+        }
+    });
+    let out = via.run(&["cluster", "list"]);
+    out.ok();
+    assert!(raw_controls(&out.stdout).is_empty(), "{out:?}");
+    assert!(out.stdout.contains(r"pr\u{1b}[2Jod\r\u{7}"), "{out:?}");
+    let json = via.run(&["-o", "json", "cluster", "list"]).json();
+    assert_eq!(json["clusters"][0]["name"], "pr\u{1b}[2Jod\r\u{7}");
+    let out = via.run(&["cluster", "access", "list", &cluster]);
+    out.code(4);
+    assert!(raw_controls(&out.stderr).is_empty(), "{out:?}");
+    assert!(
+        out.stderr.contains(r"no\u{1b}[31m\r\nlanyard: all fine") && !out.stderr.lines().any(|l| l.starts_with("lanyard: all fine")),
+        "the server's message stays on its line: {out:?}"
+    );
 }

@@ -10,7 +10,7 @@ use crate::cli::Login;
 use crate::config::{self, Config, SessionInfo};
 use crate::error::{CliError, Result};
 use crate::fsutil::{self, unix_now};
-use crate::output::{Format, rfc3339};
+use crate::output::{Format, note, rfc3339, say};
 use crate::{commands::dev, token_cache};
 
 pub fn login(args: Login, format: Format) -> Result<()> {
@@ -63,7 +63,7 @@ pub fn login(args: Login, format: Format) -> Result<()> {
     let info = SessionInfo::from_token(&token);
     match format {
         Format::Json => crate::output::print_json(&describe(&control_plane, &info)),
-        Format::Table => eprintln!(
+        Format::Table => note(&format!(
             "Logged in to {control_plane} as {} (organisation {}){}; session saved in {}",
             info.email.as_deref().unwrap_or("?"),
             info.org.as_deref().unwrap_or("?"),
@@ -73,7 +73,7 @@ pub fn login(args: Login, format: Format) -> Result<()> {
                 ""
             },
             path.display()
-        ),
+        )),
     }
     Ok(())
 }
@@ -108,8 +108,8 @@ pub fn logout(format: Format) -> Result<()> {
         Format::Json => {
             crate::output::print_json(&json!({"logged_out": was, "cached_tokens_removed": dropped}))
         }
-        Format::Table if was => eprintln!("Logged out (session removed from {})", path.display()),
-        Format::Table => eprintln!("Not logged in; nothing to do"),
+        Format::Table if was => note(&format!("Logged out (session removed from {})", path.display())),
+        Format::Table => note("Not logged in; nothing to do"),
     }
     Ok(())
 }
@@ -138,19 +138,19 @@ pub fn whoami(format: Format) -> Result<()> {
         Format::Json => crate::output::print_json(&describe(&session.control_plane, &info)),
         Format::Table => {
             let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            println!("Control plane: {}", session.control_plane);
-            println!("Email:         {}", text(&info.email));
-            println!("Organisation:  {}", text(&info.org));
-            println!(
+            say(&format!("Control plane: {}", session.control_plane));
+            say(&format!("Email:         {}", text(&info.email)));
+            say(&format!("Organisation:  {}", text(&info.org)));
+            say(&format!(
                 "Admin:         {}",
                 info.admin
                     .map_or("-".into(), |a| if a { "yes" } else { "no" }.to_owned())
-            );
-            println!(
+            ));
+            say(&format!(
                 "Expires:       {}{}",
                 info.expires_at.map_or("-".into(), rfc3339),
                 if expired { " (expired)" } else { "" }
-            );
+            ));
         }
     }
     Ok(())

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::api::{Api, Grant, parse_field};
+use crate::api::{Api, Grant, check_grant_id, cluster_path, parse_field};
 use crate::cli::Access;
 use crate::config;
 use crate::error::{CliError, Result};
-use crate::output::{Format, Table, print_json};
+use crate::output::{Format, Table, note, print_json};
 
 pub fn list(format: Format) -> Result<()> {
     let api = Api::new(&config::load_session()?)?;
@@ -75,10 +75,10 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 Format::Table => {
                     let grants: Vec<Grant> = parse_field(&body, "grants")?;
                     if grants.is_empty() {
-                        eprintln!(
+                        note(&format!(
                             "No grants on {}; add one with `lanyard cluster access grant {} --email E --role view --namespace N`",
                             cluster.name, cluster.name
-                        );
+                        ));
                     } else {
                         grants_table(&grants).print();
                     }
@@ -99,7 +99,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 body["namespace"] = ns.as_str().into();
             }
             let created = api
-                .post_json(&format!("/api/v1/clusters/{}/access/grants", cluster.id), &body)
+                .post_json(&cluster_path(&cluster.id, &["access", "grants"]), &body)
                 .map_err(admin_only)
                 .map_err(|e| {
                     let name = cluster.name.clone();
@@ -121,10 +121,10 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                         ))
                     })?;
                     grants_table(std::slice::from_ref(&grant)).print();
-                    eprintln!(
+                    note(&format!(
                         "Granted; `lanyard cluster access status {} --wait` waits until the agent applies it",
                         cluster.name
-                    );
+                    ));
                 }
             }
         }
@@ -133,6 +133,9 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
             grant_id,
             email,
         } => {
+            if let Some(id) = &grant_id {
+                check_grant_id(id, false)?;
+            }
             let cluster = api.resolve_cluster(&cluster)?;
             let ids: Vec<String> = match (grant_id, email) {
                 (Some(id), _) => vec![id],
@@ -151,15 +154,15 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                             cluster.name, cluster.name
                         )));
                     }
+                    for id in &ids {
+                        check_grant_id(id, true)?;
+                    }
                     ids
                 }
                 (None, None) => return Err(CliError::Usage("name a grant id or --email".into())),
             };
             for id in &ids {
-                api.delete(&format!(
-                    "/api/v1/clusters/{}/access/grants/{id}",
-                    cluster.id
-                ))
+                api.delete(&cluster_path(&cluster.id, &["access", "grants", id]))
                 .map_err(admin_only)
                 .map_err(|e| {
                     e.hint_on(404, |_| {
@@ -172,12 +175,12 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
             }
             match format {
                 Format::Json => print_json(&json!({"cluster": cluster.id, "revoked": ids})),
-                Format::Table => eprintln!(
+                Format::Table => note(&format!(
                     "Revoked {} grant(s) on {}: {}",
                     ids.len(),
                     cluster.name,
                     ids.join(", ")
-                ),
+                )),
             }
         }
         Access::RevokeAll { cluster, yes } => {
@@ -187,16 +190,16 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
             }
             let body = api
                 .post_json(
-                    &format!("/api/v1/clusters/{}/access/revoke-all", cluster.id),
+                    &cluster_path(&cluster.id, &["access", "revoke-all"]),
                     &Value::Object(Default::default()),
                 )
                 .map_err(admin_only)?;
             match format {
                 Format::Json => print_json(&body),
-                Format::Table => eprintln!(
+                Format::Table => note(&format!(
                     "Revoked every grant ({}) and every token on {}; revocation epoch is now {}",
                     body["revoked"], cluster.name, body["revocation_epoch"]
-                ),
+                )),
             }
         }
         Access::Status {
@@ -220,7 +223,8 @@ fn confirm(name: &str) -> Result<()> {
         )));
     }
     eprint!(
-        "This revokes every grant and every token on cluster {name}. Type the cluster name to confirm: "
+        "This revokes every grant and every token on cluster {}. Type the cluster name to confirm: ",
+        crate::output::escape(name)
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();
@@ -264,7 +268,7 @@ fn status(
         }
         Format::Table => {
             grants_table(&grants).print();
-            eprintln!(
+            note(&format!(
                 "{} grant(s): {} applied, {pending} pending, {failed} failed, {offline} cluster_offline; agent {}",
                 grants.len(),
                 count("applied"),
@@ -273,7 +277,7 @@ fn status(
                 } else {
                     "offline"
                 }
-            );
+            ));
         }
     }
     if !wait {

@@ -144,11 +144,11 @@ pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
         let credential = body["agent_credential"].as_str().unwrap_or_default();
         let path = state.join("demo-agent.credential");
         fsutil::write_atomic(&path, credential.as_bytes())?;
-        eprintln!(
+        crate::output::note(&format!(
             "registered cluster demo ({}); its agent credential is in {}",
             body["cluster"]["id"],
             path.display()
-        );
+        ));
     }
     Ok(())
 }

@@ -3,12 +3,12 @@
 
 use serde_json::json;
 
-use crate::api::Api;
+use crate::api::{Api, cluster_path};
 use crate::cli::Kubeconfig;
 use crate::config::{self, SessionInfo};
 use crate::error::Result;
 use crate::kubeconfig;
-use crate::output::{Format, Table, print_json};
+use crate::output::{Format, Table, note, print_json};
 
 pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
     let path = kubeconfig::path()?;
@@ -24,26 +24,31 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
                 .email
                 .unwrap_or_else(|| "<your email>".into());
             let yaml = api
-                .get_text(&format!("/api/v1/clusters/{}/kubeconfig", cluster.id))
+                .get_text(&cluster_path(&cluster.id, &["kubeconfig"]))
                 .map_err(|e| e.hint_on(403, |a| no_access_hint(&a.message, &cluster.name, &me)))?;
-            let context = kubeconfig::merge_file(&path, &yaml, set_current)?;
+            let expected = kubeconfig::Expected {
+                control_plane: &session.control_plane,
+                cluster_id: &cluster.id,
+                cluster_name: &cluster.name,
+            };
+            let context = kubeconfig::merge_file(&path, &yaml, &expected, set_current)?;
             match format {
                 Format::Json => print_json(
                     &json!({"context": context, "kubeconfig": path, "current": set_current}),
                 ),
                 Format::Table => {
-                    eprintln!("Added context {context} to {}", path.display());
+                    note(&format!("Added context {context} to {}", path.display()));
                     if set_current {
-                        eprintln!("Switched to context {context}");
+                        note(&format!("Switched to context {context}"));
                     } else {
-                        eprintln!(
+                        note(&format!(
                             "Use it with `kubectl --context {context} …` or `kubectl config use-context {context}`"
-                        );
+                        ));
                     }
                 }
             }
             if !on_path("lanyard") {
-                eprintln!(
+                note(
                     "warning: kubectl runs `lanyard` from PATH to get tokens, and it is not on PATH: install it or add its directory to PATH"
                 );
             }
@@ -54,7 +59,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
                 Format::Json => print_json(&json!({"removed": removed, "kubeconfig": path})),
                 Format::Table => {
                     for r in &removed {
-                        eprintln!(
+                        note(&format!(
                             "Removed context {} from {}{}",
                             r.context,
                             path.display(),
@@ -63,7 +68,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
                             } else {
                                 ""
                             }
-                        );
+                        ));
                     }
                 }
             }

@@ -3,41 +3,50 @@
 //! /api/v1/clusters/{id}/k8s-token`), reusing a cached one until shortly
 //! before it expires ([`crate::token_cache`]). Only the credential goes to
 //! stdout; everything else goes to stderr, which kubectl shows.
+//!
+//! `--cluster` is a cluster id (what the kubeconfigs Lanyard writes carry) or
+//! a cluster name, resolved to its id through the cluster list; anything else
+//! is refused before any request is made ([`ClusterRef`]).
 
 use serde_json::Value;
 
-use crate::api::Api;
+use crate::api::{Api, ClusterRef, cluster_path};
 use crate::config::{self, SessionInfo};
 use crate::error::{CliError, Result};
 use crate::fsutil::unix_now;
 use crate::token_cache;
 
 pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
-    let session = config::load_session()?;
+    let wanted = ClusterRef::parse(cluster)?;
     let control_plane = config::normalize_url(control_plane)?;
+    let session = config::load_session()?;
     if control_plane != session.control_plane {
         return Err(CliError::OtherControlPlane(format!(
             "this kubeconfig mints tokens at {control_plane}, but you are logged in to {}: run `lanyard login --control-plane {control_plane} …`",
             session.control_plane
         )));
     }
-    let cache = token_cache::file(&token_cache::dir()?, &control_plane, cluster);
+    let api = Api::new(&session)?;
+    let (cluster_id, cluster) = match wanted {
+        ClusterRef::Id(id) => (id, cluster.to_owned()),
+        ClusterRef::Name(name) => (api.resolve_cluster(&name)?.id, name),
+    };
+    let cache = token_cache::file(&token_cache::dir()?, &control_plane, &cluster_id);
     if let Some(credential) = token_cache::read(&cache, &session.token, unix_now()) {
         println!("{credential}");
         return Ok(());
     }
-    let api = Api::new(&session)?;
     let me = SessionInfo::from_token(&session.token)
         .email
         .unwrap_or_else(|| "<your email>".into());
     let credential = api
         .post_json(
-            &format!("/api/v1/clusters/{cluster}/k8s-token"),
+            &cluster_path(&cluster_id, &["k8s-token"]),
             &Value::Object(Default::default()),
         )
         .map_err(|e| {
             e.hint_on(403, |a| {
-                crate::commands::kubeconfig::no_access_hint(&a.message, cluster, &me)
+                crate::commands::kubeconfig::no_access_hint(&a.message, &cluster, &me)
             })
         })?;
     if credential
@@ -51,7 +60,7 @@ pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
     }
     // A cache that cannot be written costs a mint per command, nothing more.
     if let Err(e) = token_cache::write(&cache, &session.token, &credential) {
-        eprintln!("lanyard: warning: cannot cache the token: {e}");
+        crate::output::note(&format!("lanyard: warning: cannot cache the token: {e}"));
     }
     println!("{credential}");
     Ok(())

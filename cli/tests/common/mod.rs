@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lanyard_api_tests::App;
@@ -194,3 +196,130 @@ extensions:
   extension: {x: 1}
 x-custom-field: keep me
 "#;
+
+/// What a [`Proxy`] does to an answer: `(method, path, status, body)` → `(status, body)`.
+pub type Tamper = Box<dyn Fn(&str, &str, u16, String) -> (u16, String) + Send>;
+
+/// A plain-HTTP proxy on loopback in front of a real control plane: it
+/// forwards every request (method, path and query, `Authorization`,
+/// `Content-Type`, body) and passes each answer through its [`Tamper`], so a
+/// test can play a control plane that answers something Lanyard's never
+/// would. It records the requests it forwarded (`METHOD path`).
+pub struct Proxy {
+    pub url: String,
+    tamper: Arc<Mutex<Tamper>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` that changes nothing until [`Proxy::tamper`].
+    pub fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let tamper: Arc<Mutex<Tamper>> = Arc::new(Mutex::new(Box::new(|_, _, s, b| (s, b))));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (upstream, t, r) = (upstream.to_owned(), tamper.clone(), requests.clone());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            for tcp in listener.incoming().flatten() {
+                let _ = forward(tcp, &client, &upstream, &t, &r);
+            }
+        });
+        Proxy {
+            url,
+            tamper,
+            requests,
+        }
+    }
+
+    /// Rewrite every answer with `f` from now on.
+    pub fn tamper(&self, f: impl Fn(&str, &str, u16, String) -> (u16, String) + Send + 'static) {
+        *self.tamper.lock().unwrap() = Box::new(f);
+    }
+
+    /// The requests forwarded so far, as `METHOD path`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn forward(
+    tcp: TcpStream,
+    client: &reqwest::blocking::Client,
+    upstream: &str,
+    tamper: &Mutex<Tamper>,
+    requests: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(tcp.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or("GET").to_owned(),
+        parts.next().unwrap_or("/").to_owned(),
+    );
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            if name == "content-length" {
+                length = value.parse().unwrap_or(0);
+            }
+            if ["authorization", "content-type"].contains(&name.as_str()) {
+                headers.push((name, value));
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    requests.lock().unwrap().push(format!("{method} {path}"));
+    let mut req = client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{upstream}{path}"),
+    );
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    let (status, content_type, text) = match req.body(body).send() {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_owned();
+            (status, ct, resp.text().unwrap_or_default())
+        }
+        Err(e) => (502, "text/plain".to_owned(), e.to_string()),
+    };
+    let (status, text) = (tamper.lock().unwrap())(&method, &path, status, text);
+    let mut tcp = tcp;
+    write!(
+        tcp,
+        "HTTP/1.1 {status} Lanyard-Test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )?;
+    tcp.flush()
+}
+
+/// `text` with the first `from` replaced by `to`; panics if `from` is not there
+/// (so that a tampering test cannot pass by changing nothing).
+#[track_caller]
+pub fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} is not in {text}");
+    text.replacen(from, to, 1)
+}
+
+/// The characters of `text` a terminal would act on (every control character but the line break).
+pub fn raw_controls(text: &str) -> Vec<char> {
+    text.chars().filter(|c| c.is_control() && *c != '\n').collect()
+}

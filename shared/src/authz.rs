@@ -1,7 +1,8 @@
 //! Who may do what: decided here, once, for every endpoint.
 //!
 //! * Organisation admins manage access: list members and grants, create and
-//!   revoke grants, register clusters, run the directory.
+//!   revoke grants, register and delete clusters, rotate agent credentials,
+//!   run the directory.
 //! * Every active member may see capabilities and the organisation's clusters.
 //! * Managing access is not kubectl access: tokens and kubeconfigs need a
 //!   grant on the cluster for every caller, admins included.
@@ -40,6 +41,8 @@ pub enum Action {
     ViewCapabilities,
     ListClusters,
     RegisterCluster,
+    DeleteCluster,
+    RotateAgentCredential,
     ListEligibleMembers,
     ListGrants,
     CreateGrant,
@@ -112,6 +115,8 @@ mod tests {
             Action::ViewCapabilities,
             Action::ListClusters,
             Action::RegisterCluster,
+            Action::DeleteCluster,
+            Action::RotateAgentCredential,
             Action::ListEligibleMembers,
             Action::ListGrants,
             Action::CreateGrant,

@@ -61,7 +61,7 @@
 //!   cannot resurrect a deleted grant's record.
 //! * Member state is split by writer (the member's own profile, the admin's
 //!   invite and deactivation), so concurrent writers never overwrite each other.
-
+//!
 //! # Cluster lifecycle: deletion and credential rotation
 //!
 //! * A cluster id is derived from (organisation, name, incarnation): the first
@@ -492,8 +492,8 @@ impl<'a> Store<'a> {
         Ok(out)
     }
 
-    /// Delete a cluster: tombstone, revoke everything, release the name,
-    /// then clear what is left (see the module documentation).
+    /// Delete a cluster: revoke everything, tombstone it, revoke again,
+    /// release its name, then clear what is left (see the module documentation).
     pub fn delete_cluster(&self, cluster: &ClusterRecord, by: &str, now: u64) -> Result<(), ApiError> {
         let c = &cluster.id;
         // Revoke before the tombstone, so that a failure leaves a cluster that a retry can delete,

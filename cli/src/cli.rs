@@ -6,6 +6,8 @@
 //!   logout
 //!   whoami
 //!   cluster list
+//!   cluster delete CLUSTER [--yes]
+//!   cluster credential rotate CLUSTER [--previous-valid-for S]
 //!   cluster access list|status|grant|revoke|revoke-all CLUSTER …
 //!   cluster kubeconfig add|remove CLUSTER, kubeconfig list
 //!   cluster token --control-plane URL --cluster ID       (the kubectl exec plugin)
@@ -90,6 +92,17 @@ pub struct Login {
 pub enum Cluster {
     /// The organisation's clusters: NAME, ID, KIND, AGENT.
     List,
+    /// Delete a cluster (admins): its grants, tokens and agent credential end with it.
+    Delete {
+        /// The cluster's name or `c_…` id.
+        cluster: String,
+        /// Do not ask to type the cluster's name (required without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// The cluster's agent credential (admins).
+    #[command(subcommand)]
+    Credential(Credential),
     /// Who has access (admins).
     #[command(subcommand)]
     Access(Access),
@@ -163,6 +176,20 @@ pub enum Access {
         /// How long --wait waits, in seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Credential {
+    /// Issue a new agent credential and print it, once; the old one keeps working until the
+    /// agent uses the new one or --previous-valid-for passes.
+    Rotate {
+        /// The cluster's name or `c_…` id.
+        cluster: String,
+        /// Seconds the old credential stays valid if the agent does not use the new one first
+        /// (at most 86400); 0 refuses it at once, for a leaked credential.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        previous_valid_for: u64,
     },
 }
 

@@ -526,6 +526,122 @@ fn clusters_and_access_management() {
 }
 
 #[test]
+fn cluster_delete_and_credential_rotate() {
+    let app = App::start();
+    let admin = app.admin("acme");
+    let (prod, old) = app.register(&admin, "prod", "standard");
+    let bob = app.sign_in("bob@acme.example", "acme");
+    let env = Env::new();
+    env.login(&app, &admin);
+    let agent = |credential: &str| {
+        app.get(&format!("/agent/v1/clusters/{prod}/state"), credential)
+            .status
+    };
+
+    // Rotate: the new credential alone on stdout, the advice on stderr; the
+    // old one works until the agent uses the new one.
+    let out = env.run(&["cluster", "credential", "rotate", "prod"]);
+    out.ok();
+    let new = out.stdout.trim().to_owned();
+    assert!(
+        new.starts_with("lya_") && out.stdout.lines().count() == 1,
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("shown this once") && !out.stderr.contains(&new),
+        "{out:?}"
+    );
+    assert_eq!(agent(&old), 200, "the old credential still works");
+    assert_eq!(agent(&new), 200);
+    assert_eq!(agent(&old), 401, "retired once the agent used the new one");
+    // --previous-valid-for 0 refuses the old one at once; -o json prints the answer.
+    let out = env.run(&[
+        "-o",
+        "json",
+        "cluster",
+        "credential",
+        "rotate",
+        &prod,
+        "--previous-valid-for",
+        "0",
+    ]);
+    out.ok();
+    let newest = out.json()["agent_credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(out.json()["previous_valid_until"].is_string());
+    assert_eq!(agent(&new), 401);
+    assert_eq!(agent(&newest), 200);
+    // Out of range is the server's 422 (exit 2), and rotates nothing.
+    let out = env.run(&[
+        "cluster",
+        "credential",
+        "rotate",
+        "prod",
+        "--previous-valid-for",
+        "90000",
+    ]);
+    out.code(2);
+    assert!(out.stderr.contains("86400"), "{out:?}");
+    assert_eq!(agent(&newest), 200);
+    // The CLI keeps no credential anywhere.
+    for entry in walk(env.home()) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(
+            !text.contains(&new) && !text.contains(&newest),
+            "{} holds a credential",
+            entry.display()
+        );
+    }
+
+    // Members may do neither (exit 4); unknown clusters are exit 5.
+    let member = Env::new();
+    member.login(&app, &bob);
+    member
+        .run(&["cluster", "credential", "rotate", "prod"])
+        .code(4);
+    member.run(&["cluster", "delete", "prod", "--yes"]).code(4);
+    env.run(&["cluster", "delete", "nope", "--yes"]).code(5);
+    env.run(&["cluster", "credential", "rotate", "nope"]).code(5);
+
+    // Delete: refused without a terminal and without --yes; nothing deleted.
+    let out = env.run(&["cluster", "delete", "prod"]);
+    out.code(2);
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    assert_eq!(app.get("/api/v1/clusters", &admin).json["clusters"][0]["id"], prod);
+    let out = env.run(&["cluster", "delete", "prod", "--yes"]);
+    out.ok();
+    assert!(out.stderr.contains("Deleted cluster prod"), "{out:?}");
+    assert!(
+        !env.run(&["cluster", "list"]).stdout.contains(&prod),
+        "no longer listed"
+    );
+    assert_eq!(agent(&newest), 401, "its agent is refused");
+    env.run(&["cluster", "delete", &prod, "--yes"]).code(5);
+    // The name can be registered again; -o json says what was deleted.
+    let again = app.cluster(&admin, "prod", "standard");
+    assert_ne!(again, prod);
+    let out = env.run(&["-o", "json", "cluster", "delete", "prod", "-y"]);
+    out.ok();
+    assert_eq!(out.json(), json!({"cluster": again, "deleted": true}));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
 fn access_status_waits_until_grants_settle() {
     let app = App::start();
     let admin = app.admin("acme");

@@ -9,9 +9,11 @@
 //! | GET | `state` | the revocation epoch and every live grant as a [`DesiredGrant`] |
 //!
 //! Authentication is the cluster's agent credential as a bearer token,
-//! compared by hash in constant time with the one stored at registration: a
-//! credential of cluster A is worthless on cluster B. A wrong credential and
-//! an unknown cluster get the same `401`, so ids cannot be probed.
+//! compared by hash in constant time with the cluster's valid credentials
+//! (the registration's and those of rotations, see
+//! [`Store::check_agent_credential`]): a credential of cluster A is worthless
+//! on cluster B. A wrong, replaced or retired credential, an unknown and a
+//! deleted cluster all get the same `401`, so ids cannot be probed.
 //!
 //! Reconcile is level-triggered, so a lease is simply a read of the
 //! unacknowledged jobs: two agents leasing the same jobs both converge the
@@ -23,7 +25,6 @@ use crate::api::{Endpoint, Env, check_method};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::ids;
 use crate::model::Observed;
 use crate::rbac::{self, DesiredGrant};
 use crate::store::{ClusterRecord, Heartbeat, Store};
@@ -36,14 +37,14 @@ pub const MAX_ERROR_CHARS: usize = 2048;
 /// What is decided from the request head alone, before the body is read:
 /// the method and the agent credential. An unauthenticated request is
 /// answered without reading its body (it may be up to 1 MiB).
-pub(crate) fn precheck(endpoint: Endpoint, head: &Request, store: &Store) -> Result<ClusterRecord, ApiError> {
+pub(crate) fn precheck(endpoint: Endpoint, head: &Request, store: &Store, now: u64) -> Result<ClusterRecord, ApiError> {
     check_method(endpoint, head)?;
-    authenticate_agent(head, store)
+    authenticate_agent(head, store, now)
 }
 
 pub(crate) fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiError> {
     let store = Store::new(env.kv);
-    let cluster = precheck(endpoint, req, &store)?;
+    let cluster = precheck(endpoint, req, &store, env.now)?;
     let config = Config::new(env.vars);
     match endpoint {
         Endpoint::AgentHeartbeat => heartbeat(req, env, &store, &config, &cluster),
@@ -55,15 +56,17 @@ pub(crate) fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Resp
     }
 }
 
-fn authenticate_agent(req: &Request, store: &Store) -> Result<ClusterRecord, ApiError> {
-    let refused = || ApiError::Unauthenticated("the agent credential is not valid for this cluster".into());
+fn authenticate_agent(req: &Request, store: &Store, now: u64) -> Result<ClusterRecord, ApiError> {
+    let refused = || {
+        ApiError::Unauthenticated(
+            "the agent credential is not valid for this cluster; if it was rotated, give the agent the newest \
+             credential (or have an admin run `lanyard cluster credential rotate CLUSTER`)"
+                .into(),
+        )
+    };
     let credential = req.bearer_token().flatten().filter(|c| c.len() <= 256).ok_or_else(refused)?;
     let cluster = store.cluster(req.param("cluster_id").unwrap_or(""))?.ok_or_else(refused)?;
-    if ids::ct_eq(&ids::secret_hash(credential), &cluster.agent_credential_hash) {
-        Ok(cluster)
-    } else {
-        Err(refused())
-    }
+    if store.check_agent_credential(&cluster, credential, now)? { Ok(cluster) } else { Err(refused()) }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,6 +42,10 @@ pub enum Endpoint {
     Grant,
     RevokeAll,
     Clusters,
+    /// One cluster: delete it.
+    Cluster,
+    /// A cluster's agent credential: rotate it.
+    AgentCredential,
     Directory,
     K8sToken,
     Kubeconfig,
@@ -55,6 +59,11 @@ pub enum Endpoint {
 
 /// Cluster tokens one member may mint per minute (the exec plugin caches them).
 pub const TOKEN_MINTS_PER_MINUTE: i64 = 30;
+/// How long the credentials an agent-credential rotation replaces stay valid
+/// by default (unless the agent uses the new one first).
+pub const PREVIOUS_CREDENTIAL_VALID_SECS: u64 = 60 * 60;
+/// The longest an admin may keep replaced agent credentials valid.
+pub const MAX_PREVIOUS_CREDENTIAL_VALID_SECS: u64 = 24 * 60 * 60;
 
 impl Endpoint {
     /// The largest request body this endpoint reads.
@@ -85,7 +94,8 @@ impl Endpoint {
         match self {
             Endpoint::Capabilities | Endpoint::Members => &["GET"],
             Endpoint::Grants | Endpoint::Clusters => &["GET", "POST"],
-            Endpoint::Grant => &["DELETE"],
+            Endpoint::Grant | Endpoint::Cluster => &["DELETE"],
+            Endpoint::AgentCredential => &["POST"],
             Endpoint::RevokeAll => &["POST"],
             Endpoint::Directory if req.param("member_id").is_some() => &["PATCH"],
             Endpoint::Directory => &["GET", "POST"],
@@ -107,7 +117,7 @@ pub fn precheck(endpoint: Endpoint, head: &Request, env: &Env) -> Option<Respons
     if !endpoint.is_agent() {
         return None;
     }
-    crate::agent_api::precheck(endpoint, head, &Store::new(env.kv)).err().map(|e| Response::error(&e))
+    crate::agent_api::precheck(endpoint, head, &Store::new(env.kv), env.now).err().map(|e| Response::error(&e))
 }
 
 /// Serve one request.
@@ -149,6 +159,8 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
         Endpoint::RevokeAll => cx.revoke_all(),
         Endpoint::Clusters if req.method == Method::Post => cx.register_cluster(),
         Endpoint::Clusters => cx.list_clusters(),
+        Endpoint::Cluster => cx.delete_cluster(),
+        Endpoint::AgentCredential => cx.rotate_agent_credential(),
         Endpoint::Directory => cx.directory(),
         Endpoint::K8sToken => cx.k8s_token(),
         Endpoint::Kubeconfig => cx.kubeconfig(),
@@ -307,6 +319,12 @@ struct RegisterClusterBody {
     kind: Option<String>,
     proxy_url: Option<String>,
     ca_pem: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateCredentialBody {
+    previous_valid_for_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -488,6 +506,9 @@ impl Cx<'_> {
         // between yields a token that is already revoked, never a fresh one
         // minted on the strength of a grant that no longer exists.
         let epoch = self.store.epoch(&cluster.id)?;
+        // Deletion revokes, tombstones, then revokes again: an epoch read after
+        // the second revoke is seen with the tombstone, so no token outlives it.
+        self.cluster()?;
         self.own_grants(&cluster, epoch)?;
         let keys = self.config.signing_keys()?;
         if !keys.published_in(&self.config.token_jwks()?) {
@@ -662,6 +683,34 @@ impl Cx<'_> {
         let view = self.cluster_view(&record)?;
         // The agent credential is shown once and must not be kept by any cache.
         Ok(Response::json(201, &serde_json::json!({ "cluster": view, "agent_credential": credential })).no_store())
+    }
+
+    fn delete_cluster(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::DeleteCluster)?;
+        self.store.delete_cluster(&cluster, self.caller.audit_name(), self.env.now)?;
+        Ok(Response::no_content())
+    }
+
+    fn rotate_agent_credential(&self) -> Result<Response, ApiError> {
+        let cluster = self.cluster()?;
+        self.authorize(Action::RotateAgentCredential)?;
+        let body: RotateCredentialBody = self.req.json_or_default()?;
+        let max = MAX_PREVIOUS_CREDENTIAL_VALID_SECS;
+        let valid_for = match body.previous_valid_for_seconds {
+            None => PREVIOUS_CREDENTIAL_VALID_SECS,
+            Some(s) => u64::try_from(s).ok().filter(|s| *s <= max).ok_or_else(|| {
+                ApiError::validation(
+                    "previous_valid_for_seconds",
+                    format!("previous_valid_for_seconds must be 0 to {max}; 0 refuses the old credential at once"),
+                )
+            })?,
+        };
+        let until = self.env.now.saturating_add(valid_for);
+        let credential = self.store.rotate_agent_credential(&cluster.id, self.caller.audit_name(), until, self.env.now)?;
+        // The credential is shown this once: no cache may keep it.
+        Ok(Response::json(201, &serde_json::json!({ "agent_credential": credential, "previous_valid_until": rfc3339(until) }))
+            .no_store())
     }
 
     fn directory(&self) -> Result<Response, ApiError> {

@@ -1,7 +1,8 @@
 //! Who may do what: decided here, once, for every endpoint.
 //!
 //! * Organisation admins manage access: list members and grants, create and
-//!   revoke grants, register clusters, run the directory.
+//!   revoke grants, register and delete clusters, rotate agent credentials,
+//!   run the directory.
 //! * Every active member may see capabilities and the organisation's clusters.
 //! * Managing access is not kubectl access: tokens and kubeconfigs need a
 //!   grant on the cluster for every caller, admins included.
@@ -42,6 +43,8 @@ pub enum Action {
     MintToken,
     ListClusters,
     RegisterCluster,
+    DeleteCluster,
+    RotateAgentCredential,
     ListEligibleMembers,
     ListGrants,
     CreateGrant,
@@ -115,6 +118,8 @@ mod tests {
             Action::MintToken,
             Action::ListClusters,
             Action::RegisterCluster,
+            Action::DeleteCluster,
+            Action::RotateAgentCredential,
             Action::ListEligibleMembers,
             Action::ListGrants,
             Action::CreateGrant,

@@ -140,6 +140,15 @@ impl Request {
             .map(|(_, v)| v.trim_matches('"'))
     }
 
+    /// Like [`Request::json`], but an empty body (with any content type or
+    /// none) is `T::default()`: for endpoints whose body is optional.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        match &self.body {
+            Body::Complete(b) if b.is_empty() => Ok(T::default()),
+            _ => self.json(),
+        }
+    }
+
     /// The body parsed as JSON of type `T`: the content type must be JSON, the
     /// body within the limit and of the right shape.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {

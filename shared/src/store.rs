@@ -15,9 +15,14 @@
 //! | key | value | written by |
 //! |---|---|---|
 //! | `v1/org/{o}/clusters/seq`, `…/clusters/{n}` | log of cluster ids | registration |
-//! | `v1/org/{o}/cluster-name/{name}` | claim counter for a cluster name | registration |
+//! | `v1/org/{o}/cluster-name/{name}/gen` | counter: incarnation `i` of a cluster name, +1 per deletion | cluster delete |
+//! | `v1/org/{o}/cluster-name/{name}` (`i` = 0), `…/{name}/claim/{i}` | claim counter of incarnation `i` | registration |
+//! | `v1/org/{o}/cluster-name/{name}/released/{i}` | counter: incarnation `i` released once | cluster delete |
 //! | `v1/cluster/{c}` | [`ClusterRecord`] JSON (write-once) | registration |
-//! | `v1/cluster/{c}/epoch` | counter: revocation epoch, +1 per revoke-all | revoke-all |
+//! | `v1/cluster/{c}/deleted` | [`ClusterDeletion`] JSON: the tombstone | cluster delete |
+//! | `v1/cluster/{c}/credentials/seq`, `…/credentials/{n}` | log of [`CredentialRotation`] JSON (slot 0 is the record's) | rotation |
+//! | `v1/cluster/{c}/credentials/{n}/used` | marker: the agent has authenticated with credential `n` | agent |
+//! | `v1/cluster/{c}/epoch` | counter: revocation epoch, +1 per revoke-all | revoke-all, cluster delete |
 //! | `v1/cluster/{c}/heartbeat` | [`Heartbeat`] JSON | agent |
 //! | `v1/cluster/{c}/e/{e}/grants/seq`, `…/grants/{n}` | log of grant ids of epoch `e` | grant create |
 //! | `v1/cluster/{c}/e/{e}/gen/{fp}` | counter: generation of grant fingerprint `fp` | grant delete |
@@ -56,6 +61,32 @@
 //!   cannot resurrect a deleted grant's record.
 //! * Member state is split by writer (the member's own profile, the admin's
 //!   invite and deactivation), so concurrent writers never overwrite each other.
+//!
+//! # Cluster lifecycle: deletion and credential rotation
+//!
+//! * A cluster id is derived from (organisation, name, incarnation): the first
+//!   registration of a name is incarnation 0, and each deletion releases the
+//!   name to the next incarnation, exactly once (`released/{i}` is the
+//!   once-guard, as for grant generations). A re-registered name therefore
+//!   gets a fresh id, and with it nothing of the old cluster: its grants,
+//!   epoch, jobs and credentials are keyed by the old id, and a cluster token
+//!   names the old id in `aud`.
+//! * Deletion advances the epoch (revoke-all: every grant and token of the
+//!   cluster is dead), writes the tombstone, from which instant
+//!   [`Store::cluster`] and [`Store::clusters`] do not see the cluster (every
+//!   endpoint of it answers 404 and its agent 401), advances the epoch once
+//!   more (for writers that raced the tombstone), releases the name, and
+//!   clears what is left (best effort: it is unreachable garbage already).
+//!   A registration that finds the name's claim taken by a tombstoned cluster
+//!   releases the name itself, so a deleter that died midway never blocks it.
+//! * Agent credentials: slot 0 is the hash in the (write-once) cluster record;
+//!   each rotation appends a slot with the new hash and a deadline. A
+//!   credential is valid while it is among the newest [`AGENT_CREDENTIAL_WINDOW`]
+//!   slots, no newer slot's deadline has passed, and the agent has not
+//!   authenticated with any newer credential (the `used` markers, only ever
+//!   set). Nothing is overwritten or deleted, so concurrent rotations each
+//!   append their own slot (the newest is the current credential) and an
+//!   agent authenticating meanwhile reads a consistent set of write-once slots.
 
 use std::time::{Duration, Instant};
 
@@ -93,6 +124,31 @@ pub struct ClusterRecord {
     pub created_at: u64,
     pub created_by: String,
 }
+
+/// The tombstone of a deleted cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDeletion {
+    pub by: String,
+    pub at: u64,
+}
+
+/// An agent credential issued by a rotation (slot 1 on; slot 0 is the
+/// registration's, in the [`ClusterRecord`]). Written once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRotation {
+    /// SHA-256 of the new credential; the credential itself is never stored.
+    pub hash: String,
+    pub created_at: u64,
+    pub created_by: String,
+    /// Every older credential is refused from this instant (unix seconds),
+    /// and earlier once the agent authenticates with this or a newer one.
+    pub previous_valid_until: u64,
+}
+
+/// How many of a cluster's newest credential slots authentication looks at:
+/// a credential older than that is refused whatever its deadline (so at most
+/// this many credentials are ever valid at once).
+pub const AGENT_CREDENTIAL_WINDOW: i64 = 8;
 
 /// The agent's last sign of life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +376,40 @@ impl<'a> Store<'a> {
 
     // ----- clusters -------------------------------------------------------
 
+    /// The id of incarnation `i` of a cluster name (incarnation 0 keeps the
+    /// id derived from the organisation and the name alone).
+    fn cluster_id(org: &str, name: &str, incarnation: i64) -> String {
+        match incarnation {
+            0 => IdKind::Cluster.derive(&[org, name]),
+            i => IdKind::Cluster.derive(&[org, name, &i.to_string()]),
+        }
+    }
+
+    fn name_key(org: &str, name: &str) -> String {
+        format!("v1/org/{}/cluster-name/{name}", org_key(org))
+    }
+
+    fn name_claim_key(org: &str, name: &str, incarnation: i64) -> String {
+        match incarnation {
+            0 => Self::name_key(org, name),
+            i => format!("{}/claim/{i}", Self::name_key(org, name)),
+        }
+    }
+
+    /// The name's current incarnation.
+    fn name_incarnation(&self, org: &str, name: &str) -> Result<i64, StoreError> {
+        self.kv.increment(&format!("{}/gen", Self::name_key(org, name)), 0)
+    }
+
+    /// Release incarnation `i` of a name (once, whoever calls it).
+    fn release_name(&self, org: &str, name: &str, incarnation: i64) -> Result<(), StoreError> {
+        let key = Self::name_key(org, name);
+        if self.kv.increment(&format!("{key}/released/{incarnation}"), 1)? == 1 {
+            self.kv.increment(&format!("{key}/gen"), 1)?;
+        }
+        Ok(())
+    }
+
     /// Register a cluster. Returns the record and its agent credential, which
     /// is shown once and never stored.
     #[allow(clippy::too_many_arguments)]
@@ -333,19 +423,28 @@ impl<'a> Store<'a> {
         created_by: &str,
         now: u64,
     ) -> Result<(ClusterRecord, String), ApiError> {
-        let o = org_key(org);
-        let id = IdKind::Cluster.derive(&[org, name.as_str()]);
-        let record_key = format!("v1/cluster/{id}");
-        let claim_key = format!("v1/org/{o}/cluster-name/{name}");
-        match self.claim(&claim_key, &record_key, &|| Ok(true))? {
-            Claim::Won | Claim::Abandoned => {}
-            Claim::Exists | Claim::Retry => {
-                return Err(ApiError::Conflict {
-                    code: "duplicate_cluster",
-                    message: format!("a cluster named {name} is already registered in this organisation"),
-                });
+        let id = loop {
+            let incarnation = self.name_incarnation(org, name.as_str())?;
+            let id = Self::cluster_id(org, name.as_str(), incarnation);
+            let record_key = format!("v1/cluster/{id}");
+            let claim_key = Self::name_claim_key(org, name.as_str(), incarnation);
+            let still_current = || Ok(self.name_incarnation(org, name.as_str())? == incarnation);
+            match self.claim(&claim_key, &record_key, &still_current)? {
+                Claim::Won | Claim::Abandoned => break id,
+                Claim::Retry => continue,
+                Claim::Exists => {
+                    // Deleted, but its deleter died before releasing the name: finish that, and retry.
+                    if self.kv.get(&format!("v1/cluster/{id}/deleted"))?.is_some() {
+                        self.release_name(org, name.as_str(), incarnation)?;
+                        continue;
+                    }
+                    return Err(ApiError::Conflict {
+                        code: "duplicate_cluster",
+                        message: format!("a cluster named {name} is already registered in this organisation"),
+                    });
+                }
             }
-        }
+        };
         let credential = ids::new_secret("lya_").map_err(|e| ApiError::unavailable(format!("no randomness: {e}")))?;
         let record = ClusterRecord {
             id: id.clone(),
@@ -358,31 +457,137 @@ impl<'a> Store<'a> {
             created_at: now,
             created_by: created_by.to_owned(),
         };
-        Log::new(self.kv, format!("v1/org/{o}/clusters")).append(id.as_bytes())?;
-        self.kv.set(&record_key, &to_json(&record)?)?;
+        Log::new(self.kv, format!("v1/org/{}/clusters", org_key(org))).append(id.as_bytes())?;
+        self.kv.set(&format!("v1/cluster/{id}"), &to_json(&record)?)?;
         Ok((record, credential))
     }
 
+    /// A cluster that exists and is not deleted.
     pub fn cluster(&self, id: &str) -> Result<Option<ClusterRecord>, ApiError> {
         if !IdKind::Cluster.accepts(id) {
             return Ok(None);
         }
-        self.get_json(&format!("v1/cluster/{id}"))
+        Ok(self.live_clusters(&[id.to_owned()])?.pop())
     }
 
+    /// The organisation's clusters that are not deleted, in registration order.
     pub fn clusters(&self, org: &str) -> Result<Vec<ClusterRecord>, ApiError> {
         let ids = Log::new(self.kv, format!("v1/org/{}/clusters", org_key(org))).distinct()?;
-        let keys: Vec<String> = ids.iter().map(|id| format!("v1/cluster/{id}")).collect();
+        let mut clusters = self.live_clusters(&ids)?;
+        clusters.retain(|c| c.org == org);
+        Ok(clusters)
+    }
+
+    /// The records of `ids` that exist and have no tombstone, in order.
+    fn live_clusters(&self, ids: &[String]) -> Result<Vec<ClusterRecord>, ApiError> {
+        let keys: Vec<String> =
+            ids.iter().flat_map(|id| [format!("v1/cluster/{id}"), format!("v1/cluster/{id}/deleted")]).collect();
+        let values = self.kv.get_many(&keys)?;
         let mut out = Vec::new();
-        for (key, value) in keys.iter().zip(self.kv.get_many(&keys)?) {
-            if let Some(bytes) = value {
-                let record: ClusterRecord = from_json(key, &bytes)?;
-                if record.org == org {
-                    out.push(record);
-                }
+        for (key, pair) in keys.chunks(2).zip(values.chunks(2)) {
+            if let [Some(bytes), None] = pair {
+                out.push(from_json(&key[0], bytes)?);
             }
         }
         Ok(out)
+    }
+
+    /// Delete a cluster: revoke everything, tombstone it, revoke again,
+    /// release its name, then clear what is left (see the module documentation).
+    pub fn delete_cluster(&self, cluster: &ClusterRecord, by: &str, now: u64) -> Result<(), ApiError> {
+        let c = &cluster.id;
+        // Revoke before the tombstone, so that a failure leaves a cluster that a retry can delete,
+        // and again after it, so that a grant created or a token minted while the tombstone was
+        // being written belongs to a dead epoch too.
+        self.revoke_all(c, now)?;
+        self.kv.set(&format!("v1/cluster/{c}/deleted"), &to_json(&ClusterDeletion { by: by.to_owned(), at: now })?)?;
+        self.revoke_all(c, now)?;
+        let incarnation = self.name_incarnation(&cluster.org, &cluster.name)?;
+        if Self::cluster_id(&cluster.org, &cluster.name, incarnation) == *c {
+            self.release_name(&cluster.org, &cluster.name, incarnation)?;
+        }
+        // Garbage now (nothing reads it without the cluster); a failure here is not the caller's.
+        let _ = self.clear_cluster_leftovers(c);
+        Ok(())
+    }
+
+    /// Delete the jobs, the heartbeat and the credential slots of a deleted cluster.
+    fn clear_cluster_leftovers(&self, c: &str) -> Result<(), StoreError> {
+        let mut keys = vec![format!("v1/cluster/{c}/heartbeat"), format!("v1/cluster/{c}/jobs/acked")];
+        let jobs = Log::new(self.kv, format!("v1/cluster/{c}/jobs")).len()?;
+        keys.extend((1..=jobs).map(|n| format!("v1/cluster/{c}/jobs/{n}")));
+        let slots = Log::new(self.kv, format!("v1/cluster/{c}/credentials")).len()?;
+        keys.extend((0..=slots).map(|n| format!("v1/cluster/{c}/credentials/{n}/used")));
+        keys.extend((1..=slots).map(|n| format!("v1/cluster/{c}/credentials/{n}")));
+        self.kv.delete_many(&keys)
+    }
+
+    // ----- agent credentials ------------------------------------------------
+
+    /// Issue a new agent credential for the cluster; every older one stays
+    /// valid until `previous_valid_until` (unix seconds) or until the agent
+    /// authenticates with this one, whichever comes first. Returns the
+    /// credential, which is shown once and never stored.
+    pub fn rotate_agent_credential(
+        &self,
+        cluster_id: &str,
+        created_by: &str,
+        previous_valid_until: u64,
+        now: u64,
+    ) -> Result<String, ApiError> {
+        let credential = ids::new_secret("lya_").map_err(|e| ApiError::unavailable(format!("no randomness: {e}")))?;
+        let rotation = CredentialRotation {
+            hash: ids::secret_hash(&credential),
+            created_at: now,
+            created_by: created_by.to_owned(),
+            previous_valid_until,
+        };
+        Log::new(self.kv, format!("v1/cluster/{cluster_id}/credentials")).append(&to_json(&rotation)?)?;
+        Ok(credential)
+    }
+
+    /// Whether `credential` is a valid agent credential of `cluster` at `now`
+    /// (the rule is in the module documentation). Authenticating with a
+    /// credential for the first time retires every older one.
+    pub fn check_agent_credential(&self, cluster: &ClusterRecord, credential: &str, now: u64) -> Result<bool, ApiError> {
+        struct Slot {
+            n: i64,
+            hash: String,
+            /// 0 for slot 0, which is never newer than another.
+            previous_valid_until: u64,
+            used: bool,
+        }
+        let prefix = format!("v1/cluster/{}/credentials", cluster.id);
+        let newest = Log::new(self.kv, prefix.clone()).len()?;
+        let oldest = newest.saturating_sub(AGENT_CREDENTIAL_WINDOW - 1).max(0);
+        let keys: Vec<String> =
+            (oldest..=newest).flat_map(|n| [format!("{prefix}/{n}"), format!("{prefix}/{n}/used")]).collect();
+        let values = self.kv.get_many(&keys)?;
+        let mut slots = Vec::new();
+        for ((n, key), pair) in (oldest..=newest).zip(keys.chunks(2)).zip(values.chunks(2)) {
+            let used = pair[1].is_some();
+            if n == 0 {
+                slots.push(Slot { n, hash: cluster.agent_credential_hash.clone(), previous_valid_until: 0, used });
+            } else if let Some(bytes) = &pair[0] {
+                // A slot whose writer is still writing (or died) is skipped.
+                let rotation: CredentialRotation = from_json(&key[0], bytes)?;
+                slots.push(Slot { n, hash: rotation.hash, previous_valid_until: rotation.previous_valid_until, used });
+            }
+        }
+        let presented = ids::secret_hash(credential);
+        let Some(at) = slots.iter().position(|s| ids::ct_eq(&s.hash, &presented)) else {
+            return Ok(false);
+        };
+        let newer = &slots[at + 1..];
+        let superseded = newer.iter().any(|s| s.used || now >= s.previous_valid_until);
+        if superseded {
+            return Ok(false);
+        }
+        let slot = &slots[at];
+        if !slot.used && slot.n > 0 {
+            self.kv.set(&format!("{prefix}/{}/used", slot.n), b"1")?;
+        }
+        Ok(true)
     }
 
     pub fn heartbeat(&self, cluster_id: &str) -> Result<Option<Heartbeat>, ApiError> {

@@ -1,5 +1,6 @@
-//! `lanyard cluster list`, `lanyard cluster access …`: the organisation's
-//! clusters and who has access to them (access commands need an admin).
+//! `lanyard cluster list|delete`, `lanyard cluster credential rotate`,
+//! `lanyard cluster access …`: the organisation's clusters, their agent
+//! credentials, and who has access to them (all but `list` need an admin).
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
@@ -30,6 +31,65 @@ pub fn list(format: Format) -> Result<()> {
         ]);
     }
     t.print();
+    Ok(())
+}
+
+/// `lanyard cluster delete CLUSTER [--yes]`.
+pub fn delete(name_or_id: &str, yes: bool, format: Format) -> Result<()> {
+    let api = Api::new(&config::load_session()?)?;
+    let cluster = api.resolve_cluster(name_or_id)?;
+    if !yes {
+        confirm(
+            &cluster.name,
+            "cluster delete",
+            &format!("deletes cluster {} with its grants, tokens and agent credential", cluster.name),
+            "deleted",
+        )?;
+    }
+    api.delete(&cluster_path(&cluster.id, &[])).map_err(admin_only)?;
+    match format {
+        Format::Json => print_json(&json!({"cluster": cluster.id, "deleted": true})),
+        Format::Table => eprintln!(
+            "Deleted cluster {} ({}): its grants, tokens and agent credential no longer work, and the name can be \
+             registered again. Uninstall its agent; the bindings it applied stay on the cluster until you delete \
+             them there (`kubectl delete rolebindings,clusterrolebindings -A -l {}={}`)",
+            cluster.name,
+            cluster.id,
+            lanyard_core::rbac::CLUSTER_LABEL,
+            cluster.id
+        ),
+    }
+    Ok(())
+}
+
+/// `lanyard cluster credential rotate CLUSTER`: the new credential goes to
+/// stdout alone (so it can be piped into a Secret), the advice to stderr.
+pub fn rotate_credential(name_or_id: &str, previous_valid_for: u64, format: Format) -> Result<()> {
+    let api = Api::new(&config::load_session()?)?;
+    let cluster = api.resolve_cluster(name_or_id)?;
+    let body = api
+        .post_json(
+            &cluster_path(&cluster.id, &["agent-credential"]),
+            &json!({"previous_valid_for_seconds": previous_valid_for}),
+        )
+        .map_err(admin_only)
+        .map_err(|e| e.hint_on(422, |_| "--previous-valid-for takes 0 to 86400 seconds".into()))?;
+    if format == Format::Json {
+        print_json(&body);
+        return Ok(());
+    }
+    let credential: String = parse_field(&body, "agent_credential")?;
+    let until: String = parse_field(&body, "previous_valid_until")?;
+    println!("{credential}");
+    eprintln!(
+        "The new agent credential of {} is on stdout, shown this once (Lanyard keeps only its hash). Put it in the \
+         agent's Secret and restart the agent:\n  \
+         kubectl -n lanyard-system create secret generic lanyard-agent --from-file=credential=FILE \
+         --dry-run=client -o yaml | kubectl apply -f -\n  \
+         kubectl -n lanyard-system rollout restart deployment/lanyard-agent\n\
+         The old credential works until {until}, or until the agent first uses the new one.",
+        cluster.name
+    );
     Ok(())
 }
 
@@ -186,7 +246,12 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
         Access::RevokeAll { cluster, yes } => {
             let cluster = api.resolve_cluster(&cluster)?;
             if !yes {
-                confirm(&cluster.name)?;
+                confirm(
+                    &cluster.name,
+                    "revoke-all",
+                    &format!("revokes every grant and every token on cluster {}", cluster.name),
+                    "revoked",
+                )?;
             }
             let body = api
                 .post_json(
@@ -214,18 +279,17 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
     Ok(())
 }
 
-/// Ask on the terminal to type the cluster's name; refuse (exit 2) without a terminal.
-fn confirm(name: &str) -> Result<()> {
+/// Ask on the terminal to type the cluster's name before `command`, which
+/// `what` (e.g. "revokes every grant …"); refuse (exit 2) without a terminal,
+/// saying that nothing was `undone` (e.g. "revoked").
+fn confirm(name: &str, command: &str, what: &str, undone: &str) -> Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(CliError::Usage(format!(
-            "revoke-all revokes every grant and token on {name}: pass --yes to confirm (no terminal to ask on)"
+            "{command} {what}: pass --yes to confirm (no terminal to ask on)"
         )));
     }
-    eprint!(
-        "This revokes every grant and every token on cluster {}. Type the cluster name to confirm: ",
-        crate::output::escape(name)
-    );
+    eprint!("This {}. Type the cluster name to confirm: ", crate::output::escape(what));
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     stdin
@@ -233,9 +297,9 @@ fn confirm(name: &str) -> Result<()> {
         .read_line(&mut line)
         .map_err(CliError::io("reading the confirmation"))?;
     if line.trim() != name {
-        return Err(CliError::Usage(
-            "confirmation refused: nothing was revoked".into(),
-        ));
+        return Err(CliError::Usage(format!(
+            "confirmation refused: nothing was {undone}"
+        )));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ pub mod token;
 
 use lanyard_core::dev::SessionClaims;
 
-use crate::cli::{Cli, Cluster, Command, Dev};
+use crate::cli::{Cli, Cluster, Command, Credential, Dev};
 use crate::error::Result;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -19,6 +19,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logout => auth::logout(format),
         Command::Whoami => auth::whoami(format),
         Command::Cluster(Cluster::List) => cluster::list(format),
+        Command::Cluster(Cluster::Delete { cluster, yes }) => cluster::delete(&cluster, yes, format),
+        Command::Cluster(Cluster::Credential(Credential::Rotate { cluster, previous_valid_for })) => {
+            cluster::rotate_credential(&cluster, previous_valid_for, format)
+        }
         Command::Cluster(Cluster::Access(cmd)) => cluster::access(cmd, format),
         Command::Cluster(Cluster::Kubeconfig(cmd)) => kubeconfig::run(cmd, format),
         Command::Cluster(Cluster::Token {

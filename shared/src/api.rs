@@ -337,6 +337,8 @@ struct InviteBody {
 #[serde(deny_unknown_fields)]
 struct MemberPatchBody {
     status: Option<String>,
+    /// `true`: release the member's sign-in identity ([`Store::release_identity`]).
+    release_identity: Option<bool>,
 }
 
 /// A proxy URL: `https://host[:port][/path]`, or plain `http` to a loopback
@@ -718,15 +720,35 @@ impl Cx<'_> {
         if let Some(id) = self.req.param("member_id") {
             self.authorize(Action::ManageDirectory)?;
             let body: MemberPatchBody = self.req.json()?;
-            let deactivate = match body.status.as_deref() {
-                Some("deactivated") => true,
-                Some("active") => false,
-                _ => return Err(ApiError::validation("status", "status must be active or deactivated")),
+            let release = match body.release_identity {
+                None => false,
+                Some(true) => true,
+                Some(false) => {
+                    return Err(ApiError::validation("release_identity", "release_identity can only be true (or left out)"));
+                }
             };
-            if deactivate && id == self.caller.member.id {
+            let deactivate = match body.status.as_deref() {
+                None if release => None,
+                Some("deactivated") => Some(true),
+                Some("active") => Some(false),
+                _ => {
+                    return Err(ApiError::validation(
+                        "status",
+                        "status must be active or deactivated (or send release_identity: true alone)",
+                    ));
+                }
+            };
+            if deactivate == Some(true) && id == self.caller.member.id {
                 return Err(ApiError::validation("status", "you cannot deactivate yourself"));
             }
-            let member = self.store.set_deactivated(org, id, deactivate, self.caller.audit_name(), self.env.now)?;
+            let released = if release { Some(self.store.release_identity(org, id)?) } else { None };
+            let member = match (deactivate, released) {
+                (Some(deactivate), _) => {
+                    self.store.set_deactivated(org, id, deactivate, self.caller.audit_name(), self.env.now)?
+                }
+                (None, Some(member)) => member,
+                (None, None) => unreachable!("a body without status releases the identity (validated above)"),
+            };
             return Ok(Response::json(200, &MemberView::from(&member)));
         }
         if self.req.method == Method::Post {

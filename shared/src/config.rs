@@ -3,7 +3,8 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `access_gateway_enabled` | Cluster Access on (`true`) or off | `false` |
-//! | `session_issuers` | JSON array of trusted SSO issuers (see [`IssuerConfig`]) | required |
+//! | `session_issuers` | JSON array of trusted SSO issuers (see [`IssuerConfig`], [`parse_issuers`]) | required |
+//! | `development_mode` | a development deployment: the development issuer may be trusted | `false` |
 //! | `agent_offline_after_seconds` | heartbeat silence after which a cluster is offline | `90` |
 //! | `token_signing_keys` | secret: JSON array of Ed25519 private JWKs, the signing one first | none (no tokens) |
 //! | `token_jwks` | the public keys that verify cluster tokens, as a JWKS document | none (no JWKS) |
@@ -31,25 +32,82 @@ impl Variables for std::collections::BTreeMap<String, String> {
     }
 }
 
-/// One trusted SSO issuer, as configured in `session_issuers`.
+/// One trusted SSO issuer, as configured in `session_issuers`, validated on
+/// its own (see [`parse_issuers`] for the checks across entries).
+///
+/// An issuer is bound to the organisations it may speak for: exactly one of
+/// `org` (every session of this issuer is in that organisation) and `orgs`
+/// (the organisation comes from `org_claim` and must be in the list).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "IssuerEntry")]
 pub struct IssuerConfig {
     /// The `iss` claim its tokens carry.
     pub issuer: String,
-    /// The `aud` claim Lanyard's sessions must carry.
+    /// The `aud` claim Lanyard's sessions must carry: Lanyard's client id at
+    /// this issuer (and so the `azp` of a multi-audience session).
     pub audience: String,
     /// Its public keys, as a JWKS document (`{"keys": [...]}`).
     pub jwks: serde_json::Value,
+    /// The organisations this issuer may speak for.
+    pub orgs: OrgBinding,
     /// The claim naming the caller's organisation.
-    #[serde(default = "default_org_claim")]
     pub org_claim: String,
     /// The claim carrying the caller's organisation role.
-    #[serde(default = "default_role_claim")]
     pub role_claim: String,
     /// Values of `role_claim` that make the caller an organisation admin.
-    #[serde(default = "default_admin_values")]
     pub admin_values: Vec<String>,
+    /// Whether another issuer may speak for the same organisations (both
+    /// entries must say so).
+    pub allow_shared_orgs: bool,
+    /// Whether a session without an `email_verified` claim is accepted, for
+    /// providers that never send it (`email_verified: false` is always refused).
+    pub allow_missing_email_verified: bool,
+}
+
+/// The organisations an issuer may speak for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgBinding {
+    /// Every session of the issuer is in this organisation.
+    Fixed(String),
+    /// The session names its organisation in `org_claim`; it must be one of these.
+    AllowList(Vec<String>),
+}
+
+impl OrgBinding {
+    /// Every organisation of the binding.
+    pub fn orgs(&self) -> &[String] {
+        match self {
+            OrgBinding::Fixed(org) => std::slice::from_ref(org),
+            OrgBinding::AllowList(orgs) => orgs,
+        }
+    }
+
+    pub fn allows(&self, org: &str) -> bool {
+        self.orgs().iter().any(|o| o == org)
+    }
+}
+
+/// A `session_issuers` entry as written, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerEntry {
+    issuer: String,
+    audience: String,
+    jwks: serde_json::Value,
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    orgs: Option<Vec<String>>,
+    #[serde(default = "default_org_claim")]
+    org_claim: String,
+    #[serde(default = "default_role_claim")]
+    role_claim: String,
+    #[serde(default = "default_admin_values")]
+    admin_values: Vec<String>,
+    #[serde(default)]
+    allow_shared_orgs: bool,
+    #[serde(default)]
+    allow_missing_email_verified: bool,
 }
 
 fn default_org_claim() -> String {
@@ -60,6 +118,118 @@ fn default_role_claim() -> String {
 }
 fn default_admin_values() -> Vec<String> {
     vec!["admin".into()]
+}
+
+/// The longest organisation name a session may carry.
+pub const MAX_ORG_LEN: usize = 128;
+
+/// Why `session_issuers` cannot be used. Messages name entries by their
+/// `issuer` (public) and never echo keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerConfigError {
+    #[error("is not a JSON array of issuers (line {line}, column {column})")]
+    NotJson { line: usize, column: usize },
+    #[error("has no issuers")]
+    Empty,
+    #[error("entry {index} ({issuer}): {problem}")]
+    Entry { index: usize, issuer: String, problem: String },
+    #[error("names issuer {0} twice; give each issuer one entry")]
+    DuplicateIssuer(String),
+    #[error(
+        "lets both {first} and {second} speak for organisation {org:?}; bind each organisation to one issuer, \
+         or set \"allow_shared_orgs\": true on both entries if they really are the same organisation's providers"
+    )]
+    SharedOrg { org: String, first: String, second: String },
+    #[error(
+        "trusts the development issuer ({}), whose key anyone with the local run's state holds; remove it, \
+         or set development_mode to true if this is a development deployment", crate::dev::DEV_ISSUER
+    )]
+    DevelopmentIssuer,
+}
+
+fn valid_org(org: &str) -> bool {
+    !org.is_empty() && org.len() <= MAX_ORG_LEN && org.trim() == org && !org.chars().any(char::is_control)
+}
+
+impl TryFrom<IssuerEntry> for IssuerConfig {
+    type Error = String;
+
+    fn try_from(e: IssuerEntry) -> Result<Self, String> {
+        if e.issuer.trim().is_empty() {
+            return Err("`issuer` must not be empty".into());
+        }
+        if e.audience.trim().is_empty() {
+            return Err("`audience` must not be empty".into());
+        }
+        let orgs = match (e.org, e.orgs) {
+            (Some(_), Some(_)) => {
+                return Err("give either `org` (a fixed organisation) or `orgs` (an allow-list), not both".into());
+            }
+            (None, None) => {
+                return Err(
+                    "bind the issuer to the organisations it may speak for: `org` (a fixed organisation) \
+                     or `orgs` (an allow-list of organisations its `org_claim` may name)"
+                        .into(),
+                );
+            }
+            (Some(org), None) if valid_org(&org) => OrgBinding::Fixed(org),
+            (None, Some(orgs)) if !orgs.is_empty() && orgs.iter().all(|o| valid_org(o)) => OrgBinding::AllowList(orgs),
+            (None, Some(orgs)) if orgs.is_empty() => return Err("`orgs` must name at least one organisation".into()),
+            _ => {
+                return Err(format!(
+                    "organisation names must be 1 to {MAX_ORG_LEN} characters without surrounding spaces"
+                ));
+            }
+        };
+        Ok(IssuerConfig {
+            issuer: e.issuer,
+            audience: e.audience,
+            jwks: e.jwks,
+            orgs,
+            org_claim: e.org_claim,
+            role_claim: e.role_claim,
+            admin_values: e.admin_values,
+            allow_shared_orgs: e.allow_shared_orgs,
+            allow_missing_email_verified: e.allow_missing_email_verified,
+        })
+    }
+}
+
+/// Parse and check `session_issuers`: every entry valid and bound to its
+/// organisations, no issuer twice, no organisation spoken for by two issuers
+/// unless both allow it, and the development issuer only in a development
+/// deployment.
+pub fn parse_issuers(raw: &str, development_mode: bool) -> Result<Vec<IssuerConfig>, IssuerConfigError> {
+    let entries: Vec<IssuerEntry> =
+        serde_json::from_str(raw).map_err(|e| IssuerConfigError::NotJson { line: e.line(), column: e.column() })?;
+    if entries.is_empty() {
+        return Err(IssuerConfigError::Empty);
+    }
+    let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let issuer = entry.issuer.clone();
+        let config = IssuerConfig::try_from(entry).map_err(|problem| IssuerConfigError::Entry { index, issuer, problem })?;
+        if config.issuer == crate::dev::DEV_ISSUER && !development_mode {
+            return Err(IssuerConfigError::DevelopmentIssuer);
+        }
+        for earlier in &issuers {
+            if earlier.issuer == config.issuer {
+                return Err(IssuerConfigError::DuplicateIssuer(config.issuer));
+            }
+            let shared = earlier.allow_shared_orgs && config.allow_shared_orgs;
+            if let Some(org) = config.orgs.orgs().iter().find(|o| earlier.orgs.allows(o))
+                && !shared
+            {
+                return Err(IssuerConfigError::SharedOrg {
+                    org: org.clone(),
+                    first: earlier.issuer.clone(),
+                    second: config.issuer.clone(),
+                });
+            }
+        }
+        issuers.push(config);
+    }
+    Ok(issuers)
 }
 
 pub struct Config<'a> {
@@ -77,26 +247,34 @@ impl<'a> Config<'a> {
             .map_err(|e| ApiError::unavailable(format!("reading variable {name}: {e}")))
     }
 
-    pub fn gateway_enabled(&self) -> Result<bool, ApiError> {
-        match self.var("access_gateway_enabled")?.as_deref().map(str::trim) {
+    /// A boolean variable, off when unset or empty.
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.var(name)?.as_deref().map(str::trim) {
             None | Some("") => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
-            Some(_) => Err(ApiError::unavailable("variable access_gateway_enabled must be true or false")),
+            Some(_) => Err(ApiError::unavailable(format!("variable {name} must be true or false"))),
         }
     }
 
+    pub fn gateway_enabled(&self) -> Result<bool, ApiError> {
+        self.flag("access_gateway_enabled")
+    }
+
+    /// Whether this is a development deployment (the local run, the tests):
+    /// only then may `session_issuers` trust the development issuer.
+    pub fn development_mode(&self) -> Result<bool, ApiError> {
+        self.flag("development_mode")
+    }
+
+    /// The trusted issuers, checked as a whole ([`parse_issuers`]); a bad
+    /// configuration is `unavailable`, with the reason for the log.
     pub fn issuers(&self) -> Result<Vec<IssuerConfig>, ApiError> {
         let raw = self
             .var("session_issuers")?
             .ok_or_else(|| ApiError::unavailable("variable session_issuers is not set"))?;
-        serde_json::from_str(&raw).map_err(|e| {
-            ApiError::unavailable(format!(
-                "variable session_issuers is not a JSON array of issuers (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })
+        parse_issuers(&raw, self.development_mode()?)
+            .map_err(|e| ApiError::unavailable(format!("variable session_issuers {e}")))
     }
 
     pub fn signing_keys(&self) -> Result<crate::token::SigningKeys, ApiError> {
@@ -144,5 +322,99 @@ impl<'a> Config<'a> {
                 .filter(|&n| n > 0)
                 .ok_or_else(|| ApiError::unavailable("variable agent_offline_after_seconds must be a positive integer")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const JWKS_SECRET_LOOKING: &str = "x-value-that-must-not-be-echoed";
+
+    fn entry(issuer: &str, binding: Value) -> Value {
+        let mut e = json!({"issuer": issuer, "audience": "lanyard", "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": JWKS_SECRET_LOOKING}]}});
+        for (k, v) in binding.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    }
+
+    fn parse(entries: &[Value], development: bool) -> Result<Vec<IssuerConfig>, IssuerConfigError> {
+        parse_issuers(&Value::Array(entries.to_vec()).to_string(), development)
+    }
+
+    #[test]
+    fn every_issuer_is_bound_to_its_organisations() {
+        let issuers = parse(
+            &[entry("https://a", json!({"org": "acme"})), entry("https://b", json!({"orgs": ["globex", "initech"]}))],
+            false,
+        )
+        .unwrap();
+        assert_eq!(issuers[0].orgs, OrgBinding::Fixed("acme".into()));
+        assert_eq!(issuers[1].orgs, OrgBinding::AllowList(vec!["globex".into(), "initech".into()]));
+        assert!(!issuers[0].allow_missing_email_verified && !issuers[0].allow_shared_orgs, "strict by default");
+        let bad = [
+            (json!({}), "bind the issuer"),
+            (json!({"org": "acme", "orgs": ["acme"]}), "not both"),
+            (json!({"orgs": []}), "at least one"),
+            (json!({"org": ""}), "organisation names"),
+            (json!({"orgs": [" acme"]}), "organisation names"),
+        ];
+        for (binding, want) in bad {
+            let err = parse(&[entry("https://a", binding.clone())], false).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, IssuerConfigError::Entry { index: 0, .. }), "{binding}: {message}");
+            assert!(message.contains(want) && message.contains("https://a"), "{binding}: {message}");
+        }
+    }
+
+    #[test]
+    fn two_issuers_for_one_organisation_need_both_to_allow_it() {
+        let a = entry("https://a", json!({"orgs": ["acme", "globex"]}));
+        let b = entry("https://b", json!({"org": "globex"}));
+        let err = parse(&[a.clone(), b.clone()], false).unwrap_err();
+        assert_eq!(
+            err,
+            IssuerConfigError::SharedOrg { org: "globex".into(), first: "https://a".into(), second: "https://b".into() }
+        );
+        assert!(err.to_string().contains("allow_shared_orgs"), "{err}");
+        let shared = |mut e: Value| {
+            e["allow_shared_orgs"] = true.into();
+            e
+        };
+        assert!(parse(&[shared(a.clone()), b.clone()], false).is_err(), "one side alone does not allow it");
+        assert!(parse(&[a.clone(), shared(b.clone())], false).is_err(), "one side alone does not allow it");
+        assert_eq!(parse(&[shared(a.clone()), shared(b)], false).unwrap().len(), 2);
+        let err = parse(&[a.clone(), entry("https://a", json!({"org": "initech"}))], false).unwrap_err();
+        assert_eq!(err, IssuerConfigError::DuplicateIssuer("https://a".into()));
+        assert_eq!(parse(&[], false).unwrap_err(), IssuerConfigError::Empty);
+    }
+
+    #[test]
+    fn the_development_issuer_needs_a_development_deployment() {
+        let dev = entry(crate::dev::DEV_ISSUER, json!({"orgs": ["demo"]}));
+        assert_eq!(parse(std::slice::from_ref(&dev), false).unwrap_err(), IssuerConfigError::DevelopmentIssuer);
+        assert_eq!(parse(&[dev], true).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn config_errors_are_unavailable_and_never_echo_the_value() {
+        let mut vars = std::collections::BTreeMap::new();
+        let dev = entry(crate::dev::DEV_ISSUER, json!({"orgs": ["demo"]}));
+        vars.insert("session_issuers".to_owned(), Value::Array(vec![dev]).to_string());
+        let err = Config::new(&vars).issuers().unwrap_err();
+        assert_eq!(err.code(), "unavailable");
+        let ApiError::Unavailable { detail } = &err else { unreachable!() };
+        assert!(detail.contains("development_mode") && !detail.contains(JWKS_SECRET_LOOKING), "{detail}");
+        vars.insert("development_mode".to_owned(), "true".to_owned());
+        assert!(Config::new(&vars).issuers().is_ok());
+        vars.insert("development_mode".to_owned(), "yes please".to_owned());
+        assert_eq!(Config::new(&vars).issuers().unwrap_err().code(), "unavailable");
+        // A JSON error names the position only.
+        vars.insert("development_mode".to_owned(), "true".to_owned());
+        vars.insert("session_issuers".to_owned(), format!(r#"[{{"issuer": "{JWKS_SECRET_LOOKING}", "audience": 1}}]"#));
+        let ApiError::Unavailable { detail } = Config::new(&vars).issuers().unwrap_err() else { unreachable!() };
+        assert!(detail.contains("line 1") && !detail.contains(JWKS_SECRET_LOOKING), "{detail}");
     }
 }

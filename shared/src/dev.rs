@@ -1,7 +1,8 @@
 //! The development issuer: what the local run and the tests use in place of a
 //! real SSO provider. It signs session tokens with an Ed25519 key that the
 //! local run keeps in its state folder; a deployment trusts it only if its
-//! `session_issuers` names it.
+//! `session_issuers` names it and `development_mode` is on, and then only for
+//! the organisations its entry is bound to.
 
 use jwt_simple::prelude::*;
 use serde_json::{Value, json};
@@ -50,10 +51,11 @@ pub fn new_key() -> Ed25519KeyPair {
     key.with_key_id(&kid)
 }
 
-/// The `session_issuers` entry that trusts `key` as `issuer`.
-pub fn issuer_entry(key: &Ed25519KeyPair, issuer: &str, audience: &str) -> Value {
+/// The `session_issuers` entry that trusts `key` as `issuer` for the
+/// organisations `orgs` (an allow-list: the session's `org` claim picks one).
+pub fn issuer_entry(key: &Ed25519KeyPair, issuer: &str, audience: &str, orgs: &[&str]) -> Value {
     let jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap_or(Value::Null);
-    json!({ "issuer": issuer, "audience": audience, "jwks": { "keys": [jwk] } })
+    json!({ "issuer": issuer, "audience": audience, "orgs": orgs, "jwks": { "keys": [jwk] } })
 }
 
 #[cfg(test)]
@@ -66,12 +68,15 @@ mod tests {
     #[test]
     fn minted_sessions_verify_against_the_issuer_entry() {
         let key = new_key();
-        let entry: IssuerConfig = serde_json::from_value(issuer_entry(&key, DEV_ISSUER, AUDIENCE)).unwrap();
+        let entry: IssuerConfig = serde_json::from_value(issuer_entry(&key, DEV_ISSUER, AUDIENCE, &["demo"])).unwrap();
         let claims = SessionClaims { email: "Dev@Ex.io".into(), org: "demo".into(), admin: true, name: None, ttl_secs: 60 };
         let now = 1_800_000_000;
         let token = mint_session(&key, DEV_ISSUER, AUDIENCE, &claims, now);
         let id = verify_session(&token, &[entry.clone()], now + 30).unwrap();
         assert_eq!((id.email.as_str(), id.org.as_str(), id.role), ("dev@ex.io", "demo", OrgRole::Admin));
-        assert!(verify_session(&token, &[entry], now + 60 + 120).is_err(), "expires");
+        assert!(verify_session(&token, std::slice::from_ref(&entry), now + 60 + 120).is_err(), "expires");
+        let elsewhere = SessionClaims { org: "acme".into(), ..claims };
+        let token = mint_session(&key, DEV_ISSUER, AUDIENCE, &elsewhere, now);
+        assert!(verify_session(&token, &[entry], now).is_err(), "only for the organisations it is bound to");
     }
 }

@@ -2,10 +2,14 @@
 //!
 //! A session is a JWT from a trusted OIDC issuer (EdDSA, ES256 or RS256), sent
 //! as the `lanyard_session` cookie by a browser or as `Authorization: Bearer`
-//! by the CLI. Issuer, audience, expiry and signature are checked against the
-//! issuer's JWKS from configuration; the organisation and organisation role
-//! come from claims. A cookie-authenticated write must also carry
-//! `X-CSRF-Token` equal to the session's CSRF value ([`csrf_token`]).
+//! by the CLI. Issuer, audience (and `azp` when there are several audiences),
+//! expiry and signature are checked against the issuer's JWKS from
+//! configuration, using only keys meant for verifying this algorithm
+//! (`use`, `alg`, `key_ops`). The email must be verified by the provider and
+//! ASCII. The organisation must be one the issuer is bound to
+//! ([`crate::config::OrgBinding`]); the organisation role comes from claims.
+//! A cookie-authenticated write must also carry `X-CSRF-Token` equal to the
+//! session's CSRF value ([`csrf_token`]).
 //!
 //! Nothing here stores or logs the token.
 
@@ -14,7 +18,7 @@ use jwt_simple::JWTError;
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
-use crate::config::IssuerConfig;
+use crate::config::{IssuerConfig, MAX_ORG_LEN, OrgBinding};
 use crate::error::ApiError;
 use crate::http::Request;
 use crate::ids;
@@ -114,6 +118,9 @@ pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result
             {
                 continue;
             }
+            if !verifies_with(jwk, alg) {
+                continue;
+            }
             let outcome = match verify_with_jwk(token, alg, jwk, issuer, now) {
                 None => continue, // the key is not of the token's algorithm
                 Some(outcome) => outcome,
@@ -133,6 +140,18 @@ pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result
 }
 
 type Claims = JWTClaims<serde_json::Map<String, Value>>;
+
+/// Whether the JWK is meant for verifying `alg` signatures, as far as its
+/// optional `use`, `alg` and `key_ops` members say. A key that is not is
+/// skipped, as if it were not in the set.
+fn verifies_with(jwk: &Value, alg: &str) -> bool {
+    let use_ok = jwk.get("use").is_none_or(|u| u == "sig");
+    let alg_ok = jwk.get("alg").is_none_or(|a| a == alg);
+    let ops_ok = jwk
+        .get("key_ops")
+        .is_none_or(|ops| ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify")));
+    use_ok && alg_ok && ops_ok
+}
 
 /// `None` if the JWK cannot verify this algorithm at all.
 fn verify_with_jwk(
@@ -190,21 +209,32 @@ fn identity_from_claims(claims: Claims, issuer: &IssuerConfig) -> Result<Identit
     if claims.expires_at.is_none() {
         return Err(unauthenticated("the session token has no expiry".into()));
     }
+    check_authorized_party(&claims, issuer)?;
     let custom = &claims.custom;
     let text = |name: &str| custom.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let subject = claims
         .subject
         .filter(|s| !s.is_empty() && s.len() <= 256)
         .ok_or_else(|| unauthenticated("the session token has no subject".into()))?;
-    if custom.get("email_verified").and_then(Value::as_bool) == Some(false) {
-        return Err(unauthenticated("the session's email address is not verified by the identity provider".into()));
+    match custom.get("email_verified") {
+        Some(Value::Bool(true)) => {}
+        None if issuer.allow_missing_email_verified => {}
+        None => {
+            return Err(unauthenticated(format!(
+                "the session does not say that its email address is verified (no `email_verified` claim); \
+                 if issuer {} never sends it, an operator can set \"allow_missing_email_verified\": true on its \
+                 session_issuers entry",
+                issuer.issuer
+            )));
+        }
+        Some(_) => {
+            return Err(unauthenticated("the session's email address is not verified by the identity provider".into()));
+        }
     }
     let email = text("email")
         .and_then(Email::parse)
-        .ok_or_else(|| unauthenticated("the session token has no valid email claim".into()))?;
-    let org = text(&issuer.org_claim)
-        .filter(|o| o.len() <= 128)
-        .ok_or_else(|| unauthenticated(format!("the session token has no `{}` (organisation) claim", issuer.org_claim)))?;
+        .ok_or_else(|| unauthenticated("the session token has no valid email claim (an ASCII email address)".into()))?;
+    let org = session_org(custom, issuer)?;
     let role = match custom.get(&issuer.role_claim) {
         Some(Value::String(r)) if issuer.admin_values.iter().any(|a| a == r) => OrgRole::Admin,
         Some(Value::Array(rs)) if rs.iter().any(|r| r.as_str().is_some_and(|r| issuer.admin_values.iter().any(|a| a == r))) => {
@@ -213,7 +243,56 @@ fn identity_from_claims(claims: Claims, issuer: &IssuerConfig) -> Result<Identit
         _ => OrgRole::Member,
     };
     let name = text("name").map(|n| n.chars().take(128).collect());
-    Ok(Identity { issuer: issuer.issuer.clone(), subject, email, name, org: org.to_owned(), role })
+    Ok(Identity { issuer: issuer.issuer.clone(), subject, email, name, org, role })
+}
+
+/// OIDC Core 3.1.3.7: a session for several audiences must name Lanyard as
+/// its authorized party (`azp`), and an `azp` that is present must be Lanyard.
+fn check_authorized_party(claims: &Claims, issuer: &IssuerConfig) -> Result<(), ApiError> {
+    let several = match &claims.audiences {
+        Some(Audiences::AsSet(set)) => set.len() > 1,
+        _ => false,
+    };
+    match claims.custom.get("azp") {
+        None if !several => Ok(()),
+        Some(Value::String(azp)) if *azp == issuer.audience => Ok(()),
+        None => Err(ApiError::Unauthenticated(
+            "the session token is for several audiences but names no authorized party (azp); sign in to Lanyard itself".into(),
+        )),
+        Some(_) => Err(ApiError::Unauthenticated(
+            "the session token was issued to another application (its azp is not Lanyard's client); sign in to Lanyard itself"
+                .into(),
+        )),
+    }
+}
+
+/// The session's organisation: one the issuer is bound to, or a refusal.
+fn session_org(custom: &serde_json::Map<String, Value>, issuer: &IssuerConfig) -> Result<String, ApiError> {
+    let org = match (&issuer.orgs, custom.get(&issuer.org_claim)) {
+        (OrgBinding::Fixed(org), None) => return Ok(org.clone()),
+        (_, Some(Value::String(claimed))) if !claimed.trim().is_empty() => claimed.trim(),
+        (OrgBinding::AllowList(_), None) => {
+            return Err(ApiError::Unauthenticated(format!(
+                "the session token has no `{}` (organisation) claim",
+                issuer.org_claim
+            )));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::Unauthenticated(format!(
+                "the session token's `{}` (organisation) claim is not an organisation name",
+                issuer.org_claim
+            )));
+        }
+    };
+    if issuer.orgs.allows(org) {
+        return Ok(org.to_owned());
+    }
+    let shown: String = org.chars().take(MAX_ORG_LEN).filter(|c| !c.is_control()).collect();
+    Err(ApiError::Unauthenticated(format!(
+        "issuer {} is not trusted to speak for organisation {shown:?}; sign in through your organisation's own \
+         identity provider, or ask the operator to bind that organisation to this issuer in session_issuers",
+        issuer.issuer
+    )))
 }
 
 #[cfg(test)]
@@ -232,10 +311,14 @@ pub(crate) mod tests {
         pub fn new(issuer: &str) -> Self {
             let key = Ed25519KeyPair::generate().with_key_id("k1");
             let jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
-            let config: IssuerConfig = serde_json::from_value(serde_json::json!({
-                "issuer": issuer, "audience": "lanyard", "jwks": {"keys": [jwk]}
+            Self::with_entry(key, serde_json::json!({
+                "issuer": issuer, "audience": "lanyard", "orgs": ["acme"], "jwks": {"keys": [jwk]}
             }))
-            .unwrap();
+        }
+
+        /// An issuer whose entry is `entry` (with `key`'s public key in it).
+        pub fn with_entry(key: Ed25519KeyPair, entry: Value) -> Self {
+            let config: IssuerConfig = serde_json::from_value(entry).unwrap();
             TestIssuer { key, config }
         }
 
@@ -246,6 +329,7 @@ pub(crate) mod tests {
         pub fn token_with(&self, email: &str, org: &str, admin: bool, f: impl FnOnce(Claims) -> Claims) -> String {
             let mut custom = serde_json::Map::new();
             custom.insert("email".into(), email.into());
+            custom.insert("email_verified".into(), true.into());
             custom.insert("org".into(), org.into());
             custom.insert("org_role".into(), if admin { "admin" } else { "member" }.into());
             let claims = jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_mins(10))
@@ -336,13 +420,14 @@ pub(crate) mod tests {
             serde_json::from_str::<Value>(&rs.public_key().to_jwk()).unwrap(),
         ]});
         let cfg: IssuerConfig = serde_json::from_value(serde_json::json!({
-            "issuer": "https://idp", "audience": "lanyard", "jwks": jwks,
+            "issuer": "https://idp", "audience": "lanyard", "jwks": jwks, "orgs": ["acme"],
             "org_claim": "tenant", "role_claim": "groups", "admin_values": ["lanyard-admins"]
         }))
         .unwrap();
         let claims = || {
             let mut custom = serde_json::Map::new();
             custom.insert("email".into(), "x@ex.io".into());
+            custom.insert("email_verified".into(), true.into());
             custom.insert("tenant".into(), "acme".into());
             custom.insert("groups".into(), serde_json::json!(["dev", "lanyard-admins"]));
             let mut c = jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_mins(5))
@@ -377,5 +462,126 @@ pub(crate) mod tests {
         assert_eq!(check_csrf(&get, &authenticate(&get, &cfg, NOW).unwrap()), Ok(()));
         let bearer_post = Request::new(Method::Post, "/").with_header("authorization", format!("Bearer {token}"));
         assert_eq!(check_csrf(&bearer_post, &authenticate(&bearer_post, &cfg, NOW).unwrap()), Ok(()));
+    }
+
+    fn refusal(token: &str, cfg: &[IssuerConfig]) -> String {
+        let err = verify_session(token, cfg, NOW).unwrap_err();
+        assert_eq!(err.status(), 401, "{}", err.message());
+        err.message()
+    }
+
+    #[test]
+    fn an_issuer_speaks_only_for_the_organisations_it_is_bound_to() {
+        // An allow-list: the org claim picks one of them.
+        let listed = TestIssuer::new("https://sso.acme");
+        let cfg = [listed.config.clone()];
+        assert_eq!(verify_session(&listed.token("a@ex.io", "acme", true), &cfg, NOW).unwrap().org, "acme");
+        let message = refusal(&listed.token("a@ex.io", "globex", true), &cfg);
+        assert!(message.contains("globex") && message.contains("not trusted"), "{message}");
+        // A fixed organisation: the claim may be absent or the same, never another.
+        let key = Ed25519KeyPair::generate().with_key_id("k1");
+        let jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
+        let fixed = TestIssuer::with_entry(
+            key,
+            serde_json::json!({"issuer": "https://sso.globex", "audience": "lanyard", "org": "globex", "jwks": {"keys": [jwk]}}),
+        );
+        let cfg = [listed.config.clone(), fixed.config.clone()];
+        let no_claim = fixed.token_with("g@ex.io", "x", true, |mut c| {
+            c.custom.remove("org");
+            c
+        });
+        assert_eq!(verify_session(&no_claim, &cfg, NOW).unwrap().org, "globex");
+        assert_eq!(verify_session(&fixed.token("g@ex.io", "globex", true), &cfg, NOW).unwrap().org, "globex");
+        assert!(refusal(&fixed.token("g@ex.io", "acme", true), &cfg).contains("acme"));
+        // Neither issuer's key speaks for the other's organisations.
+        assert!(refusal(&listed.token("g@ex.io", "globex", true), &cfg).contains("globex"));
+    }
+
+    #[test]
+    fn the_email_must_be_verified_unless_the_issuer_never_says() {
+        let iss = TestIssuer::new("https://sso.example");
+        let without = |c: Claims| {
+            let mut c = c;
+            c.custom.remove("email_verified");
+            c
+        };
+        let missing = iss.token_with("a@ex.io", "acme", false, without);
+        assert!(refusal(&missing, std::slice::from_ref(&iss.config)).contains("allow_missing_email_verified"));
+        let as_text = iss.token_with("a@ex.io", "acme", false, |mut c| {
+            c.custom.insert("email_verified".into(), "true".into());
+            c
+        });
+        assert!(refusal(&as_text, std::slice::from_ref(&iss.config)).contains("not verified"));
+        let mut lenient = iss.config.clone();
+        lenient.allow_missing_email_verified = true;
+        assert!(verify_session(&missing, std::slice::from_ref(&lenient), NOW).is_ok());
+        let unverified = iss.token_with("a@ex.io", "acme", false, |mut c| {
+            c.custom.insert("email_verified".into(), false.into());
+            c
+        });
+        assert!(refusal(&unverified, &[lenient]).contains("not verified"), "false is refused even by a lenient issuer");
+    }
+
+    #[test]
+    fn look_alike_emails_are_refused() {
+        let iss = TestIssuer::new("https://sso.example");
+        let kelvin = iss.token("admin@\u{212A}acme.example", "acme", true);
+        assert!(refusal(&kelvin, &[iss.config]).contains("ASCII"));
+    }
+
+    #[test]
+    fn a_session_for_several_audiences_must_name_lanyard_as_its_authorized_party() {
+        let iss = TestIssuer::new("https://sso.example");
+        let cfg = [iss.config.clone()];
+        let token = |auds: &[&str], azp: Option<&str>| {
+            iss.token_with("a@ex.io", "acme", false, |c| {
+                let mut c = c.with_audiences(auds.iter().copied().collect::<HashSet<_>>());
+                if let Some(azp) = azp {
+                    c.custom.insert("azp".into(), azp.into());
+                }
+                c
+            })
+        };
+        assert!(refusal(&token(&["other-app", "lanyard"], None), &cfg).contains("azp"));
+        assert!(refusal(&token(&["other-app", "lanyard"], Some("other-app")), &cfg).contains("another application"));
+        assert!(verify_session(&token(&["other-app", "lanyard"], Some("lanyard")), &cfg, NOW).is_ok());
+        assert!(verify_session(&token(&["lanyard"], None), &cfg, NOW).is_ok(), "one audience needs no azp");
+        assert!(refusal(&token(&["lanyard"], Some("other-app")), &cfg).contains("another application"));
+        assert!(refusal(&token(&["other-app", "third"], Some("lanyard")), &cfg).contains("audience"));
+    }
+
+    #[test]
+    fn keys_not_meant_for_verifying_this_algorithm_are_not_used() {
+        let iss = TestIssuer::new("https://sso.example");
+        let token = iss.token("a@ex.io", "acme", false);
+        let jwk: Value = serde_json::from_str(&iss.key.public_key().to_jwk()).unwrap();
+        let with = |member: &str, value: Value| {
+            let mut jwk = jwk.clone();
+            jwk[member] = value;
+            jwk
+        };
+        let entry = |keys: Vec<Value>| {
+            let mut cfg = iss.config.clone();
+            cfg.jwks = serde_json::json!({ "keys": keys });
+            cfg
+        };
+        let unusable = [
+            with("use", "enc".into()),
+            with("alg", "ES256".into()),
+            with("alg", "none".into()),
+            with("key_ops", serde_json::json!([])),
+            with("key_ops", serde_json::json!(["encrypt"])),
+            with("key_ops", serde_json::json!(["sign"])),
+            with("key_ops", "verify".into()),
+        ];
+        for key in unusable {
+            let err = verify_session(&token, &[entry(vec![key.clone()])], NOW).unwrap_err();
+            assert_eq!(err.status(), 401, "{key}: {}", err.message());
+            // ...and it does not stop a usable key of the set from verifying.
+            assert!(verify_session(&token, &[entry(vec![key.clone(), jwk.clone()])], NOW).is_ok(), "{key}");
+        }
+        for usable in [with("use", "sig".into()), with("alg", "EdDSA".into()), with("key_ops", serde_json::json!(["verify"]))] {
+            assert!(verify_session(&token, &[entry(vec![usable.clone()])], NOW).is_ok(), "{usable}");
+        }
     }
 }

@@ -156,10 +156,14 @@ impl ScopeKind {
     }
 }
 
-/// A validated email address, normalised (trimmed, lower case).
+/// A validated email address, normalised (trimmed, ASCII lower case).
 ///
-/// Deliberately modest: one `@`, a non-empty local part, a domain with a dot,
-/// no whitespace or control characters, at most 254 bytes.
+/// Deliberately modest: ASCII only, one `@`, a non-empty local part, a domain
+/// with a dot, no whitespace or control characters, at most 254 bytes.
+/// ASCII only because an email is an identity here: Unicode case folding and
+/// look-alikes map distinct addresses onto one (the Kelvin sign `\u{212A}`
+/// lower-cases to `k`), and internationalised domains arrive as punycode
+/// (`xn--…`) from identity providers anyway.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -168,7 +172,11 @@ impl Email {
     pub const MAX_LEN: usize = 254;
 
     pub fn parse(s: &str) -> Option<Email> {
-        let s = s.trim().to_lowercase();
+        let s = s.trim();
+        if !s.is_ascii() {
+            return None;
+        }
+        let s = s.to_ascii_lowercase();
         if s.is_empty() || s.len() > Self::MAX_LEN {
             return None;
         }
@@ -395,6 +403,16 @@ mod tests {
         }
         assert!(Email::parse("a@x.io\n").is_some(), "surrounding whitespace is trimmed");
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(260))).is_none());
+    }
+
+    #[test]
+    fn emails_are_ascii_so_look_alikes_never_fold_onto_real_addresses() {
+        // U+212A KELVIN SIGN lower-cases to an ASCII `k`; U+0130 to `i` + a combining dot.
+        for look_alike in ["\u{212A}im@ex.io", "kim@e\u{212A}.io", "\u{0130}da@ex.io", "ann@ex\u{2024}io", "\u{FF41}@ex.io"] {
+            assert_eq!(Email::parse(look_alike), None, "{look_alike:?} accepted");
+        }
+        assert_eq!(Email::parse("KIM@EX.IO").unwrap().as_str(), "kim@ex.io");
+        assert_eq!(Email::parse("a@xn--bcher-kva.example").unwrap().as_str(), "a@xn--bcher-kva.example");
     }
 
     #[test]

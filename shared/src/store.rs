@@ -36,6 +36,10 @@
 //! | `v1/org/{o}/member/{m}` | [`MemberProfile`] JSON | the member's own sign-in |
 //! | `v1/org/{o}/member/{m}/invite` | [`Invite`] JSON | admin invite |
 //! | `v1/org/{o}/member/{m}/deactivated` | [`Deactivation`] JSON | admin |
+//! | `v1/org/{o}/member/{m}/pin/gen` | counter: generation of the member's pin, +1 per release | admin release, abandoned pin |
+//! | `v1/org/{o}/member/{m}/pin/{g}/claim` | claim counter of pin generation `g` | first sign-in |
+//! | `v1/org/{o}/member/{m}/pin/{g}` | [`Pin`] JSON (write-once): the (issuer, subject) of generation `g` | first sign-in |
+//! | `v1/org/{o}/member/{m}/pin/{g}/released` | counter: generation `g` released once | admin release, abandoned pin |
 //! | `v1/rate/k8s-token/{m}/{minute}` | counter: tokens minted in that minute | token mint |
 //!
 //! `{o}` is a digest of the organisation name; `{fp}` a digest of (member,
@@ -61,6 +65,18 @@
 //!   cannot resurrect a deleted grant's record.
 //! * Member state is split by writer (the member's own profile, the admin's
 //!   invite and deactivation), so concurrent writers never overwrite each other.
+//! * A member is pinned to the (issuer, subject) of its first sign-in, with
+//!   the grants' claim scheme: the first sign-in of pin generation `g` claims
+//!   `pin/{g}/claim` and writes the write-once `pin/{g}`; every other sign-in
+//!   reads it and is refused unless it is the same (issuer, subject). A claim
+//!   whose pin never appears within [`CLAIM_PATIENCE`] is given up by
+//!   advancing the generation (once, by the `released` guard), and so is the
+//!   pin when an admin releases it; the next sign-in then pins the new
+//!   generation. Only the pinned identity's sign-ins write the profile.
+//! * Deactivation writes its marker first (from then on the agent's access
+//!   state leaves the member's grants out), then deletes the member's grants;
+//!   reactivation deletes any left first, then lifts the marker: a failure
+//!   at any step leaves the member without access, and a retry completes it.
 //!
 //! # Cluster lifecycle: deletion and credential rotation
 //!
@@ -227,6 +243,25 @@ pub struct Deactivation {
     pub by: String,
     pub at: u64,
 }
+
+/// The sign-in identity a member is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub issuer: String,
+    pub subject: String,
+    pub at: u64,
+}
+
+impl Pin {
+    fn is(&self, identity: &Identity) -> bool {
+        self.issuer == identity.issuer && self.subject == identity.subject
+    }
+}
+
+/// How often a sign-in starts over on a pin whose generation moved under it
+/// before it answers `unavailable`: each restart means another writer made
+/// progress, so this is never reached in practice.
+const PIN_ATTEMPTS: usize = 16;
 
 /// A member as the directory shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -832,12 +867,28 @@ impl<'a> Store<'a> {
     }
 
     /// Record a signed-in identity in the directory (on first sign-in, or when
-    /// its email, name or role changed) and return its status.
+    /// its email, name or role changed) and return its status. The member is
+    /// pinned to the first (issuer, subject) that signs in with its email; a
+    /// session of another identity is refused until an admin releases the pin
+    /// ([`Store::release_identity`]).
     pub fn admit(&self, identity: &Identity, now: u64) -> Result<Member, ApiError> {
         let org = &identity.org;
         let id = member_id(org, &identity.email);
         let key = Self::member_key(org, &id);
-        let existing: Option<MemberProfile> = self.get_json(&key)?;
+        let generation = self.kv.increment(&format!("{key}/pin/gen"), 0)?;
+        let keys = [key.clone(), format!("{key}/deactivated"), format!("{key}/pin/{generation}")];
+        let values = self.kv.get_many(&keys)?;
+        let existing: Option<MemberProfile> = values[0].as_deref().map(|b| from_json(&keys[0], b)).transpose()?;
+        let pinned = match values[2].as_deref().map(|b| from_json::<Pin>(&keys[2], b)).transpose()? {
+            Some(pin) => pin.is(identity),
+            None => self.pin(&key, identity, existing.as_ref(), now)?,
+        };
+        if !pinned {
+            return Err(ApiError::Forbidden(format!(
+                "{} is a member of this organisation through another sign-in account, so this session cannot act                  as them; if the account changed, ask an organisation admin to release the member's sign-in identity                  (PATCH /api/v1/members/{id} with {{\"release_identity\": true}}), then sign in again",
+                identity.email
+            )));
+        }
         let joined_at = existing.as_ref().map_or(now, |p| p.joined_at);
         let profile = MemberProfile {
             id: id.clone(),
@@ -855,7 +906,7 @@ impl<'a> Store<'a> {
             }
             self.kv.set(&key, &to_json(&profile)?)?;
         }
-        let deactivated = self.kv.get(&format!("{key}/deactivated"))?.is_some();
+        let deactivated = values[1].is_some();
         Ok(Member {
             id,
             email: profile.email,
@@ -863,6 +914,60 @@ impl<'a> Store<'a> {
             status: if deactivated { MemberStatus::Deactivated } else { MemberStatus::Active },
             role: Some(profile.role),
         })
+    }
+
+    /// Pin the member at `key` to `identity` if its current pin generation has
+    /// no pin yet, and say whether the member is (now) pinned to `identity`.
+    /// A member who signed in before pins existed is pinned to the identity of
+    /// its profile, not to whoever signs in first after the upgrade.
+    fn pin(&self, key: &str, identity: &Identity, profile: Option<&MemberProfile>, now: u64) -> Result<bool, ApiError> {
+        let gen_key = format!("{key}/pin/gen");
+        for _ in 0..PIN_ATTEMPTS {
+            let generation = self.kv.increment(&gen_key, 0)?;
+            let pin_key = format!("{key}/pin/{generation}");
+            if let Some(pin) = self.get_json::<Pin>(&pin_key)? {
+                return Ok(pin.is(identity));
+            }
+            let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
+            match self.claim(&format!("{pin_key}/claim"), &pin_key, &still_current)? {
+                Claim::Exists | Claim::Retry => continue,
+                Claim::Abandoned => self.release_pin(key, generation)?,
+                Claim::Won => {
+                    let pin = match profile.filter(|_| generation == 0) {
+                        Some(p) => Pin { issuer: p.issuer.clone(), subject: p.subject.clone(), at: now },
+                        None => Pin { issuer: identity.issuer.clone(), subject: identity.subject.clone(), at: now },
+                    };
+                    self.kv.set(&pin_key, &to_json(&pin)?)?;
+                    // A claim given up as abandoned meanwhile holds nothing: start over.
+                    if still_current()? {
+                        return Ok(pin.is(identity));
+                    }
+                }
+            }
+        }
+        Err(ApiError::unavailable(format!("the pin at {key} kept moving; gave up after {PIN_ATTEMPTS} attempts")))
+    }
+
+    /// Give up pin generation `generation` (once, whoever else tries too).
+    fn release_pin(&self, key: &str, generation: i64) -> Result<(), ApiError> {
+        if self.kv.increment(&format!("{key}/pin/{generation}/released"), 1)? == 1 {
+            self.kv.increment(&format!("{key}/pin/gen"), 1)?;
+        }
+        Ok(())
+    }
+
+    /// Release a member's sign-in identity: the next sign-in with the
+    /// member's email pins it again, and takes over the member with its
+    /// grants and status. For an account that changed at the identity
+    /// provider; `not_found` if there is no such member.
+    pub fn release_identity(&self, org: &str, id: &str) -> Result<Member, ApiError> {
+        let member = self.member(org, id)?.ok_or_else(|| ApiError::not_found("member"))?;
+        let key = Self::member_key(org, id);
+        let generation = self.kv.increment(&format!("{key}/pin/gen"), 0)?;
+        if self.kv.get(&format!("{key}/pin/{generation}"))?.is_some() {
+            self.release_pin(&key, generation)?;
+        }
+        Ok(member)
     }
 
     /// A member's directory entry, whatever their status.

@@ -35,7 +35,8 @@ impl<K: KeyValue> Core<K> {
         let jwks = token::SigningKeys::parse(&signing).unwrap().jwks().to_string();
         let mut vars = BTreeMap::new();
         vars.insert("access_gateway_enabled".to_owned(), "true".to_owned());
-        vars.insert("session_issuers".to_owned(), json!([dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE)]).to_string());
+        vars.insert("session_issuers".to_owned(), json!([dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE, &["acme"])]).to_string());
+        vars.insert("development_mode".to_owned(), "true".to_owned());
         vars.insert("token_signing_keys".to_owned(), signing.clone());
         vars.insert("token_jwks".to_owned(), jwks);
         Core { kv, vars, issuer, signing }

@@ -180,19 +180,22 @@ fn revoke_all_kills_every_grant_at_once_even_under_concurrent_creates() {
     create(&kv, &spec("p0@ex.io", Role::View, None)).unwrap();
 }
 
+fn identity(issuer: &str, subject: &str, email: &str) -> lanyard_core::identity::Identity {
+    lanyard_core::identity::Identity {
+        issuer: issuer.into(),
+        subject: subject.into(),
+        email: Email::parse(email).unwrap(),
+        name: None,
+        org: "acme".into(),
+        role: lanyard_core::model::OrgRole::Member,
+    }
+}
+
 #[test]
 fn concurrent_first_sign_ins_list_a_member_once() {
-    use lanyard_core::identity::Identity;
-    use lanyard_core::model::OrgRole;
     let kv = MemoryKv::new();
-    let identity = Identity {
-        issuer: "https://sso".into(),
-        subject: "s1".into(),
-        email: Email::parse("new@ex.io").unwrap(),
-        name: Some("New".into()),
-        org: "acme".into(),
-        role: OrgRole::Member,
-    };
+    let mut identity = identity("https://sso", "s1", "new@ex.io");
+    identity.name = Some("New".into());
     let barrier = Barrier::new(8);
     thread::scope(|sc| {
         for _ in 0..8 {
@@ -209,18 +212,118 @@ fn concurrent_first_sign_ins_list_a_member_once() {
 }
 
 #[test]
-fn a_sign_in_never_undoes_a_deactivation() {
-    use lanyard_core::identity::Identity;
-    use lanyard_core::model::{MemberStatus, OrgRole};
+fn a_member_is_pinned_to_the_identity_that_first_signed_in() {
     let kv = MemoryKv::new();
-    let mut identity = Identity {
-        issuer: "https://sso".into(),
-        subject: "s1".into(),
-        email: Email::parse("gone@ex.io").unwrap(),
-        name: None,
-        org: "acme".into(),
-        role: OrgRole::Member,
-    };
+    let store = Store::new(&kv);
+    let first = identity("https://sso.acme", "alice-1", "alice@ex.io");
+    let m = store.admit(&first, NOW).unwrap();
+    for (other, what) in [
+        (identity("https://sso.acme", "mallory", "alice@ex.io"), "another subject of the same issuer"),
+        (identity("https://other-idp", "alice-1", "alice@ex.io"), "the same subject at another issuer"),
+    ] {
+        let err = store.admit(&other, NOW + 1).unwrap_err();
+        assert_eq!(err.status(), 403, "{what}");
+        assert!(err.message().contains("release_identity") && err.message().contains(&m.id), "{what}: {}", err.message());
+    }
+    // The pinned identity still signs in, and its profile was never overwritten.
+    assert_eq!(store.admit(&first, NOW + 2).unwrap().id, m.id);
+    let profile = kv.get(&format!("v1/org/{}/member/{}", &lanyard_core::ids::digest_hex(&["acme"])[..24], m.id)).unwrap();
+    let profile: serde_json::Value = serde_json::from_slice(&profile.unwrap()).unwrap();
+    assert_eq!((profile["issuer"].as_str(), profile["subject"].as_str()), (Some("https://sso.acme"), Some("alice-1")));
+}
+
+#[test]
+fn concurrent_first_sign_ins_of_different_identities_pin_exactly_one() {
+    for round in 0..20 {
+        let kv = MemoryKv::new();
+        let threads = 8;
+        let barrier = Barrier::new(threads);
+        let results: Vec<(usize, Result<_, _>)> = thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (kv, barrier) = (&kv, &barrier);
+                    sc.spawn(move || {
+                        let me = identity("https://sso", &format!("subject-{t}"), "contested@ex.io");
+                        barrier.wait();
+                        (t, Store::new(kv).admit(&me, NOW))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<usize> = results.iter().filter(|(_, r)| r.is_ok()).map(|(t, _)| *t).collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one identity is admitted: {results:?}");
+        for (_, r) in &results {
+            if let Err(e) = r {
+                assert_eq!(e.status(), 403, "round {round}: {e:?}");
+            }
+        }
+        // At rest the pin is the winner's, for every later sign-in.
+        for t in 0..threads {
+            let later = Store::new(&kv).admit(&identity("https://sso", &format!("subject-{t}"), "contested@ex.io"), NOW + 1);
+            assert_eq!(later.is_ok(), t == winners[0], "round {round}: subject-{t}");
+        }
+        assert_eq!(Store::new(&kv).members("acme").unwrap().len(), 1, "round {round}");
+    }
+}
+
+#[test]
+fn an_admin_release_lets_the_next_sign_in_pin_the_member_again() {
+    let kv = MemoryKv::new();
+    let store = Store::new(&kv);
+    let old = identity("https://old-idp", "u-1", "moved@ex.io");
+    let new = identity("https://new-idp", "u-9", "moved@ex.io");
+    let m = store.admit(&old, NOW).unwrap();
+    store.set_deactivated("acme", &m.id, true, "admin@ex.io", NOW).unwrap();
+    assert_eq!(store.admit(&new, NOW).unwrap_err().status(), 403);
+    assert_eq!(store.release_identity("acme", &m.id).unwrap().id, m.id);
+    // The first sign-in after the release takes the member over, status included.
+    let taken = store.admit(&new, NOW + 1).unwrap();
+    assert_eq!((taken.id.as_str(), taken.status), (m.id.as_str(), lanyard_core::model::MemberStatus::Deactivated));
+    assert_eq!(store.admit(&old, NOW + 2).unwrap_err().status(), 403, "the old identity is now refused");
+    // Releasing twice before anyone signs in releases once; an unknown member is not found.
+    store.release_identity("acme", &m.id).unwrap();
+    store.release_identity("acme", &m.id).unwrap();
+    store.admit(&old, NOW + 3).unwrap();
+    assert_eq!(store.admit(&new, NOW + 4).unwrap_err().status(), 403);
+    assert_eq!(store.release_identity("acme", "m_000000000000000000000000").unwrap_err().code(), "not_found");
+}
+
+#[test]
+fn an_abandoned_pin_claim_is_given_up_after_the_patience() {
+    let kv = MemoryKv::new();
+    let me = identity("https://sso", "s-1", "crash@ex.io");
+    let id = member_id("acme", &me.email);
+    // A first sign-in that died right after winning the pin claim (generation 0), before writing the pin.
+    let claim = format!("v1/org/{}/member/{id}/pin/0/claim", &lanyard_core::ids::digest_hex(&["acme"])[..24]);
+    assert_eq!(kv.increment(&claim, 1).unwrap(), 1, "the dead writer's claim");
+    let started = Instant::now();
+    let store = Store::new(&kv).with_claim_patience(Duration::from_millis(200));
+    assert_eq!(store.admit(&me, NOW).unwrap().id, id);
+    assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the in-flight writer first");
+    assert_eq!(store.admit(&identity("https://sso", "s-2", "crash@ex.io"), NOW).unwrap_err().status(), 403);
+}
+
+#[test]
+fn a_member_from_before_pinning_is_pinned_to_its_recorded_identity() {
+    let kv = MemoryKv::new();
+    let real = identity("https://sso", "real", "early@ex.io");
+    let id = member_id("acme", &real.email);
+    let key = format!("v1/org/{}/member/{id}", &lanyard_core::ids::digest_hex(&["acme"])[..24]);
+    let profile = serde_json::json!({
+        "id": id, "email": "early@ex.io", "issuer": "https://sso", "subject": "real", "role": "member", "joined_at": NOW - 100
+    });
+    kv.set(&key, profile.to_string().as_bytes()).unwrap();
+    let store = Store::new(&kv);
+    assert_eq!(store.admit(&identity("https://sso", "first-after-upgrade", "early@ex.io"), NOW).unwrap_err().status(), 403);
+    assert_eq!(store.admit(&real, NOW).unwrap().id, id);
+}
+
+#[test]
+fn a_sign_in_never_undoes_a_deactivation() {
+    use lanyard_core::model::MemberStatus;
+    let kv = MemoryKv::new();
+    let mut identity = identity("https://sso", "s1", "gone@ex.io");
     let store = Store::new(&kv);
     let m = store.admit(&identity, NOW).unwrap();
     store.set_deactivated("acme", &m.id, true, "admin@ex.io", NOW).unwrap();

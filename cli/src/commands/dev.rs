@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use crate::error::{CliError, Result};
 use crate::fsutil::{self, unix_now};
 
+/// The organisation the local run's development issuer speaks for: the
+/// default `--org` of `dev token`, `dev seed` and `login --dev`.
+const DEMO_ORG: &str = "demo";
 /// The demo organisation's members: (email, admin).
 const DEMO_MEMBERS: [(&str, bool); 2] = [("alice@demo.example", true), ("bob@demo.example", false)];
 
@@ -20,12 +23,16 @@ const KEY_FILE: &str = "dev-issuer.jwk";
 /// The local run's cluster-token signing key.
 const SIGNING_KEY_FILE: &str = "token-signing.jwk";
 
+/// Create the development issuer's key (if missing) and print the
+/// `session_issuers` value that trusts it for the demo organisation (the
+/// deployment must also set `development_mode`, as `scripts/run` does).
 pub fn init(state: &Path) -> Result<()> {
     let key = load_or_create_key(state, KEY_FILE)?;
     let issuers = Value::Array(vec![dev::issuer_entry(
         &key,
         dev::DEV_ISSUER,
         dev::AUDIENCE,
+        &[DEMO_ORG],
     )]);
     println!("{issuers}");
     Ok(())

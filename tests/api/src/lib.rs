@@ -1,6 +1,8 @@
 //! A test harness for the control plane over real HTTP: it starts the
 //! project's wasmtime host on `spin.toml` (the real, built components) with a
-//! fresh key-value store, trusts a throwaway development issuer, and gives
+//! fresh key-value store, as a development deployment (`development_mode`)
+//! that trusts a throwaway development issuer for the organisations in
+//! [`ORGS`] (and any further issuers a test adds, [`TestIssuer`]), and gives
 //! tests a small client. Nothing here mocks Lanyard: requests go through the
 //! host's router into the Wasm components and their key-value store.
 //!
@@ -97,17 +99,74 @@ impl Resp {
     }
 }
 
+/// The organisations the harness's development issuer speaks for.
+pub const ORGS: &[&str] = &["acme", "globex", "other"];
+
 /// How to start an [`App`].
 pub struct Options {
     pub gateway: bool,
+    /// Further `session_issuers` entries, after the development issuer's.
+    pub issuers: Vec<Value>,
+    /// Variables, applied last (so `session_issuers` here replaces them all).
     pub extra: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { gateway: true, extra: Vec::new() }
+        Options { gateway: true, issuers: Vec::new(), extra: Vec::new() }
     }
 }
+
+/// Another trusted SSO issuer, with its own key and `iss`, for tests of
+/// several issuers: put [`TestIssuer::entry`] in [`Options::issuers`].
+pub struct TestIssuer {
+    pub key: Ed25519KeyPair,
+    pub iss: String,
+}
+
+impl TestIssuer {
+    pub fn new(iss: &str) -> TestIssuer {
+        TestIssuer { key: dev::new_key(), iss: iss.to_owned() }
+    }
+
+    /// Its `session_issuers` entry, with the members of `binding` (`org` or
+    /// `orgs`, and any other option) added.
+    pub fn entry(&self, binding: Value) -> Value {
+        let jwk: Value = serde_json::from_str(&self.key.public_key().to_jwk()).unwrap();
+        let mut entry = serde_json::json!({"issuer": self.iss, "audience": dev::AUDIENCE, "jwks": {"keys": [jwk]}});
+        for (k, v) in binding.as_object().expect("binding is a JSON object") {
+            entry[k] = v.clone();
+        }
+        entry
+    }
+
+    /// A session token of this issuer.
+    pub fn token(&self, email: &str, org: &str, admin: bool) -> String {
+        let claims = SessionClaims { email: email.into(), org: org.into(), admin, name: None, ttl_secs: 600 };
+        dev::mint_session(&self.key, &self.iss, dev::AUDIENCE, &claims, unix_now())
+    }
+
+    /// A session token of this issuer as [`TestIssuer::token`] makes it,
+    /// after `f` changed its claims.
+    pub fn token_with(&self, email: &str, org: &str, admin: bool, f: impl FnOnce(SessionJwt) -> SessionJwt) -> String {
+        use jwt_simple::prelude::*;
+        let mut custom = serde_json::Map::new();
+        custom.insert("email".into(), email.into());
+        custom.insert("email_verified".into(), true.into());
+        custom.insert("org".into(), org.into());
+        custom.insert("org_role".into(), if admin { "admin" } else { "member" }.into());
+        let claims = Claims::with_custom_claims(custom, Duration::from_secs(600))
+            .with_issuer(&self.iss)
+            .with_audience(dev::AUDIENCE)
+            .with_subject(format!("dev|{email}"));
+        let mut claims = f(claims);
+        claims.invalid_before = None;
+        self.key.sign(claims).expect("sign a session")
+    }
+}
+
+/// The claims of a session token, for [`TestIssuer::token_with`].
+pub type SessionJwt = jwt_simple::claims::JWTClaims<serde_json::Map<String, Value>>;
 
 impl App {
     pub fn start() -> App {
@@ -120,8 +179,10 @@ impl App {
         require_components(&manifest);
         let issuer = dev::new_key();
         let mut variables = BTreeMap::new();
-        let issuers = Value::Array(vec![dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE)]);
-        variables.insert("session_issuers".to_owned(), issuers.to_string());
+        let mut issuers = vec![dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE, ORGS)];
+        issuers.extend(options.issuers);
+        variables.insert("session_issuers".to_owned(), Value::Array(issuers).to_string());
+        variables.insert("development_mode".to_owned(), "true".to_owned());
         variables.insert("access_gateway_enabled".to_owned(), options.gateway.to_string());
         let signing = format!("[{}]", dev::new_key().to_jwk());
         variables.insert("token_jwks".to_owned(), public_jwks(&signing));

@@ -2,7 +2,7 @@
 //! endpoints, CSRF for cookie writes, and the gateway switch.
 
 use jwt_simple::prelude::*;
-use lanyard_api_tests::{App, Options, unix_now};
+use lanyard_api_tests::{App, Options, TestIssuer, unix_now};
 use lanyard_core::dev::{self, SessionClaims};
 use serde_json::json;
 
@@ -203,23 +203,98 @@ fn es256_and_rs256_issuers_are_trusted_too() {
     let rs = RS256KeyPair::generate(2048).unwrap().with_key_id("rs-1");
     let jwk = |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap();
     let issuers = json!([
-        {"issuer": "https://es.example", "audience": "lanyard", "jwks": {"keys": [jwk(es.public_key().to_jwk())]}},
-        {"issuer": "https://rs.example", "audience": "lanyard", "jwks": {"keys": [jwk(rs.public_key().to_jwk())]}},
+        {"issuer": "https://es.example", "audience": "lanyard", "org": "acme", "jwks": {"keys": [jwk(es.public_key().to_jwk())]}},
+        {"issuer": "https://rs.example", "audience": "lanyard", "org": "globex", "jwks": {"keys": [jwk(rs.public_key().to_jwk())]}},
     ]);
     let app = App::start_with(Options { extra: vec![("session_issuers".into(), issuers.to_string())], ..Options::default() });
-    let claims = |iss: &str| {
+    let claims = |iss: &str, org: &str| {
         let mut custom = serde_json::Map::new();
         custom.insert("email".into(), "ops@acme.example".into());
-        custom.insert("org".into(), "acme".into());
+        custom.insert("email_verified".into(), true.into());
+        custom.insert("org".into(), org.into());
         custom.insert("org_role".into(), "admin".into());
         jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_mins(5))
             .with_issuer(iss)
             .with_audience("lanyard")
             .with_subject("ops")
     };
-    for token in [es.sign(claims("https://es.example")).unwrap(), rs.sign(claims("https://rs.example")).unwrap()] {
+    for token in [es.sign(claims("https://es.example", "acme")).unwrap(), rs.sign(claims("https://rs.example", "globex")).unwrap()] {
         app.get("/api/v1/clusters", &token).expect(200);
     }
     // The default dev issuer is not trusted by this deployment.
     app.get("/api/v1/clusters", &app.admin("acme")).expect_error(401, "unauthenticated");
+}
+
+/// A deployment that also trusts `idp` for organisation `bravo`, with `options` on its entry.
+fn with_bravo_idp(idp: &TestIssuer, options: serde_json::Value) -> App {
+    let mut entry = idp.entry(json!({"org": "bravo"}));
+    for (k, v) in options.as_object().unwrap() {
+        entry[k] = v.clone();
+    }
+    App::start_with(Options { issuers: vec![entry], ..Options::default() })
+}
+
+#[test]
+fn sessions_need_a_verified_ascii_email() {
+    let idp = TestIssuer::new("https://idp.bravo.example");
+    let app = with_bravo_idp(&idp, json!({}));
+    let unstated = idp.token_with("a@bravo.example", "bravo", true, |mut c| {
+        c.custom.remove("email_verified");
+        c
+    });
+    let r = app.get("/api/v1/clusters", &unstated);
+    r.expect_error(401, "unauthenticated");
+    assert!(r.body.contains("allow_missing_email_verified"), "{}", r.body);
+    let unverified = idp.token_with("a@bravo.example", "bravo", true, |mut c| {
+        c.custom.insert("email_verified".into(), false.into());
+        c
+    });
+    app.get("/api/v1/clusters", &unverified).expect_error(401, "unauthenticated");
+    // U+212A KELVIN SIGN folds to `k`: refused, not mapped onto kim@bravo.example.
+    app.get("/api/v1/clusters", &idp.token("kim@bravo.example", "bravo", true)).expect(200);
+    app.get("/api/v1/clusters", &idp.token("\u{212A}im@bravo.example", "bravo", true)).expect_error(401, "unauthenticated");
+    let admin = idp.token("kim@bravo.example", "bravo", true);
+    let members = app.get("/api/v1/members", &admin);
+    assert_eq!(members.json["members"].as_array().unwrap().len(), 1, "{}", members.body);
+    // A provider that never sends the claim can be trusted without it, by its entry only; `false` stays refused.
+    let lenient = with_bravo_idp(&idp, json!({"allow_missing_email_verified": true}));
+    lenient.get("/api/v1/clusters", &unstated).expect(200);
+    lenient.get("/api/v1/clusters", &unverified).expect_error(401, "unauthenticated");
+}
+
+#[test]
+fn a_session_issued_to_another_application_is_refused() {
+    let idp = TestIssuer::new("https://idp.bravo.example");
+    let app = with_bravo_idp(&idp, json!({}));
+    let token = |azp: Option<&str>| {
+        idp.token_with("a@bravo.example", "bravo", true, |c| {
+            let mut c = c.with_audiences(HashSet::from_strings(&["other-app", "lanyard"]));
+            if let Some(azp) = azp {
+                c.custom.insert("azp".into(), azp.into());
+            }
+            c
+        })
+    };
+    for (azp, why) in [(None, "azp"), (Some("other-app"), "another application")] {
+        let r = app.get("/api/v1/clusters", &token(azp));
+        r.expect_error(401, "unauthenticated");
+        assert!(r.body.contains(why), "{}", r.body);
+    }
+    app.get("/api/v1/clusters", &token(Some("lanyard"))).expect(200);
+}
+
+#[test]
+fn keys_not_meant_for_verifying_sessions_are_not_used() {
+    let idp = TestIssuer::new("https://idp.bravo.example");
+    let token = idp.token("a@bravo.example", "bravo", true);
+    let jwk: serde_json::Value = serde_json::from_str(&idp.key.public_key().to_jwk()).unwrap();
+    for (member, value) in [("use", json!("enc")), ("alg", json!("ES256")), ("key_ops", json!([])), ("key_ops", json!(["encrypt"]))] {
+        let mut marked = jwk.clone();
+        marked[member] = value.clone();
+        let app = with_bravo_idp(&idp, json!({"jwks": {"keys": [marked]}}));
+        app.get("/api/v1/clusters", &token).expect_error(401, "unauthenticated");
+    }
+    let mut marked = jwk.clone();
+    marked["key_ops"] = json!(["verify"]);
+    with_bravo_idp(&idp, json!({"jwks": {"keys": [marked]}})).get("/api/v1/clusters", &token).expect(200);
 }

@@ -551,6 +551,13 @@ impl Cx<'_> {
         };
         let control_plane = match self.config.public_url()? {
             Some(url) => url,
+            // Behind a TLS-terminating ingress the request says `http`, which would
+            // send every kubectl's session in clear: outside the local run the
+            // deployment must say how clients reach it.
+            None if !self.config.development_mode()? => return Err(ApiError::NotConfigured(
+                "this deployment does not know its public URL, so it cannot write a kubeconfig: set the public_url \
+                 variable (SPIN_VARIABLE_PUBLIC_URL) to the control plane's https:// URL as clients reach it",
+            )),
             None => self.request_origin().ok_or_else(|| ApiError::unavailable("set the public_url variable: the request does not say how clients reach the control plane"))?,
         };
         let text = crate::kubeconfig::render(&cluster, &control_plane, namespace.as_deref());

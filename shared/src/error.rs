@@ -36,6 +36,10 @@ pub enum ApiError {
     MemberNotEligible(String),
     #[error("too many requests; retry in {retry_after} seconds")]
     RateLimited { retry_after: u64 },
+    /// The deployment lacks a setting this endpoint needs; the message names
+    /// it and how to set it (it never carries a value).
+    #[error("{0}")]
+    NotConfigured(&'static str),
     /// A dependency (the key-value store, a variable) failed. The detail is for
     /// the log, never for the client.
     #[error("the service is temporarily unavailable; retry shortly")]
@@ -86,7 +90,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::Validation { .. } | ApiError::MemberNotEligible(_) => 422,
             ApiError::RateLimited { .. } => 429,
-            ApiError::Unavailable { .. } => 503,
+            ApiError::NotConfigured(_) | ApiError::Unavailable { .. } => 503,
         }
     }
 
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::Validation { .. } => "validation_failed",
             ApiError::MemberNotEligible(_) => "member_not_eligible",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::NotConfigured(_) => "not_configured",
             ApiError::Unavailable { .. } => "unavailable",
         }
     }
@@ -181,6 +186,7 @@ mod tests {
             (ApiError::PayloadTooLarge { limit: 1 }, 413, "payload_too_large"),
             (ApiError::validation("role", "x"), 422, "validation_failed"),
             (ApiError::MemberNotEligible("x".into()), 422, "member_not_eligible"),
+            (ApiError::NotConfigured("x"), 503, "not_configured"),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status(), err.code()), (status, code));

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use lanyard_api_tests::{App, Options, Resp, repo_root};
+use lanyard_api_tests::{App, Options, Resp, TestIssuer, repo_root};
 use serde_json::json;
 
 #[track_caller]
@@ -203,4 +203,45 @@ fn the_jwks_serves_the_configured_public_keys_and_a_mint_needs_its_key_published
     let r = leaky.send("GET", "/.well-known/jwks.json", None, None);
     r.expect_error(503, "unavailable");
     assert!(!r.body.contains("\"d\""), "{}", r.body);
+}
+
+#[test]
+fn outside_development_mode_a_kubeconfig_needs_the_public_url() {
+    // A production deployment: a real issuer, no development issuer, no public_url.
+    let idp = TestIssuer::new("https://idp.acme.example");
+    let production = |extra: Vec<(String, String)>| {
+        let mut vars = vec![
+            ("session_issuers".to_owned(), json!([idp.entry(json!({"org": "acme"}))]).to_string()),
+            ("development_mode".to_owned(), "false".to_owned()),
+        ];
+        vars.extend(extra);
+        App::start_with(Options { extra: vars, ..Options::default() })
+    };
+    let app = production(Vec::new());
+    let admin = idp.token("admin@acme.example", "acme", true);
+    let cluster = app.cluster(&admin, "prod", "standard");
+    app.grant(&admin, &cluster, json!({"email": "admin@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    let refused = app.get(&format!("/api/v1/clusters/{cluster}/kubeconfig"), &admin);
+    refused.expect_error(503, "not_configured");
+    assert!(refused.json["error"]["message"].as_str().unwrap().contains("public_url"), "{}", refused.body);
+    // With public_url set, the kubeconfig names it, whatever the request said.
+    let app = production(vec![("public_url".into(), "https://lanyard.acme.example".into())]);
+    let cluster = app.cluster(&admin, "prod", "standard");
+    app.grant(&admin, &cluster, json!({"email": "admin@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    let served = app.get(&format!("/api/v1/clusters/{cluster}/kubeconfig"), &admin);
+    served.expect(200);
+    assert!(served.body.contains("https://lanyard.acme.example"), "{}", served.body);
+}
+
+#[test]
+fn every_component_that_verifies_sessions_knows_whether_this_is_a_development_deployment() {
+    // Without `development_mode` a component would refuse the development
+    // issuer even in the local run, and the deployment would half work.
+    let manifest: toml::Table = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap().parse().unwrap();
+    for (name, component) in manifest["component"].as_table().unwrap() {
+        let vars = component.get("variables").and_then(|v| v.as_table());
+        if vars.is_some_and(|v| v.contains_key("session_issuers")) {
+            assert!(vars.unwrap().contains_key("development_mode"), "component {name} verifies sessions without development_mode");
+        }
+    }
 }

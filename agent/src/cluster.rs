@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -37,7 +36,7 @@ impl Cluster {
     }
 
     /// Every binding this agent manages, cluster-wide.
-    pub async fn observed(&self) -> Result<Vec<ObservedBinding>> {
+    pub async fn observed(&self) -> Result<Vec<ObservedBinding>, kube::Error> {
         let crbs = Api::<ClusterRoleBinding>::all(self.client.clone()).list(&self.selector()).await?;
         let rbs = Api::<RoleBinding>::all(self.client.clone()).list(&self.selector()).await?;
         let mut out = Vec::with_capacity(crbs.items.len() + rbs.items.len());

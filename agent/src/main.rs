@@ -6,7 +6,11 @@
 //! Configuration by flags or environment; Kubernetes access from
 //! `--kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, else in-cluster.
 //! Logs are structured (JSON by default). SIGTERM or SIGINT stop it cleanly.
+//! Every failure is retried with jittered exponential backoff; a refused
+//! agent credential (401) is logged as an error and retried only at the
+//! maximum backoff, without exiting (see `backoff.rs`).
 
+mod backoff;
 mod cluster;
 mod control;
 mod worker;
@@ -81,13 +85,15 @@ async fn run(args: Args) -> Result<()> {
             .context("no agent credential: set --credential-file or LANYARD_AGENT_CREDENTIAL")?,
     };
     let credential = credential.trim().to_owned();
-    let kube_config = match &args.kubeconfig {
+    let mut kube_config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
         }
         None => kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?,
     };
+    // One retry policy for every failure, the agent's own backoff: no retries inside the Kubernetes client.
+    kube_config.default_retry = false;
     let client = kube::Client::try_from(kube_config)?;
     let control = control::ControlPlane::new(&args.control_plane, &args.cluster_id, credential)?;
     let timing = worker::Timing {

@@ -1,7 +1,8 @@
 //! The end-to-end environment: the real control plane (the project's host
 //! running the Wasm components), a real kube-apiserver, and the real
 //! `lanyard-agent` binary running under exactly `deploy/rbac.yaml` (as the
-//! ServiceAccount it defines, with a token from the TokenRequest API).
+//! reconcile worker's ServiceAccount it defines, with a token from the
+//! TokenRequest API).
 
 #![allow(dead_code)]
 
@@ -38,8 +39,7 @@ impl Env {
 
     pub fn start_without_agent() -> Env {
         let kube = KubeCluster::start().expect("start the Kubernetes control plane (see scripts/kube-binaries)");
-        let rbac = repo_root().join("deploy/rbac.yaml");
-        kube.kubectl_ok(Identity::Admin, ["apply", "-f", rbac.to_str().unwrap()]).expect("apply deploy/rbac.yaml");
+        apply_rbac(&kube);
         let token = kube
             .kubectl_ok(Identity::Admin, ["create", "token", "lanyard-agent", "-n", "lanyard-system", "--duration", "2h"])
             .expect("a token for the agent's ServiceAccount")
@@ -190,6 +190,21 @@ fn agent_binary() -> PathBuf {
 }
 
 pub use lanyard_api_tests::repo_root;
+
+/// Apply `deploy/rbac.yaml`: the namespace and the reconcile worker's ServiceAccount and rights.
+pub fn apply_rbac(kube: &KubeCluster) {
+    apply(kube, "deploy/rbac.yaml");
+}
+
+/// Apply `deploy/proxy-rbac.yaml`: the access proxy's ServiceAccount and rights (after [`apply_rbac`]).
+pub fn apply_proxy_rbac(kube: &KubeCluster) {
+    apply(kube, "deploy/proxy-rbac.yaml");
+}
+
+fn apply(kube: &KubeCluster, file: &str) {
+    let path = repo_root().join(file);
+    kube.kubectl_ok(Identity::Admin, ["apply", "-f", path.to_str().unwrap()]).unwrap_or_else(|e| panic!("apply {file}: {e:#}"));
+}
 
 fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {
     format!(

@@ -234,14 +234,19 @@ fn outside_development_mode_a_kubeconfig_needs_the_public_url() {
 }
 
 #[test]
-fn every_component_that_verifies_sessions_knows_whether_this_is_a_development_deployment() {
-    // Without `development_mode` a component would refuse the development
-    // issuer even in the local run, and the deployment would half work.
+fn session_configuration_reaches_exactly_the_components_that_verify_sessions() {
     let manifest: toml::Table = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap().parse().unwrap();
+    // The agent API authenticates agents, the JWKS and the not-found route nobody.
+    let sessionless = ["agent-heartbeat", "agent-jobs", "agent-reports", "agent-state", "jwks", "not-found"];
     for (name, component) in manifest["component"].as_table().unwrap() {
         let vars = component.get("variables").and_then(|v| v.as_table());
-        if vars.is_some_and(|v| v.contains_key("session_issuers")) {
-            assert!(vars.unwrap().contains_key("development_mode"), "component {name} verifies sessions without development_mode");
+        let has = |var: &str| vars.is_some_and(|v| v.contains_key(var));
+        if sessionless.contains(&name.as_str()) {
+            assert!(!has("session_issuers"), "component {name} verifies no session but receives session_issuers");
+        } else {
+            assert!(has("session_issuers"), "component {name} cannot verify sessions");
+            // Without it the component would refuse the local run's issuer.
+            assert!(has("development_mode"), "component {name} verifies sessions without development_mode");
         }
     }
 }

@@ -114,16 +114,18 @@ impl<K: KeyValue> Core<K> {
     }
 }
 
-/// A key-value store on which a revoke-all lands just before the `nth` read
-/// of a cluster's revocation epoch.
-struct RevokeOnEpochRead {
+/// A key-value store that misbehaves on cue: while `revoke_on_epoch_read` is
+/// `n > 0`, a revoke-all lands just before the `n`th read of a revocation
+/// epoch; while `failing_deletes` is set, batch deletes fail.
+#[derive(Default)]
+struct ScriptedKv {
     inner: MemoryKv,
-    nth: usize,
-    reads: AtomicUsize,
-    armed: AtomicBool,
+    revoke_on_epoch_read: AtomicUsize,
+    epoch_reads: AtomicUsize,
+    failing_deletes: AtomicBool,
 }
 
-impl KeyValue for RevokeOnEpochRead {
+impl KeyValue for ScriptedKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
     }
@@ -134,12 +136,10 @@ impl KeyValue for RevokeOnEpochRead {
         self.inner.delete(key)
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        if delta == 0 && key.ends_with("/epoch") && self.armed.load(Ordering::SeqCst) {
-            let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == self.nth {
-                // What revoke-all does at its linearisation point.
-                self.inner.increment(key, 1)?;
-            }
+        let nth = self.revoke_on_epoch_read.load(Ordering::SeqCst);
+        if nth > 0 && delta == 0 && key.ends_with("/epoch") && self.epoch_reads.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            // What revoke-all does at its linearisation point.
+            self.inner.increment(key, 1)?;
         }
         self.inner.increment(key, delta)
     }
@@ -147,6 +147,9 @@ impl KeyValue for RevokeOnEpochRead {
         self.inner.get_many(keys)
     }
     fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+        if self.failing_deletes.load(Ordering::SeqCst) {
+            return Err(StoreError("injected failure".into()));
+        }
         self.inner.delete_many(keys)
     }
 }
@@ -157,16 +160,16 @@ fn a_revoke_all_during_a_mint_never_yields_a_token_that_outlives_it() {
     // token that the cluster's current epoch accepts must rest on a grant that
     // is live at that epoch.
     for nth in 1..=3 {
-        let core = Core::new(RevokeOnEpochRead { inner: MemoryKv::new(), nth, reads: AtomicUsize::new(0), armed: AtomicBool::new(false) });
+        let core = Core::new(ScriptedKv::default());
         let admin = core.session("admin@acme.example", true);
         let dev = core.session("dev@acme.example", false);
         core.sign_in(&admin);
         core.sign_in(&dev);
         let (cluster, _) = core.register(&admin, "prod");
         core.grant(&admin, &cluster, "dev@acme.example");
-        core.kv.armed.store(true, Ordering::SeqCst);
+        core.kv.revoke_on_epoch_read.store(nth, Ordering::SeqCst);
         let resp = core.mint(&cluster, &dev, NOW);
-        core.kv.armed.store(false, Ordering::SeqCst);
+        core.kv.revoke_on_epoch_read.store(0, Ordering::SeqCst);
         let store = Store::new(&core.kv);
         if store.epoch(&cluster).unwrap() == 0 {
             // The mint read the epoch fewer than `nth` times: the revoke-all comes after it.
@@ -187,39 +190,9 @@ fn a_revoke_all_during_a_mint_never_yields_a_token_that_outlives_it() {
     }
 }
 
-/// A key-value store whose batch deletes fail while `failing` is set.
-struct FailingDeletes {
-    inner: MemoryKv,
-    failing: AtomicBool,
-}
-
-impl KeyValue for FailingDeletes {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.inner.increment(key, delta)
-    }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.inner.get_many(keys)
-    }
-    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError("injected failure".into()));
-        }
-        self.inner.delete_many(keys)
-    }
-}
-
 #[test]
 fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives_nothing() {
-    let core = Core::new(FailingDeletes { inner: MemoryKv::new(), failing: AtomicBool::new(false) });
+    let core = Core::new(ScriptedKv::default());
     let admin = core.session("admin@acme.example", true);
     let dev = core.session("dev@acme.example", false);
     core.sign_in(&admin);
@@ -234,9 +207,9 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
 
     // The store fails after the deactivation marker is written: the request
     // fails, but the member's grants are out of the access state already.
-    core.kv.failing.store(true, Ordering::SeqCst);
+    core.kv.failing_deletes.store(true, Ordering::SeqCst);
     assert_eq!(core.set_status(&admin, &dev_id, "deactivated").status, 503);
-    core.kv.failing.store(false, Ordering::SeqCst);
+    core.kv.failing_deletes.store(false, Ordering::SeqCst);
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod.clone()], "deactivated: out of the state");
     assert!(core.agent_state(&stage, &stage_credential).is_empty());
     assert!(Store::new(&core.kv).grant(&prod, &dev_prod).unwrap().is_some(), "the failed request left the record");

@@ -62,7 +62,8 @@ fn main() {
 
     // 3. Revoke-all.
     let started = Instant::now();
-    let r = env.app.send("POST", &format!("/api/v1/clusters/{}/access/revoke-all", env.cluster_id), Some(&env.admin), None);
+    let r =
+        env.app.send("POST", &format!("/api/v1/clusters/{}/access/revoke-all", env.cluster_id), Some(&env.admin), None);
     r.expect(200);
     let call = started.elapsed();
     env.wait_bindings("every managed binding to go", |b| b.is_empty());
@@ -71,10 +72,17 @@ fn main() {
     println!();
     println!("| measurement | value |");
     println!("|---|---|");
-    println!("| grant created → applied, {single} grants one at a time: median | {} |", ms(percentile(&latencies, 0.5)));
+    println!(
+        "| grant created → applied, {single} grants one at a time: median | {} |",
+        ms(percentile(&latencies, 0.5))
+    );
     println!("| … p90 | {} |", ms(percentile(&latencies, 0.9)));
     println!("| … worst | {} |", ms(*latencies.last().unwrap()));
-    println!("| {bulk} grants: create calls (sequential) | {} ({:.1} ms each) |", ms(created), created.as_secs_f64() * 1000.0 / bulk as f64);
+    println!(
+        "| {bulk} grants: create calls (sequential) | {} ({:.1} ms each) |",
+        ms(created),
+        created.as_secs_f64() * 1000.0 / bulk as f64
+    );
     println!("| {bulk} grants: first create → all applied | {} |", ms(all_applied));
     println!("| revoke-all of {total} grants: API call | {} |", ms(call));
     println!("| revoke-all of {total} grants: call → last binding gone | {} |", ms(gone));

@@ -105,7 +105,8 @@ pub(crate) mod tests {
     }
 
     fn schedule(jitter: f64, n: usize, min_ms: u64, max_ms: u64) -> Vec<u64> {
-        let mut b = Backoff::new(Duration::from_millis(min_ms), Duration::from_millis(max_ms), Replay::constant(jitter));
+        let mut b =
+            Backoff::new(Duration::from_millis(min_ms), Duration::from_millis(max_ms), Replay::constant(jitter));
         (0..n).map(|_| ms(b.failed(Failure::Retryable))).collect()
     }
 
@@ -122,7 +123,8 @@ pub(crate) mod tests {
     #[test]
     fn the_jitter_picks_a_point_between_half_and_all_of_each_step() {
         assert_eq!(schedule(0.5, 4, 500, 60_000), [750, 1500, 3000, 6000]);
-        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(60), Replay(vec![0.0, 1.0, 0.25, 0.75], 0));
+        let mut b =
+            Backoff::new(Duration::from_millis(500), Duration::from_secs(60), Replay(vec![0.0, 1.0, 0.25, 0.75], 0));
         let waits: Vec<u64> = (0..4).map(|_| ms(b.failed(Failure::Retryable))).collect();
         assert_eq!(waits, [500, 2000, 2500, 7000]);
     }
@@ -173,7 +175,9 @@ pub(crate) mod tests {
     #[test]
     fn the_os_jitter_spreads_a_fleet() {
         let waits: std::collections::BTreeSet<Duration> = (0..50)
-            .map(|_| Backoff::new(Duration::from_millis(500), Duration::from_secs(60), OsJitter).failed(Failure::Retryable))
+            .map(|_| {
+                Backoff::new(Duration::from_millis(500), Duration::from_secs(60), OsJitter).failed(Failure::Retryable)
+            })
             .collect();
         assert!(waits.iter().all(|w| (Duration::from_millis(500)..=Duration::from_secs(1)).contains(w)), "{waits:?}");
         assert!(waits.len() > 40, "50 agents' first waits should nearly all differ: {waits:?}");

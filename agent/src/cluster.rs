@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use lanyard_core::rbac::{
     BindingKind, BindingRef, CLUSTER_LABEL, DesiredBinding, FIELD_MANAGER, GRANT_LABEL, MANAGED_LABEL, ObservedBinding,
 };
@@ -65,7 +65,8 @@ impl Cluster {
 
     /// Server-side apply: creates the binding, or restores a drifted one.
     pub async fn apply(&self, d: &DesiredBinding) -> Result<(), kube::Error> {
-        let role_ref = RoleRef { api_group: Some(RBAC_GROUP.into()), kind: "ClusterRole".into(), name: d.cluster_role.clone() };
+        let role_ref =
+            RoleRef { api_group: Some(RBAC_GROUP.into()), kind: "ClusterRole".into(), name: d.cluster_role.clone() };
         let subjects = Some(vec![Subject {
             api_group: Some(RBAC_GROUP.into()),
             kind: "User".into(),
@@ -76,11 +77,15 @@ impl Cluster {
         match (&d.target.kind, &d.target.namespace) {
             (BindingKind::ClusterRoleBinding, _) => {
                 let obj = ClusterRoleBinding { metadata: self.metadata(d), role_ref, subjects };
-                Api::<ClusterRoleBinding>::all(self.client.clone()).patch(&d.target.name, &params, &Patch::Apply(&obj)).await?;
+                Api::<ClusterRoleBinding>::all(self.client.clone())
+                    .patch(&d.target.name, &params, &Patch::Apply(&obj))
+                    .await?;
             }
             (BindingKind::RoleBinding, Some(ns)) => {
                 let obj = RoleBinding { metadata: self.metadata(d), role_ref, subjects };
-                Api::<RoleBinding>::namespaced(self.client.clone(), ns).patch(&d.target.name, &params, &Patch::Apply(&obj)).await?;
+                Api::<RoleBinding>::namespaced(self.client.clone(), ns)
+                    .patch(&d.target.name, &params, &Patch::Apply(&obj))
+                    .await?;
             }
             (BindingKind::RoleBinding, None) => unreachable!("a RoleBinding always has a namespace"),
         }
@@ -109,7 +114,11 @@ impl Cluster {
 fn observe(kind: BindingKind, meta: &ObjectMeta, role_ref: &RoleRef, subjects: Option<&[Subject]>) -> ObservedBinding {
     ObservedBinding {
         target: BindingRef { kind, namespace: meta.namespace.clone(), name: meta.name.clone().unwrap_or_default() },
-        cluster_role: if role_ref.kind == "ClusterRole" { role_ref.name.clone() } else { format!("{}/{}", role_ref.kind, role_ref.name) },
+        cluster_role: if role_ref.kind == "ClusterRole" {
+            role_ref.name.clone()
+        } else {
+            format!("{}/{}", role_ref.kind, role_ref.name)
+        },
         subjects: subjects.unwrap_or_default().iter().map(|s| (s.kind.clone(), s.name.clone())).collect(),
         grant_label: meta.labels.as_ref().and_then(|l| l.get(GRANT_LABEL).cloned()),
     }

@@ -100,12 +100,16 @@ impl ControlPlane {
         })
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder, call: &'static str) -> Result<T, CallError> {
-        let resp = req
-            .bearer_auth(&self.credential)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable { call, url: self.url.clone(), source: e.without_url() })?;
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        call: &'static str,
+    ) -> Result<T, CallError> {
+        let resp = req.bearer_auth(&self.credential).send().await.map_err(|e| CallError::Unreachable {
+            call,
+            url: self.url.clone(),
+            source: e.without_url(),
+        })?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -121,7 +125,8 @@ impl ControlPlane {
 
     pub async fn heartbeat(&self) -> Result<(), CallError> {
         let body = json!({ "version": env!("CARGO_PKG_VERSION") });
-        let _: serde_json::Value = self.call(self.http.post(format!("{}/heartbeat", self.base)).json(&body), "heartbeat").await?;
+        let _: serde_json::Value =
+            self.call(self.http.post(format!("{}/heartbeat", self.base)).json(&body), "heartbeat").await?;
         Ok(())
     }
 

@@ -80,7 +80,8 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<()> {
     let credential = match &args.credential_file {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading the agent credential from {}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the agent credential from {}", path.display()))?,
         None => std::env::var("LANYARD_AGENT_CREDENTIAL")
             .context("no agent credential: set --credential-file or LANYARD_AGENT_CREDENTIAL")?,
     };
@@ -103,7 +104,8 @@ async fn run(args: Args) -> Result<()> {
         backoff_min: Duration::from_millis(args.backoff_min_millis.max(10)),
         backoff_max: Duration::from_secs(args.backoff_max_seconds.max(1)),
     };
-    let worker = worker::Worker::new(control, cluster::Cluster::new(client, &args.cluster_id), args.cluster_id.clone(), timing);
+    let worker =
+        worker::Worker::new(control, cluster::Cluster::new(client, &args.cluster_id), args.cluster_id.clone(), timing);
 
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));

@@ -197,7 +197,15 @@ impl Worker {
             }
             let round = match self.reconcile().await {
                 Ok(s) => {
-                    info!(epoch = s.epoch, grants = s.grants, applied = s.applied, deleted = s.deleted, failed = s.failed, jobs = lease.jobs.len(), "reconciled");
+                    info!(
+                        epoch = s.epoch,
+                        grants = s.grants,
+                        applied = s.applied,
+                        deleted = s.deleted,
+                        failed = s.failed,
+                        jobs = lease.jobs.len(),
+                        "reconciled"
+                    );
                     if lease.jobs.is_empty() {
                         Ok(s)
                     } else {
@@ -389,7 +397,12 @@ mod tests {
 
     #[test]
     fn a_lease_that_recovers_polls_at_the_normal_pace_again() {
-        let run = simulate(0.0, FIVE_S, |t| if t < Duration::from_secs(1) { Err(Failure::Retryable) } else { Ok(false) }, |_| Ok(0));
+        let run = simulate(
+            0.0,
+            FIVE_S,
+            |t| if t < Duration::from_secs(1) { Err(Failure::Retryable) } else { Ok(false) },
+            |_| Ok(0),
+        );
         // 0, 0.5 fail; 1.5 succeeds (first round); then every 100 ms.
         assert_eq!(ms(&run.leases[..4]), [0, 500, 1500, 1600]);
         assert_eq!(ms(&run.rounds), [1500]);
@@ -444,9 +457,14 @@ mod tests {
         let run = simulate(0.0, Duration::from_secs(1), |t| Ok(t == job_at), |t| Ok(usize::from(t.is_zero())));
         assert_eq!(ms(&run.rounds), [0, 200]);
         // The round failed at 0: the job at 0.2 waits for 0.5.
-        let run = simulate(0.0, Duration::from_secs(1), |t| Ok(t == job_at || t == Duration::from_millis(500)), |t| {
-            if t.is_zero() { Err(Failure::Retryable) } else { Ok(0) }
-        });
+        let run = simulate(
+            0.0,
+            Duration::from_secs(1),
+            |t| Ok(t == job_at || t == Duration::from_millis(500)),
+            |t| {
+                if t.is_zero() { Err(Failure::Retryable) } else { Ok(0) }
+            },
+        );
         assert_eq!(ms(&run.rounds), [0, 500]);
     }
 
@@ -454,8 +472,7 @@ mod tests {
     fn a_failing_heartbeat_backs_off_but_never_beats_faster_than_its_interval() {
         let every = Duration::from_secs(10);
         let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(60), Replay::constant(1.0));
-        let waits: Vec<u64> =
-            (0..8).map(|_| heartbeat_retry(&mut b, every, Failure::Retryable).as_secs()).collect();
+        let waits: Vec<u64> = (0..8).map(|_| heartbeat_retry(&mut b, every, Failure::Retryable).as_secs()).collect();
         assert_eq!(waits, [10, 10, 10, 10, 16, 32, 60, 60]);
         b.succeeded();
         assert_eq!(heartbeat_retry(&mut b, every, Failure::Refused), Duration::from_secs(60));

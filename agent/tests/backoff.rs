@@ -121,7 +121,11 @@ impl Drop for Agent {
 
 fn at_most_a_handful(what: &str, count: usize, agent: &Agent) {
     assert!(count >= 1, "{what}: the agent never tried\nlog:\n{}", agent.log());
-    assert!(count <= HANDFUL, "{what}: {count} attempts in {WINDOW:?}, want at most {HANDFUL}\nlog tail:\n{}", tail(&agent.log()));
+    assert!(
+        count <= HANDFUL,
+        "{what}: {count} attempts in {WINDOW:?}, want at most {HANDFUL}\nlog tail:\n{}",
+        tail(&agent.log())
+    );
 }
 
 fn tail(log: &str) -> String {
@@ -157,11 +161,18 @@ fn control_plane_failing(failing: &'static str, grants: Value) -> FakeHttp {
 fn empty_kube() -> FakeHttp {
     FakeHttp::start(|r| match r.method.as_str() {
         "GET" => {
-            let kind = if r.path.ends_with("/clusterrolebindings") { "ClusterRoleBindingList" } else { "RoleBindingList" };
-            Answer::json(200, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": []}))
+            let kind =
+                if r.path.ends_with("/clusterrolebindings") { "ClusterRoleBindingList" } else { "RoleBindingList" };
+            Answer::json(
+                200,
+                &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": []}),
+            )
         }
         "PATCH" => Answer::new(200, String::from_utf8_lossy(&r.body).into_owned()),
-        _ => Answer::json(404, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"})),
+        _ => Answer::json(
+            404,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound"}),
+        ),
     })
 }
 
@@ -184,7 +195,12 @@ fn a_control_plane_that_drops_every_connection_gets_a_handful_of_connections() {
     let end = agent.run_window(|_| door.first());
     // Lease and heartbeat together.
     let count = door.count(end);
-    assert!(count <= 2 * HANDFUL, "{count} connections in {WINDOW:?}, want at most {}\nlog tail:\n{}", 2 * HANDFUL, tail(&agent.log()));
+    assert!(
+        count <= 2 * HANDFUL,
+        "{count} connections in {WINDOW:?}, want at most {}\nlog tail:\n{}",
+        2 * HANDFUL,
+        tail(&agent.log())
+    );
     at_most_a_handful("lease jobs", agent.failures("lease jobs"), &agent);
 }
 
@@ -217,7 +233,12 @@ fn pending_jobs_do_not_turn_a_failing_state_read_into_a_flood() {
 #[test]
 fn kubernetes_api_errors_back_off() {
     let control = control_plane_failing("/never", json!([]));
-    let kube = FakeHttp::start(|_| Answer::json(503, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "reason": "ServiceUnavailable"})));
+    let kube = FakeHttp::start(|_| {
+        Answer::json(
+            503,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503, "reason": "ServiceUnavailable"}),
+        )
+    });
     let mut agent = Agent::start(&control.url, &kube.url);
     let end = agent.run_window(|_| kube.first());
     at_most_a_handful("Kubernetes API", kube.count(None, "", end), &agent);

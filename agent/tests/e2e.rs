@@ -32,7 +32,10 @@ fn a_grant_becomes_the_right_binding_and_shows_applied() {
     assert_eq!(rb["metadata"]["labels"]["lanyard.dev/cluster"], env.cluster_id.as_str());
     assert_eq!(rb["roleRef"]["kind"], "ClusterRole");
     assert_eq!(rb["roleRef"]["name"], "edit");
-    assert_eq!(rb["subjects"], serde_json::json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "lanyard:dev@acme.example"}]));
+    assert_eq!(
+        rb["subjects"],
+        serde_json::json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "lanyard:dev@acme.example"}])
+    );
 
     let selector = format!("lanyard.dev/grant={cluster_wide}");
     let crbs = get(&["get", "clusterrolebindings", "-l", &selector, "-o", "json"]);
@@ -96,7 +99,8 @@ fn each_role_and_scope_gives_exactly_the_promised_access() {
         };
         let got = (reads, writes, manages_rbac, reads_elsewhere, writes_elsewhere, cluster_scoped, secrets);
         assert_eq!(
-            got, want,
+            got,
+            want,
             "{role} at {}: (get pods, create deployments, create rolebindings, get pods elsewhere, create deployments elsewhere, create namespaces, get secrets)",
             scope.unwrap_or("cluster")
         );
@@ -130,14 +134,19 @@ fn deleting_and_revoking_remove_managed_bindings_only() {
     assert_eq!(env.managed_bindings().len(), 3);
     // An unmanaged binding someone made by hand.
     env.kube
-        .kubectl_ok(Identity::Admin, ["create", "rolebinding", "hand-made", "--clusterrole=view", "--user=someone", "-n", ns.as_str()])
+        .kubectl_ok(
+            Identity::Admin,
+            ["create", "rolebinding", "hand-made", "--clusterrole=view", "--user=someone", "-n", ns.as_str()],
+        )
         .unwrap();
 
     env.app.delete(&format!("/api/v1/clusters/{}/access/grants/{a}", env.cluster_id), &env.admin).expect(204);
     env.wait_bindings("the deleted grant's binding to go", |b| b.len() == 2);
     assert!(!env.member_can("a@acme.example", &["get", "pods", "-n", &ns]));
 
-    env.app.send("POST", &format!("/api/v1/clusters/{}/access/revoke-all", env.cluster_id), Some(&env.admin), None).expect(200);
+    env.app
+        .send("POST", &format!("/api/v1/clusters/{}/access/revoke-all", env.cluster_id), Some(&env.admin), None)
+        .expect(200);
     env.wait_bindings("revoke-all to remove every managed binding", |b| b.is_empty());
     let hand_made = env.kube.kubectl(Identity::Admin, ["get", "rolebinding", "hand-made", "-n", ns.as_str()]).unwrap();
     assert!(hand_made.success(), "the unmanaged binding must stay: {}", hand_made.stderr);
@@ -159,13 +168,21 @@ fn drift_is_corrected() {
     // Edited by hand (an extra subject): restored.
     let patch = r#"[{"op":"add","path":"/subjects/-","value":{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"intruder"}}]"#;
     env.kube
-        .kubectl_ok(Identity::Admin, ["patch", "rolebinding", name.as_str(), "-n", ns.as_str(), "--type=json", "-p", patch])
+        .kubectl_ok(
+            Identity::Admin,
+            ["patch", "rolebinding", name.as_str(), "-n", ns.as_str(), "--type=json", "-p", patch],
+        )
         .unwrap();
     common::eventually("the extra subject to be removed", common::SETTLE, || {
-        let subjects = env
-            .kube
-            .kubectl_ok(Identity::Admin, ["get", "rolebinding", name.as_str(), "-n", ns.as_str(), "-o", "jsonpath={.subjects[*].name}"])?;
-        Ok(if subjects.trim() == "lanyard:dev@acme.example" { lanyard_kube::Probe::Ready(()) } else { lanyard_kube::Probe::NotYet(subjects) })
+        let subjects = env.kube.kubectl_ok(
+            Identity::Admin,
+            ["get", "rolebinding", name.as_str(), "-n", ns.as_str(), "-o", "jsonpath={.subjects[*].name}"],
+        )?;
+        Ok(if subjects.trim() == "lanyard:dev@acme.example" {
+            lanyard_kube::Probe::Ready(())
+        } else {
+            lanyard_kube::Probe::NotYet(subjects)
+        })
     });
 
     // A managed binding that no grant backs: removed.
@@ -215,6 +232,9 @@ fn an_agent_killed_mid_work_loses_nothing() {
     env.wait_status(&late, "applied");
     let bindings = env.wait_bindings("exactly the live grants' bindings", |b| b.len() == 36);
     assert_eq!(bindings.len(), 36);
-    assert!(!env.member_can("m0@acme.example", &["get", "pods", "-n", &ns]), "a grant deleted while the agent was down");
+    assert!(
+        !env.member_can("m0@acme.example", &["get", "pods", "-n", &ns]),
+        "a grant deleted while the agent was down"
+    );
     assert!(env.member_can("m39@acme.example", &["get", "pods", "-n", &ns]));
 }

@@ -122,7 +122,10 @@ fn impersonation_as_each_account_with_its_own_token() {
     wait_until_allowed(&kube, PROXY, &[&["impersonate", "users"]]);
     wait_until_allowed(&kube, WORKER, &[&["create", "clusterrolebindings"]]);
     let token = |sa: &str| {
-        kube.kubectl_ok(Identity::Admin, ["create", "token", sa, "-n", "lanyard-system", "--duration", "10m"]).unwrap().trim().to_owned()
+        kube.kubectl_ok(Identity::Admin, ["create", "token", sa, "-n", "lanyard-system", "--duration", "10m"])
+            .unwrap()
+            .trim()
+            .to_owned()
     };
     let as_account = |token: &str, args: &[&str]| {
         let mut all = vec!["--token", token];
@@ -144,13 +147,22 @@ fn impersonation_as_each_account_with_its_own_token() {
     assert!(!out.success());
     assert!(out.stderr.contains(r#"User "lanyard:dev@acme.example" cannot list resource "pods""#), "{}", out.stderr);
     // But it cannot add a group, least of all system:masters.
-    refused(&as_account(&proxy, &["--as", "lanyard:dev@acme.example", "--as-group", "system:masters", "get", "secrets", "-A"]));
+    refused(&as_account(
+        &proxy,
+        &["--as", "lanyard:dev@acme.example", "--as-group", "system:masters", "get", "secrets", "-A"],
+    ));
     // Nor act as a ServiceAccount.
-    refused(&as_account(&proxy, &["--as", "system:serviceaccount:kube-system:default", "get", "pods", "-n", "default"]));
+    refused(&as_account(
+        &proxy,
+        &["--as", "system:serviceaccount:kube-system:default", "get", "pods", "-n", "default"],
+    ));
 
     // The worker cannot impersonate anyone.
     refused(&as_account(&worker, &["--as", "lanyard:dev@acme.example", "get", "pods", "-n", "default"]));
-    refused(&as_account(&worker, &["--as", "lanyard:dev@acme.example", "--as-group", "system:masters", "get", "pods", "-n", "default"]));
+    refused(&as_account(
+        &worker,
+        &["--as", "lanyard:dev@acme.example", "--as-group", "system:masters", "get", "pods", "-n", "default"],
+    ));
     // Neither reads secrets as itself.
     for token in [&proxy, &worker] {
         let out = as_account(token, &["get", "secrets", "-n", "kube-system"]);

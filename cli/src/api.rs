@@ -128,11 +128,7 @@ impl Api {
             .user_agent(concat!("lanyard-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Api {
-            base: control_plane.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
-            http,
-        })
+        Ok(Api { base: control_plane.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
     pub fn base(&self) -> &str {
@@ -166,17 +162,12 @@ impl Api {
     /// `GET path` → text.
     pub fn get_text(&self, path: &str) -> Result<String> {
         let resp = self.send(self.http.get(self.url(path)))?;
-        resp.text()
-            .map_err(|e| CliError::Transport(format!("reading the answer of {}: {e}", self.base)))
+        resp.text().map_err(|e| CliError::Transport(format!("reading the answer of {}: {e}", self.base)))
     }
 
     /// `POST path` with a JSON body → JSON.
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
-        let req = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        let req = self.http.post(self.url(path)).header("content-type", "application/json").body(body.to_string());
         let resp = self.send(req)?;
         read_json(resp, &self.base)
     }
@@ -215,15 +206,15 @@ impl Api {
             )));
         }
         found.ok_or_else(|| CliError::Api {
-                api: ApiError {
-                    status: 404,
-                    code: "not_found".into(),
-                    message: format!("no cluster named {name_or_id:?} in your organisation"),
-                    field: None,
-                    retry_after: None,
-                },
-                hint: Some("`lanyard cluster list` shows the clusters you can see".into()),
-            })
+            api: ApiError {
+                status: 404,
+                code: "not_found".into(),
+                message: format!("no cluster named {name_or_id:?} in your organisation"),
+                field: None,
+                retry_after: None,
+            },
+            hint: Some("`lanyard cluster list` shows the clusters you can see".into()),
+        })
     }
 
     /// The cluster's grants and `agent_online` (admins).
@@ -234,62 +225,42 @@ impl Api {
 
 /// `body[field]` as `T`.
 pub fn parse_field<T: serde::de::DeserializeOwned>(body: &Value, field: &str) -> Result<T> {
-    serde_json::from_value(body.get(field).cloned().unwrap_or(Value::Null)).map_err(|e| {
-        CliError::Transport(format!(
-            "the control plane answered an unexpected `{field}`: {e}"
-        ))
-    })
+    serde_json::from_value(body.get(field).cloned().unwrap_or(Value::Null))
+        .map_err(|e| CliError::Transport(format!("the control plane answered an unexpected `{field}`: {e}")))
 }
 
 fn read_json(resp: Response, base: &str) -> Result<Value> {
-    let text = resp
-        .text()
-        .map_err(|e| CliError::Transport(format!("reading the answer of {base}: {e}")))?;
+    let text = resp.text().map_err(|e| CliError::Transport(format!("reading the answer of {base}: {e}")))?;
     if text.is_empty() {
         return Ok(Value::Null);
     }
     serde_json::from_str(&text).map_err(|e| {
-        CliError::Transport(format!(
-            "{base} answered something that is not JSON ({e}): is it a Lanyard control plane?"
-        ))
+        CliError::Transport(format!("{base} answered something that is not JSON ({e}): is it a Lanyard control plane?"))
     })
 }
 
 /// The API error of a non-success response.
 fn error_from(resp: Response) -> CliError {
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let body: Value = resp
-        .text()
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let retry_after =
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let body: Value = resp.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
     let err = &body["error"];
     let text = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
     let api = ApiError {
         status,
         code: text("code").unwrap_or_else(|| "http_error".into()),
-        message: text("message")
-            .unwrap_or_else(|| format!("the control plane answered HTTP {status}")),
+        message: text("message").unwrap_or_else(|| format!("the control plane answered HTTP {status}")),
         field: text("field"),
         retry_after,
     };
     let hint = match status {
-        401 => Some(
-            "your session was rejected (expired or not trusted): log in again with `lanyard login`"
-                .to_owned(),
-        ),
+        401 => Some("your session was rejected (expired or not trusted): log in again with `lanyard login`".to_owned()),
         429 => Some(match retry_after {
             Some(s) => format!("rate limited: retry in {s} s"),
             None => "rate limited: retry in a little while".to_owned(),
         }),
-        s if s >= 500 => {
-            Some("the control plane failed; retry, and if it persists tell its operator".to_owned())
-        }
+        s if s >= 500 => Some("the control plane failed; retry, and if it persists tell its operator".to_owned()),
         _ => None,
     };
     CliError::Api { api, hint }

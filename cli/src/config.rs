@@ -51,10 +51,7 @@ impl Config {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => {
-                return Err(CliError::Io {
-                    context: format!("reading {}", path.display()),
-                    source: e,
-                });
+                return Err(CliError::Io { context: format!("reading {}", path.display()), source: e });
             }
         };
         serde_json::from_str(&text).map_err(|e| {
@@ -67,8 +64,8 @@ impl Config {
 
     /// Write the config atomically with mode 0600.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self)
-            .map_err(|e| CliError::Failed(format!("encoding the config: {e}")))?;
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|e| CliError::Failed(format!("encoding the config: {e}")))?;
         text.push('\n');
         fsutil::write_atomic(path, text.as_bytes())
     }
@@ -116,10 +113,8 @@ pub fn normalize_url(url: &str) -> Result<String> {
     match parsed.scheme() {
         "https" => Ok(url.to_owned()),
         "http" if is_loopback(host) => Ok(url.to_owned()),
-        "http" => Err(bad(
-            "uses plain http, which would send your session in clear: use its https:// URL \
-             (plain http is allowed only to localhost, 127.0.0.0/8 and [::1])",
-        )),
+        "http" => Err(bad("uses plain http, which would send your session in clear: use its https:// URL \
+             (plain http is allowed only to localhost, 127.0.0.0/8 and [::1])")),
         _ => Err(bad("must be an https:// URL")),
     }
 }
@@ -146,9 +141,7 @@ pub struct SessionInfo {
 /// Decode a JWT's payload (no verification). `None` if it is not a JWT.
 pub fn decode_claims(token: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

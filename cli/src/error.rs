@@ -72,10 +72,7 @@ pub enum CliError {
     Transport(String),
     /// Something local: a file, the config, a kubeconfig.
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     /// Something local that is not an I/O error (exit 1).
     #[error("{0}")]
     Failed(String),
@@ -134,10 +131,7 @@ impl CliError {
         match self {
             CliError::Api { api, .. } if api.status == status => {
                 let hint = hint(&api);
-                CliError::Api {
-                    api,
-                    hint: Some(hint),
-                }
+                CliError::Api { api, hint: Some(hint) }
             }
             other => other,
         }

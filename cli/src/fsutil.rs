@@ -26,33 +26,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => PathBuf::from("."),
     };
     create_private_dir(&dir)?;
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(CliError::io(format!(
-            "creating a temporary file in {}",
-            dir.display()
-        )))?;
+        .map_err(CliError::io(format!("creating a temporary file in {}", dir.display())))?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o600))
-        .map_err(CliError::io(format!(
-            "setting the mode of a temporary file in {}",
-            dir.display()
-        )))?;
-    tmp.write_all(bytes)
-        .map_err(CliError::io(format!("writing {}", target.display())))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(CliError::io(format!("writing {}", target.display())))?;
-    tmp.persist(&target).map_err(|e| CliError::Io {
-        context: format!("replacing {}", target.display()),
-        source: e.error,
-    })?;
+        .map_err(CliError::io(format!("setting the mode of a temporary file in {}", dir.display())))?;
+    tmp.write_all(bytes).map_err(CliError::io(format!("writing {}", target.display())))?;
+    tmp.as_file().sync_all().map_err(CliError::io(format!("writing {}", target.display())))?;
+    tmp.persist(&target)
+        .map_err(|e| CliError::Io { context: format!("replacing {}", target.display()), source: e.error })?;
     // Make the rename itself durable; failing to sync a directory loses nothing we can fix.
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();
@@ -77,10 +63,7 @@ pub fn remove_if_exists(path: &Path) -> Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(CliError::Io {
-            context: format!("removing {}", path.display()),
-            source: e,
-        }),
+        Err(e) => Err(CliError::Io { context: format!("removing {}", path.display()), source: e }),
     }
 }
 
@@ -88,15 +71,11 @@ pub fn remove_if_exists(path: &Path) -> Result<bool> {
 pub fn home() -> Result<PathBuf> {
     match std::env::var_os("HOME") {
         Some(h) if !h.is_empty() => Ok(PathBuf::from(h)),
-        _ => Err(CliError::Failed(
-            "HOME is not set: set it, or set LANYARD_CONFIG and KUBECONFIG".into(),
-        )),
+        _ => Err(CliError::Failed("HOME is not set: set it, or set LANYARD_CONFIG and KUBECONFIG".into())),
     }
 }
 
 /// The current Unix time in seconds.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

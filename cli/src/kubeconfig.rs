@@ -55,18 +55,10 @@ pub fn load(path: &Path) -> Result<Value> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
-            return Err(CliError::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            });
+            return Err(CliError::Io { context: format!("reading {}", path.display()), source: e });
         }
     };
-    parse(&text).map_err(|e| {
-        CliError::Failed(format!(
-            "{} {e}: fix or move it, then retry",
-            path.display()
-        ))
-    })
+    parse(&text).map_err(|e| CliError::Failed(format!("{} {e}: fix or move it, then retry", path.display())))
 }
 
 /// Parse kubeconfig YAML; an empty document is an empty config.
@@ -74,8 +66,7 @@ pub fn parse(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(empty());
     }
-    let doc: Value =
-        serde_norway::from_str(text).map_err(|e| format!("is not valid YAML ({e})"))?;
+    let doc: Value = serde_norway::from_str(text).map_err(|e| format!("is not valid YAML ({e})"))?;
     match doc {
         Value::Mapping(_) => Ok(doc),
         Value::Null => Ok(empty()),
@@ -92,8 +83,7 @@ fn empty() -> Value {
 
 /// Write a kubeconfig atomically with mode 0600.
 pub fn save(path: &Path, doc: &Value) -> Result<()> {
-    let text = serde_norway::to_string(doc)
-        .map_err(|e| CliError::Failed(format!("encoding the kubeconfig: {e}")))?;
+    let text = serde_norway::to_string(doc).map_err(|e| CliError::Failed(format!("encoding the kubeconfig: {e}")))?;
     fsutil::write_atomic(path, text.as_bytes())
 }
 
@@ -109,9 +99,7 @@ fn list_mut<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>> {
     }
     match doc.get_mut(&k) {
         Some(Value::Sequence(s)) => Ok(s),
-        _ => Err(CliError::Failed(format!(
-            "the kubeconfig's `{key}` is not a list: fix the file, then retry"
-        ))),
+        _ => Err(CliError::Failed(format!("the kubeconfig's `{key}` is not a list: fix the file, then retry"))),
     }
 }
 
@@ -122,26 +110,18 @@ fn list_mut<'a>(doc: &'a mut Mapping, key: &str) -> Result<&'a mut Vec<Value>> {
 pub fn merge(doc: &mut Value, incoming: &Value, set_current: bool) -> Result<String> {
     let bad = |what: &str| CliError::Transport(format!("the control plane's kubeconfig {what}"));
     let Value::Mapping(target) = doc else {
-        return Err(CliError::Failed(
-            "the kubeconfig is not a YAML mapping".into(),
-        ));
+        return Err(CliError::Failed("the kubeconfig is not a YAML mapping".into()));
     };
     let mut context = None;
     for key in LISTS {
-        let entries = incoming
-            .get(key)
-            .and_then(Value::as_sequence)
-            .ok_or_else(|| bad(&format!("has no `{key}` list")))?;
+        let entries =
+            incoming.get(key).and_then(Value::as_sequence).ok_or_else(|| bad(&format!("has no `{key}` list")))?;
         if entries.len() != 1 {
-            return Err(bad(&format!(
-                "has {} `{key}` entries, not one",
-                entries.len()
-            )));
+            return Err(bad(&format!("has {} `{key}` entries, not one", entries.len())));
         }
         let list = list_mut(target, key)?;
         for entry in entries {
-            let name = name_of(entry)
-                .ok_or_else(|| bad(&format!("has a `{key}` entry without a name")))?;
+            let name = name_of(entry).ok_or_else(|| bad(&format!("has a `{key}` entry without a name")))?;
             if key == "contexts" {
                 context = Some(name.to_owned());
             }
@@ -187,37 +167,24 @@ fn lanyard_exec_args(user: &Value) -> Option<&Vec<Value>> {
     }
     let args = exec.get("args")?.as_sequence()?;
     let words: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
-    words
-        .windows(2)
-        .any(|w| w == ["cluster", "token"])
-        .then_some(args)
+    words.windows(2).any(|w| w == ["cluster", "token"]).then_some(args)
 }
 
 fn find<'a>(doc: &'a Value, key: &str, name: &str) -> Option<&'a Value> {
-    doc.get(key)?
-        .as_sequence()?
-        .iter()
-        .find(|e| name_of(e) == Some(name))
+    doc.get(key)?.as_sequence()?.iter().find(|e| name_of(e) == Some(name))
 }
 
 /// The Lanyard contexts of `doc`, in file order.
 pub fn lanyard_contexts(doc: &Value) -> Vec<LanyardContext> {
     let current = doc.get("current-context").and_then(Value::as_str);
-    let contexts = doc
-        .get("contexts")
-        .and_then(Value::as_sequence)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let contexts = doc.get("contexts").and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default();
     contexts
         .iter()
         .filter_map(|ctx| {
             let name = name_of(ctx)?;
             let body = ctx.get("context")?;
             let user_entry = body.get("user")?.as_str()?;
-            let cluster_entry = body
-                .get("cluster")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let cluster_entry = body.get("cluster").and_then(Value::as_str).unwrap_or_default();
             let args = lanyard_exec_args(find(doc, "users", user_entry)?)?;
             let server = find(doc, "clusters", cluster_entry)
                 .and_then(|c| c.get("cluster")?.get("server")?.as_str().map(str::to_owned));
@@ -228,10 +195,7 @@ pub fn lanyard_contexts(doc: &Value) -> Vec<LanyardContext> {
                 cluster_id: arg_after(args, "--cluster"),
                 control_plane: arg_after(args, "--control-plane"),
                 server,
-                namespace: body
-                    .get("namespace")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                namespace: body.get("namespace").and_then(Value::as_str).map(str::to_owned),
                 current: current == Some(name),
             })
         })
@@ -256,11 +220,7 @@ pub fn remove(doc: &mut Value, cluster: &str) -> Result<Vec<LanyardContext>> {
         return Ok(matches);
     };
     for m in &matches {
-        for (key, name) in [
-            ("contexts", &m.context),
-            ("clusters", &m.cluster_entry),
-            ("users", &m.user_entry),
-        ] {
+        for (key, name) in [("contexts", &m.context), ("clusters", &m.cluster_entry), ("users", &m.user_entry)] {
             list_mut(target, key)?.retain(|e| name_of(e) != Some(name.as_str()));
         }
         if target.get("current-context").and_then(Value::as_str) == Some(m.context.as_str()) {
@@ -339,7 +299,8 @@ pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
     }
     let name = format!("lanyard-{}", expected.cluster_name);
 
-    let cluster = fields(single(incoming, "clusters")?, "the cluster entry", &["name", "cluster"], &["name", "cluster"])?;
+    let cluster =
+        fields(single(incoming, "clusters")?, "the cluster entry", &["name", "cluster"], &["name", "cluster"])?;
     expect_text(cluster, "the cluster entry", "name", &name)?;
     let body = fields(&cluster["cluster"], "the cluster", &["server"], &["server", "certificate-authority-data"])?;
     let server = text(body, "server").ok_or("the cluster's server is not a string")?;
@@ -375,11 +336,7 @@ pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
             })
     });
     if !args_ok {
-        return Err(format!(
-            "the exec plugin's arguments are {}, not `{}`",
-            describe(&exec["args"]),
-            want.join(" ")
-        ));
+        return Err(format!("the exec plugin's arguments are {}, not `{}`", describe(&exec["args"]), want.join(" ")));
     }
     if exec.get("provideClusterInfo").is_some_and(|v| v != &Value::Bool(false)) {
         return Err("the exec plugin asks for the cluster's information".into());
@@ -389,7 +346,8 @@ pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
         return Err("the exec plugin's installHint is not plain text".into());
     }
 
-    let context = fields(single(incoming, "contexts")?, "the context entry", &["name", "context"], &["name", "context"])?;
+    let context =
+        fields(single(incoming, "contexts")?, "the context entry", &["name", "context"], &["name", "context"])?;
     expect_text(context, "the context entry", "name", &name)?;
     let body = fields(&context["context"], "the context", &["cluster", "user"], &["cluster", "user", "namespace"])?;
     expect_text(body, "the context", "cluster", &name)?;
@@ -464,30 +422,17 @@ x-unknown: [1, 2]
         let before = doc.clone();
         let ctx = merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         assert_eq!(ctx, "lanyard-prod");
-        for key in [
-            "current-context",
-            "preferences",
-            "x-unknown",
-            "apiVersion",
-            "kind",
-        ] {
+        for key in ["current-context", "preferences", "x-unknown", "apiVersion", "kind"] {
             assert_eq!(doc.get(key), before.get(key), "{key}");
         }
         for key in LISTS {
             let list = doc.get(key).unwrap().as_sequence().unwrap();
             assert_eq!(list.len(), 2, "{key}");
-            assert_eq!(
-                &list[0],
-                &before.get(key).unwrap().as_sequence().unwrap()[0],
-                "{key}"
-            );
+            assert_eq!(&list[0], &before.get(key).unwrap().as_sequence().unwrap()[0], "{key}");
         }
         let found = lanyard_contexts(&doc);
         assert_eq!(found.len(), 1);
-        assert_eq!(
-            found[0].cluster_id.as_deref(),
-            Some("c_0123456789abcdef01234567")
-        );
+        assert_eq!(found[0].cluster_id.as_deref(), Some("c_0123456789abcdef01234567"));
         assert_eq!(found[0].namespace.as_deref(), Some("team-a"));
         assert!(!found[0].current);
     }
@@ -500,10 +445,7 @@ x-unknown: [1, 2]
         merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         assert_eq!(doc, once);
         merge(&mut doc, &parse(&incoming()).unwrap(), true).unwrap();
-        assert_eq!(
-            doc.get("current-context").and_then(Value::as_str),
-            Some("lanyard-prod")
-        );
+        assert_eq!(doc.get("current-context").and_then(Value::as_str), Some("lanyard-prod"));
     }
 
     #[test]
@@ -519,18 +461,11 @@ x-unknown: [1, 2]
         merge(&mut doc, &parse(&incoming()).unwrap(), false).unwrap();
         remove(&mut doc, "c_0123456789abcdef01234567").unwrap();
         assert_eq!(doc, before);
-        assert!(matches!(
-            remove(&mut doc, "prod"),
-            Err(CliError::NotFound(_))
-        ));
+        assert!(matches!(remove(&mut doc, "prod"), Err(CliError::NotFound(_))));
     }
 
     fn expected() -> Expected<'static> {
-        Expected {
-            control_plane: "http://cp",
-            cluster_id: "c_0123456789abcdef01234567",
-            cluster_name: "prod",
-        }
+        Expected { control_plane: "http://cp", cluster_id: "c_0123456789abcdef01234567", cluster_name: "prod" }
     }
 
     #[test]
@@ -547,7 +482,10 @@ x-unknown: [1, 2]
             ("interactiveMode: Never", "interactiveMode: IfAvailable"),
             ("interactiveMode: Never\n", "interactiveMode: Never\n      env: [{name: LD_PRELOAD, value: /tmp/x.so}]\n"),
             ("      provideClusterInfo: false", "      provideClusterInfo: true"),
-            ("      - \"c_0123456789abcdef01234567\"\n", "      - \"c_0123456789abcdef01234567\"\n      - \"--extra\"\n"),
+            (
+                "      - \"c_0123456789abcdef01234567\"\n",
+                "      - \"c_0123456789abcdef01234567\"\n      - \"--extra\"\n",
+            ),
             ("\"c_0123456789abcdef01234567\"", "\"c_00000000000000000000000f\""),
             ("\"http://cp\"", "\"http://evil\""),
             ("      - \"token\"\n", "      - \"tokens\"\n"),

@@ -19,7 +19,8 @@ use serde_json::Value;
 /// characters, DEL, and Unicode's bidirectional formatting characters (which
 /// reorder what follows them on screen).
 fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `text` with every control character shown as a Rust-style escape: `\n`,
@@ -63,10 +64,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Table {
-        Table {
-            headers: headers.to_vec(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.to_vec(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -122,10 +120,7 @@ pub fn say(text: &str) {
 
 /// Print a JSON document on stdout.
 pub fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
 
 /// Unix seconds as RFC 3339 (UTC).
@@ -133,10 +128,7 @@ pub fn rfc3339(secs: u64) -> String {
     i64::try_from(secs)
         .ok()
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map_or_else(
-            || secs.to_string(),
-            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )
+        .map_or_else(|| secs.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 #[cfg(test)]
@@ -148,10 +140,7 @@ mod tests {
         let mut t = Table::new(&["NAME", "ID"]);
         t.row(vec!["prod".into(), "c_1".into()]);
         t.row(vec!["a-longer-name".into(), String::new()]);
-        assert_eq!(
-            t.render(),
-            "NAME            ID\nprod            c_1\na-longer-name   -\n"
-        );
+        assert_eq!(t.render(), "NAME            ID\nprod            c_1\na-longer-name   -\n");
     }
 
     #[test]

@@ -42,18 +42,12 @@ fn hex_sha256(parts: &[&str]) -> String {
 
 /// The cache file of (control plane, cluster) in `dir`.
 pub fn file(dir: &Path, control_plane: &str, cluster_id: &str) -> PathBuf {
-    dir.join(format!(
-        "{}.json",
-        &hex_sha256(&[control_plane.trim_end_matches('/'), cluster_id])[..32]
-    ))
+    dir.join(format!("{}.json", &hex_sha256(&[control_plane.trim_end_matches('/'), cluster_id])[..32]))
 }
 
 /// A credential's `status.expirationTimestamp`, as Unix seconds.
 pub fn expiry(credential: &Value) -> Option<u64> {
-    let ts = credential
-        .get("status")?
-        .get("expirationTimestamp")?
-        .as_str()?;
+    let ts = credential.get("status")?.get("expirationTimestamp")?.as_str()?;
     let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
     u64::try_from(t.timestamp()).ok()
 }
@@ -75,10 +69,7 @@ pub fn write(path: &Path, session_token: &str, credential: &Value) -> Result<()>
     if expiry(credential).is_none() {
         return Ok(());
     }
-    let entry = Entry {
-        session: hex_sha256(&[session_token]),
-        credential: credential.clone(),
-    };
+    let entry = Entry { session: hex_sha256(&[session_token]), credential: credential.clone() };
     let text = serde_json::to_vec(&entry).unwrap_or_default();
     fsutil::write_atomic(path, &text)
 }

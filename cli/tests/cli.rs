@@ -19,13 +19,7 @@ use lanyard_core::dev::{self, SessionClaims};
 use serde_json::{Value, json};
 
 fn claims(email: &str, org: &str, admin: bool, ttl_secs: u64) -> SessionClaims {
-    SessionClaims {
-        email: email.into(),
-        org: org.into(),
-        admin,
-        name: None,
-        ttl_secs,
-    }
+    SessionClaims { email: email.into(), org: org.into(), admin, name: None, ttl_secs }
 }
 
 #[test]
@@ -42,43 +36,23 @@ fn login_whoami_logout() {
     let out = env.run(&["login", "--control-plane", &app.url, "--token", "garbage"]);
     out.code(3);
     assert!(!env.config.exists());
-    assert!(
-        !out.stderr.contains("garbage"),
-        "the token is never printed: {out:?}"
-    );
-    env.run(&["login", "--control-plane", "not a url", "--token", "x"])
-        .code(2);
+    assert!(!out.stderr.contains("garbage"), "the token is never printed: {out:?}");
+    env.run(&["login", "--control-plane", "not a url", "--token", "x"]).code(2);
     env.run(&["login", "--control-plane", &app.url]).code(2);
 
     let admin = app.token("alice@acme.example", "acme", true);
-    let out = env.run(&[
-        "-o",
-        "json",
-        "login",
-        "--control-plane",
-        &format!("{}/", app.url),
-        "--token",
-        &admin,
-    ]);
+    let out = env.run(&["-o", "json", "login", "--control-plane", &format!("{}/", app.url), "--token", &admin]);
     out.ok();
     assert_eq!(out.json()["email"], "alice@acme.example");
     assert_eq!(mode(&env.config), 0o600);
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(&env.config).unwrap()).unwrap();
-    assert_eq!(
-        saved,
-        json!({"control_plane": app.url, "session_token": admin})
-    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&env.config).unwrap()).unwrap();
+    assert_eq!(saved, json!({"control_plane": app.url, "session_token": admin}));
 
     let who = env.run(&["whoami", "-o", "json"]);
     who.ok();
     let who = who.json();
     assert_eq!(
-        (
-            who["email"].as_str(),
-            who["org"].as_str(),
-            who["admin"].as_bool()
-        ),
+        (who["email"].as_str(), who["org"].as_str(), who["admin"].as_bool()),
         (Some("alice@acme.example"), Some("acme"), Some(true))
     );
     assert_eq!(who["control_plane"], app.url.as_str());
@@ -91,11 +65,7 @@ fn login_whoami_logout() {
 
     // --token-stdin, and a session the server rejects (expired) exits 3 on whoami.
     let bob = app.token("bob@acme.example", "acme", false);
-    env.run_stdin(
-        &["login", "--control-plane", &app.url, "--token-stdin"],
-        &format!("{bob}\n"),
-    )
-    .ok();
+    env.run_stdin(&["login", "--control-plane", &app.url, "--token-stdin"], &format!("{bob}\n")).ok();
     assert_eq!(env.run(&["whoami", "-o", "json"]).json()["admin"], false);
     let expired = dev::mint_session(
         &app.issuer,
@@ -104,17 +74,10 @@ fn login_whoami_logout() {
         &claims("bob@acme.example", "acme", false, 60),
         unix_now() - 3600,
     );
-    std::fs::write(
-        &env.config,
-        json!({"control_plane": app.url, "session_token": expired}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&env.config, json!({"control_plane": app.url, "session_token": expired}).to_string()).unwrap();
     let out = env.run(&["whoami"]);
     out.code(3);
-    assert!(
-        out.stderr.contains("lanyard login") && !out.stderr.contains(&expired),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("lanyard login") && !out.stderr.contains(&expired), "{out:?}");
 
     // --dev mints with the local run's development issuer key.
     let state = env.home().join("state");
@@ -136,22 +99,11 @@ fn login_whoami_logout() {
     ])
     .ok();
     let who = env.run(&["-o", "json", "whoami"]).json();
-    assert_eq!(
-        (who["email"].as_str(), who["admin"].as_bool()),
-        (Some("carol@acme.example"), Some(true))
-    );
-    let out = env.run(&[
-        "login",
-        "--dev",
-        "--email",
-        "x@acme.example",
-        "--state",
-        "/nonexistent",
-    ]);
+    assert_eq!((who["email"].as_str(), who["admin"].as_bool()), (Some("carol@acme.example"), Some(true)));
+    let out = env.run(&["login", "--dev", "--email", "x@acme.example", "--state", "/nonexistent"]);
     out.code(1);
     assert!(out.stderr.contains("development issuer key"), "{out:?}");
-    env.run(&["login", "--token", "t", "--dev", "--email", "x@y.z"])
-        .code(2);
+    env.run(&["login", "--token", "t", "--dev", "--email", "x@y.z"]).code(2);
 
     // logout keeps the control plane; login defaults to it.
     env.run(&["logout"]).ok();
@@ -176,16 +128,9 @@ fn clusters_and_access_management() {
     let list = env.run(&["cluster", "list"]);
     list.ok();
     let header = list.stdout.lines().next().unwrap_or_default();
+    assert!(["NAME", "ID", "KIND", "AGENT"].iter().all(|h| header.contains(h)), "{list:?}");
     assert!(
-        ["NAME", "ID", "KIND", "AGENT"]
-            .iter()
-            .all(|h| header.contains(h)),
-        "{list:?}"
-    );
-    assert!(
-        list.stdout.contains(&prod)
-            && list.stdout.contains("sandbox")
-            && list.stdout.contains("offline"),
+        list.stdout.contains(&prod) && list.stdout.contains("sandbox") && list.stdout.contains("offline"),
         "{list:?}"
     );
     let json = env.run(&["cluster", "list", "-o", "json"]).json();
@@ -208,10 +153,7 @@ fn clusters_and_access_management() {
     ]);
     g1.ok();
     let g1 = g1.json();
-    assert_eq!(
-        (g1["scope"].as_str(), g1["namespace"].as_str()),
-        (Some("namespace"), Some("team-a"))
-    );
+    assert_eq!((g1["scope"].as_str(), g1["namespace"].as_str()), (Some("namespace"), Some("team-a")));
     let out = env.run(&[
         "cluster",
         "access",
@@ -224,10 +166,7 @@ fn clusters_and_access_management() {
         "--cluster-scope",
     ]);
     out.ok();
-    assert!(
-        out.stdout.contains("cluster") && out.stdout.contains("edit"),
-        "{out:?}"
-    );
+    assert!(out.stdout.contains("cluster") && out.stdout.contains("edit"), "{out:?}");
     env.run(&[
         "cluster",
         "access",
@@ -256,11 +195,7 @@ fn clusters_and_access_management() {
         "team-a",
     ]);
     dup.code(6);
-    assert!(
-        dup.stderr.contains("duplicate_grant")
-            && dup.stderr.contains("lanyard cluster access list"),
-        "{dup:?}"
-    );
+    assert!(dup.stderr.contains("duplicate_grant") && dup.stderr.contains("lanyard cluster access list"), "{dup:?}");
     let bad = env.run(&[
         "cluster",
         "access",
@@ -289,17 +224,7 @@ fn clusters_and_access_management() {
         "--cluster-scope",
     ]);
     both.code(2);
-    env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "b@acme.example",
-        "--role",
-        "view",
-    ])
-    .code(2);
+    env.run(&["cluster", "access", "grant", "prod", "--email", "b@acme.example", "--role", "view"]).code(2);
     let invalid = env.run(&[
         "cluster",
         "access",
@@ -313,10 +238,7 @@ fn clusters_and_access_management() {
         "a",
     ]);
     invalid.code(2);
-    assert!(
-        invalid.stderr.contains("validation_failed") && invalid.stderr.contains("field: role"),
-        "{invalid:?}"
-    );
+    assert!(invalid.stderr.contains("validation_failed") && invalid.stderr.contains("field: role"), "{invalid:?}");
     let bad_ns = env.run(&[
         "cluster",
         "access",
@@ -344,18 +266,11 @@ fn clusters_and_access_management() {
         "a",
     ]);
     stranger.code(2);
-    assert!(
-        stranger.stderr.contains("member_not_eligible") && stranger.stderr.contains("sign in"),
-        "{stranger:?}"
-    );
+    assert!(stranger.stderr.contains("member_not_eligible") && stranger.stderr.contains("sign in"), "{stranger:?}");
     let unknown = env.run(&["cluster", "access", "list", "nope"]);
     unknown.code(5);
-    assert!(
-        unknown.stderr.contains("lanyard cluster list"),
-        "{unknown:?}"
-    );
-    env.run(&["cluster", "access", "list", "c_000000000000000000000000"])
-        .code(5);
+    assert!(unknown.stderr.contains("lanyard cluster list"), "{unknown:?}");
+    env.run(&["cluster", "access", "list", "c_000000000000000000000000"]).code(5);
     let sb = env.run(&[
         "cluster",
         "access",
@@ -375,33 +290,15 @@ fn clusters_and_access_management() {
     list.ok();
     let header = list.stdout.lines().next().unwrap_or_default();
     assert!(
-        [
-            "ID",
-            "EMAIL",
-            "ROLE",
-            "SCOPE",
-            "NAMESPACE",
-            "STATUS",
-            "ERROR"
-        ]
-        .iter()
-        .all(|h| header.contains(h)),
+        ["ID", "EMAIL", "ROLE", "SCOPE", "NAMESPACE", "STATUS", "ERROR"].iter().all(|h| header.contains(h)),
         "{list:?}"
     );
     assert_eq!(list.stdout.lines().count(), 4, "{list:?}");
-    let grants = env
-        .run(&["cluster", "access", "list", &prod, "-o", "json"])
-        .json();
+    let grants = env.run(&["cluster", "access", "list", &prod, "-o", "json"]).json();
     assert_eq!(grants["grants"].as_array().map(Vec::len), Some(3));
     let status = env.run(&["cluster", "access", "status", "prod", "-o", "json"]);
     status.ok();
-    assert!(
-        status.json()["grants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|g| g["status"] == "cluster_offline")
-    );
+    assert!(status.json()["grants"].as_array().unwrap().iter().all(|g| g["status"] == "cluster_offline"));
 
     // A member is forbidden the admin commands, and told why.
     let member = Env::new();
@@ -410,24 +307,8 @@ fn clusters_and_access_management() {
     for args in [
         vec!["cluster", "access", "list", "prod"],
         vec!["cluster", "access", "status", "prod"],
-        vec![
-            "cluster",
-            "access",
-            "grant",
-            "prod",
-            "--email",
-            "bob@acme.example",
-            "--role",
-            "admin",
-            "--cluster-scope",
-        ],
-        vec![
-            "cluster",
-            "access",
-            "revoke",
-            "prod",
-            g1["id"].as_str().unwrap(),
-        ],
+        vec!["cluster", "access", "grant", "prod", "--email", "bob@acme.example", "--role", "admin", "--cluster-scope"],
+        vec!["cluster", "access", "revoke", "prod", g1["id"].as_str().unwrap()],
         vec!["cluster", "access", "revoke-all", "prod", "--yes"],
     ] {
         let out = member.run(&args);
@@ -436,33 +317,11 @@ fn clusters_and_access_management() {
     }
 
     // Revoke one by id, then all of a member's by email.
-    let out = env.run(&[
-        "-o",
-        "json",
-        "cluster",
-        "access",
-        "revoke",
-        "prod",
-        g1["id"].as_str().unwrap(),
-    ]);
+    let out = env.run(&["-o", "json", "cluster", "access", "revoke", "prod", g1["id"].as_str().unwrap()]);
     out.ok();
     assert_eq!(out.json()["revoked"], json!([g1["id"]]));
-    env.run(&[
-        "cluster",
-        "access",
-        "revoke",
-        "prod",
-        g1["id"].as_str().unwrap(),
-    ])
-    .code(5);
-    env.run(&[
-        "cluster",
-        "access",
-        "revoke",
-        "prod",
-        "g_000000000000000000000000",
-    ])
-    .code(5);
+    env.run(&["cluster", "access", "revoke", "prod", g1["id"].as_str().unwrap()]).code(5);
+    env.run(&["cluster", "access", "revoke", "prod", "g_000000000000000000000000"]).code(5);
     env.run(&[
         "cluster",
         "access",
@@ -476,33 +335,12 @@ fn clusters_and_access_management() {
         "team-c",
     ])
     .ok();
-    let out = env.run(&[
-        "-o",
-        "json",
-        "cluster",
-        "access",
-        "revoke",
-        "prod",
-        "--email",
-        "BOB@acme.example",
-    ]);
+    let out = env.run(&["-o", "json", "cluster", "access", "revoke", "prod", "--email", "BOB@acme.example"]);
     out.ok();
     assert_eq!(out.json()["revoked"].as_array().map(Vec::len), Some(2));
-    env.run(&[
-        "cluster",
-        "access",
-        "revoke",
-        "prod",
-        "--email",
-        "bob@acme.example",
-    ])
-    .code(5);
+    env.run(&["cluster", "access", "revoke", "prod", "--email", "bob@acme.example"]).code(5);
     env.run(&["cluster", "access", "revoke", "prod"]).code(2);
-    let left: Vec<String> = app
-        .grants(&admin, &prod)
-        .iter()
-        .map(|g| g["email"].as_str().unwrap().to_owned())
-        .collect();
+    let left: Vec<String> = app.grants(&admin, &prod).iter().map(|g| g["email"].as_str().unwrap().to_owned()).collect();
     assert_eq!(left, ["carol@acme.example"]);
 
     // revoke-all: refused without a terminal and without --yes; done with --yes.
@@ -510,15 +348,7 @@ fn clusters_and_access_management() {
     out.code(2);
     assert!(out.stderr.contains("--yes"), "{out:?}");
     assert_eq!(app.grants(&admin, &prod).len(), 1, "nothing was revoked");
-    let out = env.run(&[
-        "cluster",
-        "access",
-        "revoke-all",
-        "prod",
-        "--yes",
-        "-o",
-        "json",
-    ]);
+    let out = env.run(&["cluster", "access", "revoke-all", "prod", "--yes", "-o", "json"]);
     out.ok();
     assert_eq!(out.json()["revoked"], 1);
     assert!(app.grants(&admin, &prod).is_empty());
@@ -533,74 +363,40 @@ fn cluster_delete_and_credential_rotate() {
     let bob = app.sign_in("bob@acme.example", "acme");
     let env = Env::new();
     env.login(&app, &admin);
-    let agent = |credential: &str| {
-        app.get(&format!("/agent/v1/clusters/{prod}/state"), credential)
-            .status
-    };
+    let agent = |credential: &str| app.get(&format!("/agent/v1/clusters/{prod}/state"), credential).status;
 
     // Rotate: the new credential alone on stdout, the advice on stderr; the
     // old one works until the agent uses the new one.
     let out = env.run(&["cluster", "credential", "rotate", "prod"]);
     out.ok();
     let new = out.stdout.trim().to_owned();
-    assert!(
-        new.starts_with("lya_") && out.stdout.lines().count() == 1,
-        "{out:?}"
-    );
-    assert!(
-        out.stderr.contains("shown this once") && !out.stderr.contains(&new),
-        "{out:?}"
-    );
+    assert!(new.starts_with("lya_") && out.stdout.lines().count() == 1, "{out:?}");
+    assert!(out.stderr.contains("shown this once") && !out.stderr.contains(&new), "{out:?}");
     assert_eq!(agent(&old), 200, "the old credential still works");
     assert_eq!(agent(&new), 200);
     assert_eq!(agent(&old), 401, "retired once the agent used the new one");
     // --previous-valid-for 0 refuses the old one at once; -o json prints the answer.
-    let out = env.run(&[
-        "-o",
-        "json",
-        "cluster",
-        "credential",
-        "rotate",
-        &prod,
-        "--previous-valid-for",
-        "0",
-    ]);
+    let out = env.run(&["-o", "json", "cluster", "credential", "rotate", &prod, "--previous-valid-for", "0"]);
     out.ok();
-    let newest = out.json()["agent_credential"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let newest = out.json()["agent_credential"].as_str().unwrap().to_owned();
     assert!(out.json()["previous_valid_until"].is_string());
     assert_eq!(agent(&new), 401);
     assert_eq!(agent(&newest), 200);
     // Out of range is the server's 422 (exit 2), and rotates nothing.
-    let out = env.run(&[
-        "cluster",
-        "credential",
-        "rotate",
-        "prod",
-        "--previous-valid-for",
-        "90000",
-    ]);
+    let out = env.run(&["cluster", "credential", "rotate", "prod", "--previous-valid-for", "90000"]);
     out.code(2);
     assert!(out.stderr.contains("86400"), "{out:?}");
     assert_eq!(agent(&newest), 200);
     // The CLI keeps no credential anywhere.
     for entry in walk(env.home()) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
-        assert!(
-            !text.contains(&new) && !text.contains(&newest),
-            "{} holds a credential",
-            entry.display()
-        );
+        assert!(!text.contains(&new) && !text.contains(&newest), "{} holds a credential", entry.display());
     }
 
     // Members may do neither (exit 4); unknown clusters are exit 5.
     let member = Env::new();
     member.login(&app, &bob);
-    member
-        .run(&["cluster", "credential", "rotate", "prod"])
-        .code(4);
+    member.run(&["cluster", "credential", "rotate", "prod"]).code(4);
     member.run(&["cluster", "delete", "prod", "--yes"]).code(4);
     env.run(&["cluster", "delete", "nope", "--yes"]).code(5);
     env.run(&["cluster", "credential", "rotate", "nope"]).code(5);
@@ -613,10 +409,7 @@ fn cluster_delete_and_credential_rotate() {
     let out = env.run(&["cluster", "delete", "prod", "--yes"]);
     out.ok();
     assert!(out.stderr.contains("Deleted cluster prod"), "{out:?}");
-    assert!(
-        !env.run(&["cluster", "list"]).stdout.contains(&prod),
-        "no longer listed"
-    );
+    assert!(!env.run(&["cluster", "list"]).stdout.contains(&prod), "no longer listed");
     assert_eq!(agent(&newest), 401, "its agent is refused");
     env.run(&["cluster", "delete", &prod, "--yes"]).code(5);
     // The name can be registered again; -o json says what was deleted.
@@ -648,13 +441,16 @@ fn access_status_waits_until_grants_settle() {
     let (cluster, credential) = app.register(&admin, "prod", "standard");
     app.sign_in("bob@acme.example", "acme");
     let agent = |what: &str| format!("/agent/v1/clusters/{cluster}/{what}");
-    app.post(&agent("heartbeat"), &credential, json!({}))
-        .expect(200);
+    app.post(&agent("heartbeat"), &credential, json!({})).expect(200);
     let env = Env::new();
     env.login(&app, &admin);
 
     let grant = |ns: &str| {
-        let g = app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": ns}));
+        let g = app.grant(
+            &admin,
+            &cluster,
+            json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": ns}),
+        );
         g.expect(201);
         g.json["id"].as_str().unwrap().to_owned()
     };
@@ -663,95 +459,47 @@ fn access_status_waits_until_grants_settle() {
         if state == "failed" {
             result["error"] = "namespaces \"x\" not found".into();
         }
-        app.post(&agent("reports"), &credential, json!({"results": [result]}))
-            .expect(200);
+        app.post(&agent("reports"), &credential, json!({"results": [result]})).expect(200);
     };
 
     // --wait returns once the agent applied the grant.
     let g1 = grant("team-a");
     let mut child = env
-        .command(&[
-            "cluster",
-            "access",
-            "status",
-            "prod",
-            "--wait",
-            "--timeout",
-            "60",
-            "-o",
-            "json",
-        ])
+        .command(&["cluster", "access", "status", "prod", "--wait", "--timeout", "60", "-o", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "status --wait returned while a grant was pending"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "status --wait returned while a grant was pending");
     report(&g1, "applied");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "status --wait did not return after the grant was applied"
-        );
+        assert!(Instant::now() < deadline, "status --wait did not return after the grant was applied");
         std::thread::sleep(Duration::from_millis(20));
     };
     let output = child.wait_with_output().unwrap();
-    assert!(
-        status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let body: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(
-        (
-            body["settled"].as_bool(),
-            body["grants"][0]["status"].as_str()
-        ),
-        (Some(true), Some("applied"))
-    );
+    assert_eq!((body["settled"].as_bool(), body["grants"][0]["status"].as_str()), (Some(true), Some("applied")));
 
     // A grant still pending at the timeout: exit 1, saying so.
     let g2 = grant("team-b");
     let started = Instant::now();
-    let out = env.run(&[
-        "cluster",
-        "access",
-        "status",
-        "prod",
-        "--wait",
-        "--timeout",
-        "1",
-    ]);
+    let out = env.run(&["cluster", "access", "status", "prod", "--wait", "--timeout", "1"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("timed out") && out.stdout.contains("pending"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("timed out") && out.stdout.contains("pending"), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
     env.run(&["cluster", "access", "status", "prod"]).ok();
 
     // Settled but failed: exit 1, with the agent's error in the table.
     report(&g2, "failed");
-    let out = env.run(&[
-        "cluster",
-        "access",
-        "status",
-        "prod",
-        "--wait",
-        "--timeout",
-        "30",
-    ]);
+    let out = env.run(&["cluster", "access", "status", "prod", "--wait", "--timeout", "30"]);
     out.code(1);
     assert!(
-        out.stdout.contains("failed")
-            && out.stdout.contains("not found")
-            && out.stderr.contains("1 grant(s) failed"),
+        out.stdout.contains("failed") && out.stdout.contains("not found") && out.stderr.contains("1 grant(s) failed"),
         "{out:?}"
     );
 }
@@ -770,12 +518,8 @@ fn assert_kept(before: &serde_norway::Value, after: &serde_norway::Value, lanyar
         let key = key.as_str().unwrap();
         match key {
             "clusters" | "users" | "contexts" => {
-                let theirs: Vec<_> = after[key]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .filter(|e| e["name"].as_str() != Some(lanyard))
-                    .collect();
+                let theirs: Vec<_> =
+                    after[key].as_sequence().unwrap().iter().filter(|e| e["name"].as_str() != Some(lanyard)).collect();
                 let mine: Vec<_> = value.as_sequence().unwrap().iter().collect();
                 assert_eq!(theirs, mine, "{key}");
             }
@@ -791,8 +535,12 @@ fn kubeconfig_add_list_remove_and_kubectl_reads_it() {
     let cluster = app.cluster(&admin, "prod", "standard");
     app.cluster(&admin, "other", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}))
-        .expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
+    )
+    .expect(201);
     let env = Env::new();
     env.login(&app, &bob);
     existing_kubeconfig(&env);
@@ -801,11 +549,7 @@ fn kubeconfig_add_list_remove_and_kubectl_reads_it() {
     // Bob has no grant on `other`: 403 with the command an admin would run.
     let out = env.run(&["cluster", "kubeconfig", "add", "other"]);
     out.code(4);
-    assert!(
-        out.stderr
-            .contains("lanyard cluster access grant other --email bob@acme.example"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("lanyard cluster access grant other --email bob@acme.example"), "{out:?}");
     assert_eq!(yaml(&env.kubeconfig), before, "nothing written");
     env.run(&["cluster", "kubeconfig", "add", "nope"]).code(5);
 
@@ -815,11 +559,7 @@ fn kubeconfig_add_list_remove_and_kubectl_reads_it() {
     assert_eq!(mode(&env.kubeconfig), 0o600);
     let after = yaml(&env.kubeconfig);
     assert_kept(&before, &after, "lanyard-prod");
-    assert_eq!(
-        after["current-context"].as_str(),
-        Some("kind-dev"),
-        "current-context kept without --set-current"
-    );
+    assert_eq!(after["current-context"].as_str(), Some("kind-dev"), "current-context kept without --set-current");
     // Adding again (by id) changes nothing.
     env.run(&["cluster", "kubeconfig", "add", &cluster]).ok();
     assert_eq!(yaml(&env.kubeconfig), after);
@@ -832,74 +572,35 @@ fn kubeconfig_add_list_remove_and_kubectl_reads_it() {
     assert_eq!(names, ["kind-dev", "lanyard-prod", "prod"], "{contexts:?}");
     let table = kubectl(&env, &["config", "get-contexts"]);
     table.ok();
-    assert!(
-        table
-            .stdout
-            .lines()
-            .any(|l| l.starts_with('*') && l.contains("kind-dev")),
-        "{table:?}"
-    );
-    let view = kubectl(
-        &env,
-        &[
-            "config",
-            "view",
-            "--minify",
-            "--context",
-            "lanyard-prod",
-            "-o",
-            "json",
-        ],
-    );
+    assert!(table.stdout.lines().any(|l| l.starts_with('*') && l.contains("kind-dev")), "{table:?}");
+    let view = kubectl(&env, &["config", "view", "--minify", "--context", "lanyard-prod", "-o", "json"]);
     view.ok();
     let view = view.json();
-    assert_eq!(
-        view["clusters"][0]["cluster"]["server"],
-        "https://proxy.example:8443"
-    );
+    assert_eq!(view["clusters"][0]["cluster"]["server"], "https://proxy.example:8443");
     assert_eq!(view["contexts"][0]["context"]["namespace"], "team-a");
     let exec = &view["users"][0]["user"]["exec"];
     assert_eq!(exec["command"], "lanyard");
     assert_eq!(exec["apiVersion"], "client.authentication.k8s.io/v1");
-    assert_eq!(
-        exec["args"],
-        json!([
-            "cluster",
-            "token",
-            "--control-plane",
-            app.url,
-            "--cluster",
-            cluster
-        ])
-    );
-    assert!(
-        !serde_json::to_string(&view).unwrap().contains(&bob),
-        "no session in the kubeconfig"
-    );
+    assert_eq!(exec["args"], json!(["cluster", "token", "--control-plane", app.url, "--cluster", cluster]));
+    assert!(!serde_json::to_string(&view).unwrap().contains(&bob), "no session in the kubeconfig");
 
     let list = env.run(&["cluster", "kubeconfig", "list"]);
     list.ok();
     assert!(
-        list.stdout.contains("lanyard-prod")
-            && list.stdout.contains(&cluster)
-            && list.stdout.contains("team-a"),
+        list.stdout.contains("lanyard-prod") && list.stdout.contains(&cluster) && list.stdout.contains("team-a"),
         "{list:?}"
     );
-    let list = env
-        .run(&["cluster", "kubeconfig", "list", "-o", "json"])
-        .json();
+    let list = env.run(&["cluster", "kubeconfig", "list", "-o", "json"]).json();
     assert_eq!(list["contexts"].as_array().map(Vec::len), Some(1));
     assert_eq!(list["contexts"][0]["current"], false);
 
     // remove restores the file exactly (parsed).
     env.run(&["cluster", "kubeconfig", "remove", "prod"]).ok();
     assert_eq!(yaml(&env.kubeconfig), before);
-    env.run(&["cluster", "kubeconfig", "remove", "prod"])
-        .code(5);
+    env.run(&["cluster", "kubeconfig", "remove", "prod"]).code(5);
 
     // --set-current switches; remove (by id) then unsets it.
-    env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"])
-        .ok();
+    env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"]).ok();
     let current = kubectl(&env, &["config", "current-context"]);
     assert_eq!(current.stdout.trim(), "lanyard-prod", "{current:?}");
     let mut switched = before.clone();
@@ -917,33 +618,14 @@ fn kubeconfig_add_list_remove_and_kubectl_reads_it() {
     std::fs::write(&second, EXISTING).unwrap();
     let first = env.home().join("fresh/config");
     let list = format!("{}:{}", first.display(), second.display());
-    let out = env
-        .command(&["cluster", "kubeconfig", "add", "prod"])
-        .env("KUBECONFIG", &list)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.command(&["cluster", "kubeconfig", "add", "prod"]).env("KUBECONFIG", &list).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&second).unwrap(), EXISTING);
     assert_eq!(mode(&first), 0o600);
-    assert_eq!(
-        kubeconfig::lanyard_contexts(&kubeconfig::load(&first).unwrap()).len(),
-        1
-    );
+    assert_eq!(kubeconfig::lanyard_contexts(&kubeconfig::load(&first).unwrap()).len(), 1);
     // And ~/.kube/config without KUBECONFIG.
-    let out = env
-        .command(&["cluster", "kubeconfig", "add", "prod"])
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.command(&["cluster", "kubeconfig", "add", "prod"]).env_remove("KUBECONFIG").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(mode(&env.home().join(".kube/config")), 0o600);
 }
 
@@ -978,8 +660,7 @@ fn a_concurrent_reader_never_sees_a_partial_kubeconfig() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let text = std::fs::read_to_string(&path).expect("the file is always there");
-                let doc = kubeconfig::parse(&text)
-                    .unwrap_or_else(|e| panic!("a reader saw a partial file ({e})"));
+                let doc = kubeconfig::parse(&text).unwrap_or_else(|e| panic!("a reader saw a partial file ({e})"));
                 assert_eq!(
                     doc["clusters"].as_sequence().map(|s| s.len() >= 302),
                     Some(true),
@@ -989,9 +670,7 @@ fn a_concurrent_reader_never_sees_a_partial_kubeconfig() {
             }
         })
     };
-    wait_until("the reader to start", Duration::from_secs(10), || {
-        reads.load(Ordering::Relaxed) > 0
-    });
+    wait_until("the reader to start", Duration::from_secs(10), || reads.load(Ordering::Relaxed) > 0);
     let expected = kubeconfig::Expected {
         control_plane: "http://cp",
         cluster_id: "c_0123456789abcdef01234567",
@@ -1002,30 +681,18 @@ fn a_concurrent_reader_never_sees_a_partial_kubeconfig() {
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("every read parsed");
-    assert!(
-        reads.load(Ordering::Relaxed) > 10,
-        "the reader read while merging"
-    );
+    assert!(reads.load(Ordering::Relaxed) > 10, "the reader read while merging");
     let last = yaml(&env.kubeconfig);
-    assert_eq!(
-        last["contexts"][2]["context"]["namespace"].as_str(),
-        Some("ns-149")
-    );
+    assert_eq!(last["contexts"][2]["context"]["namespace"].as_str(), Some("ns-149"));
     assert_eq!(mode(&env.kubeconfig), 0o600);
     // No temporary files left behind.
-    let left: Vec<_> = std::fs::read_dir(env.kubeconfig.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let left: Vec<_> =
+        std::fs::read_dir(env.kubeconfig.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left, [std::ffi::OsString::from("config")]);
 }
 
 fn credential_token(v: &Value) -> String {
-    v["status"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no status.token in {v}"))
-        .to_owned()
+    v["status"]["token"].as_str().unwrap_or_else(|| panic!("no status.token in {v}")).to_owned()
 }
 
 #[test]
@@ -1035,8 +702,12 @@ fn token_plugin_caches_and_refreshes() {
     let cluster = app.cluster(&admin, "prod", "standard");
     let other = app.cluster(&admin, "other", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}))
-        .expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
+    )
+    .expect(201);
     let env = Env::new();
     let args = |c: &str| {
         vec![
@@ -1059,10 +730,7 @@ fn token_plugin_caches_and_refreshes() {
     let cred = first.json();
     assert_eq!(
         (cred["apiVersion"].as_str(), cred["kind"].as_str()),
-        (
-            Some("client.authentication.k8s.io/v1"),
-            Some("ExecCredential")
-        )
+        (Some("client.authentication.k8s.io/v1"), Some("ExecCredential"))
     );
     let cache = token_cache::file(&env.cache_dir(), &app.url, &cluster);
     assert_eq!(mode(&cache), 0o600);
@@ -1075,10 +743,7 @@ fn token_plugin_caches_and_refreshes() {
     let warm = started.elapsed();
     second.ok();
     assert_eq!(second.json(), cred);
-    assert_eq!(
-        std::fs::metadata(&cache).unwrap().modified().unwrap(),
-        mtime
-    );
+    assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), mtime);
     eprintln!("cluster token: first (mint) {mint:?}, warm cache {warm:?}");
 
     // Proof that a cached credential is served without a request: plant one.
@@ -1096,46 +761,24 @@ fn token_plugin_caches_and_refreshes() {
     let fresh = run(&cluster).json();
     assert!(!["near-expiry", "planted"].contains(&credential_token(&fresh).as_str()));
     assert!(token_cache::expiry(&fresh).unwrap() > unix_now() + 60);
-    assert_eq!(
-        credential_token(&token_cache::read(&cache, &bob, unix_now()).unwrap()),
-        credential_token(&fresh)
-    );
+    assert_eq!(credential_token(&token_cache::read(&cache, &bob, unix_now()).unwrap()), credential_token(&fresh));
     // Another session does not reuse the cache.
     let carol = app.sign_in("carol@acme.example", "acme");
     env.login(&app, &carol);
     let out = run(&cluster);
     out.code(4);
-    assert!(
-        out.stderr
-            .contains("--email carol@acme.example --role view --namespace"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("--email carol@acme.example --role view --namespace"), "{out:?}");
     assert!(out.stdout.is_empty());
     env.login(&app, &bob);
 
     // Errors: no grant (4), unknown cluster (5), another control plane (3).
     let out = run(&other);
     out.code(4);
-    assert!(
-        out.stderr.contains("lanyard cluster access grant"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("lanyard cluster access grant"), "{out:?}");
     run("c_000000000000000000000000").code(5);
-    let elsewhere = env.run(&[
-        "cluster",
-        "token",
-        "--control-plane",
-        "http://127.0.0.1:1",
-        "--cluster",
-        &cluster,
-    ]);
+    let elsewhere = env.run(&["cluster", "token", "--control-plane", "http://127.0.0.1:1", "--cluster", &cluster]);
     elsewhere.code(3);
-    assert!(
-        elsewhere
-            .stderr
-            .contains("lanyard login --control-plane http://127.0.0.1:1"),
-        "{elsewhere:?}"
-    );
+    assert!(elsewhere.stderr.contains("lanyard login --control-plane http://127.0.0.1:1"), "{elsewhere:?}");
 
     // logout drops cached tokens.
     env.run(&["logout"]).ok();
@@ -1146,19 +789,15 @@ fn token_plugin_caches_and_refreshes() {
 /// TLS servers) that answers `/version` to requests with a bearer token and
 /// records the tokens it saw. Returns its URL, its CA (PEM) and the tokens.
 fn fake_apiserver() -> (String, String, Arc<Mutex<Vec<String>>>) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let ca_pem = cert.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.cert.der().clone()], key)
-    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
     let config = Arc::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
@@ -1192,15 +831,9 @@ fn fake_apiserver() -> (String, String, Arc<Mutex<Vec<String>>>) {
                 record.lock().unwrap().push(token);
             }
             let (status, body) = if ok {
-                (
-                    "200 OK",
-                    r#"{"major":"1","minor":"32","gitVersion":"v1.32.0-lanyard-test","platform":"linux/amd64"}"#,
-                )
+                ("200 OK", r#"{"major":"1","minor":"32","gitVersion":"v1.32.0-lanyard-test","platform":"linux/amd64"}"#)
             } else {
-                (
-                    "401 Unauthorized",
-                    r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":401}"#,
-                )
+                ("401 Unauthorized", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":401}"#)
             };
             let _ = write!(
                 tls,
@@ -1249,8 +882,7 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
             "team-a",
         ])
         .ok();
-    env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"])
-        .ok();
+    env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"]).ok();
     let cache = token_cache::file(&env.cache_dir(), &app.url, &cluster);
     assert!(!cache.exists());
 
@@ -1258,34 +890,21 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
     assert_eq!(out.code, 0, "{out:#?} seen {:?}", seen.lock().unwrap());
     assert!(out.stdout.contains("v1.32.0-lanyard-test"), "{out:?}");
     // The plugin ran (its cache exists) and kubectl sent exactly the token it minted.
-    let cached =
-        token_cache::read(&cache, &bob, unix_now()).expect("the exec plugin cached its credential");
+    let cached = token_cache::read(&cache, &bob, unix_now()).expect("the exec plugin cached its credential");
     let token = credential_token(&cached);
     let sent = seen.lock().unwrap().clone();
-    assert!(
-        !sent.is_empty() && sent.iter().all(|t| *t == token),
-        "kubectl sent {sent:?}"
-    );
+    assert!(!sent.is_empty() && sent.iter().all(|t| *t == token), "kubectl sent {sent:?}");
     // It is the control plane's: it verifies against the published keys, for this cluster.
-    let jwks: Value = reqwest::blocking::get(format!("{}/.well-known/jwks.json", app.url))
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks: Value = reqwest::blocking::get(format!("{}/.well-known/jwks.json", app.url)).unwrap().json().unwrap();
     let verified = lanyard_core::token::verify(&token, &jwks, &cluster, 0, unix_now());
-    assert!(
-        verified.is_ok(),
-        "the token kubectl sent does not verify: {verified:?}"
-    );
+    assert!(verified.is_ok(), "the token kubectl sent does not verify: {verified:?}");
     let payload = lanyard_cli::config::decode_claims(&token).unwrap();
     assert_eq!(payload["aud"], cluster.as_str());
 
     // A second kubectl command reuses the cached token.
     let mtime = std::fs::metadata(&cache).unwrap().modified().unwrap();
     kubectl(&env, &["get", "--raw", "/version"]).ok();
-    assert_eq!(
-        std::fs::metadata(&cache).unwrap().modified().unwrap(),
-        mtime
-    );
+    assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), mtime);
     assert!(seen.lock().unwrap().iter().all(|t| *t == token));
     assert!(Path::new(&env.kubeconfig).exists());
 }
@@ -1296,8 +915,12 @@ fn cluster_arguments_cannot_reach_other_endpoints() {
     let admin = app.admin("acme");
     let cluster = app.cluster(&admin, "prod", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}))
-        .expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
+    )
+    .expect(201);
     let grant = app.grants(&admin, &cluster)[0]["id"].as_str().unwrap().to_owned();
     // The admin runs the exec plugin with a crafted --cluster (e.g. from a kubeconfig someone sent them).
     let env = Env::new();
@@ -1312,10 +935,7 @@ fn cluster_arguments_cannot_reach_other_endpoints() {
         let out = env.run(&["cluster", "token", "--control-plane", &app.url, "--cluster", &crafted]);
         assert_eq!(app.grants(&admin, &cluster).len(), 1, "{crafted:?} revoked the grants: {out:?}");
         out.code(2);
-        assert!(
-            out.stderr.contains("neither a cluster id") && out.stderr.contains("lanyard cluster list"),
-            "{out:?}"
-        );
+        assert!(out.stderr.contains("neither a cluster id") && out.stderr.contains("lanyard cluster list"), "{out:?}");
         assert!(out.stdout.is_empty(), "{out:?}");
     }
     // The same for the access commands' CLUSTER and GRANT_ID.
@@ -1339,9 +959,7 @@ fn cluster_arguments_cannot_reach_other_endpoints() {
     let token = credential_token(&out.json());
     assert_eq!(lanyard_cli::config::decode_claims(&token).unwrap()["aud"], cluster.as_str());
     assert!(token_cache::file(&member.cache_dir(), &app.url, &cluster).exists());
-    member
-        .run(&["cluster", "token", "--control-plane", &app.url, "--cluster", "nope"])
-        .code(5);
+    member.run(&["cluster", "token", "--control-plane", &app.url, "--cluster", "nope"]).code(5);
 }
 
 #[test]
@@ -1395,8 +1013,12 @@ fn kubeconfig_add_merges_only_what_lanyard_writes() {
     let cluster = app.cluster(&admin, "prod", "standard");
     let other = app.cluster(&admin, "other", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}))
-        .expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
+    )
+    .expect(201);
     // Bob talks to the control plane through a proxy that plays a malicious one.
     let proxy = Proxy::start(&app.url);
     let env = Env::new();
@@ -1415,13 +1037,23 @@ fn kubeconfig_add_merges_only_what_lanyard_writes() {
         (
             "env",
             Box::new(|k| {
-                replace_once(k, "interactiveMode: Never\n", "interactiveMode: Never\n      env: [{name: LD_PRELOAD, value: /tmp/x.so}]\n")
+                replace_once(
+                    k,
+                    "interactiveMode: Never\n",
+                    "interactiveMode: Never\n      env: [{name: LD_PRELOAD, value: /tmp/x.so}]\n",
+                )
             }),
         ),
         ("interactive", Box::new(|k| replace_once(k, "interactiveMode: Never", "interactiveMode: Always"))),
         (
             "apiVersion",
-            Box::new(|k| replace_once(k, "apiVersion: client.authentication.k8s.io/v1\n", "apiVersion: client.authentication.k8s.io/v1beta1\n")),
+            Box::new(|k| {
+                replace_once(
+                    k,
+                    "apiVersion: client.authentication.k8s.io/v1\n",
+                    "apiVersion: client.authentication.k8s.io/v1beta1\n",
+                )
+            }),
         ),
         ("another cluster's id", {
             let (cluster, other) = (cluster.clone(), other.clone());
@@ -1429,10 +1061,19 @@ fn kubeconfig_add_merges_only_what_lanyard_writes() {
         }),
         (
             "an existing user's name",
-            Box::new(|k| replace_once(k, "users:\n- name: \"lanyard-prod\"", "users:\n- name: \"kind-dev\"").replace("user: \"lanyard-prod\"", "user: \"kind-dev\"")),
+            Box::new(|k| {
+                replace_once(k, "users:\n- name: \"lanyard-prod\"", "users:\n- name: \"kind-dev\"")
+                    .replace("user: \"lanyard-prod\"", "user: \"kind-dev\"")
+            }),
         ),
-        ("a token next to the exec plugin", Box::new(|k| replace_once(k, "  user:\n    exec:", "  user:\n    token: planted\n    exec:"))),
-        ("an insecure cluster", Box::new(|k| replace_once(k, "    server:", "    insecure-skip-tls-verify: true\n    server:"))),
+        (
+            "a token next to the exec plugin",
+            Box::new(|k| replace_once(k, "  user:\n    exec:", "  user:\n    token: planted\n    exec:")),
+        ),
+        (
+            "an insecure cluster",
+            Box::new(|k| replace_once(k, "    server:", "    insecure-skip-tls-verify: true\n    server:")),
+        ),
     ];
     let proxy_url = proxy.url.clone();
     let honest = move |k: &str| with_control_plane(k, &proxy_url);
@@ -1448,9 +1089,11 @@ fn kubeconfig_add_merges_only_what_lanyard_writes() {
     for (what, edit) in edits {
         let edit = Arc::new(edit);
         let e = edit.clone();
-        proxy.tamper(move |_, path, status, body| {
-            if path.ends_with("/kubeconfig") && status == 200 { (status, e(&body)) } else { (status, body) }
-        });
+        proxy.tamper(
+            move |_, path, status, body| {
+                if path.ends_with("/kubeconfig") && status == 200 { (status, e(&body)) } else { (status, body) }
+            },
+        );
         let out = env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"]);
         out.code(1);
         assert!(
@@ -1462,9 +1105,11 @@ fn kubeconfig_add_merges_only_what_lanyard_writes() {
     assert!(proxy.requests().iter().any(|r| r.ends_with("/kubeconfig")));
 
     // What Lanyard writes, for the control plane Bob logged in to, is merged.
-    proxy.tamper(move |_, path, status, body| {
-        if path.ends_with("/kubeconfig") && status == 200 { (status, honest(&body)) } else { (status, body) }
-    });
+    proxy.tamper(
+        move |_, path, status, body| {
+            if path.ends_with("/kubeconfig") && status == 200 { (status, honest(&body)) } else { (status, body) }
+        },
+    );
     env.run(&["cluster", "kubeconfig", "add", "prod"]).ok();
     let found = kubeconfig::lanyard_contexts(&kubeconfig::load(&env.kubeconfig).unwrap());
     assert_eq!(found.len(), 1);
@@ -1480,11 +1125,14 @@ fn human_output_escapes_control_characters() {
     let admin = app.admin("acme");
     let (cluster, credential) = app.register(&admin, "prod", "standard");
     app.sign_in("bob@acme.example", "acme");
-    let g = app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}));
+    let g = app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
+    );
     g.expect(201);
     let grant = g.json["id"].as_str().unwrap().to_owned();
-    app.post(&format!("/agent/v1/clusters/{cluster}/heartbeat"), &credential, json!({}))
-        .expect(200);
+    app.post(&format!("/agent/v1/clusters/{cluster}/heartbeat"), &credential, json!({})).expect(200);
     // The agent reports a failure whose text would clear the screen, retitle the
     // terminal, ring the bell and overwrite the line.
     let hostile = "boom\u{1b}[2J\u{1b}]0;pwned\u{7}\rall good\u{9b}31m\u{202e}dlrow";
@@ -1537,7 +1185,8 @@ fn human_output_escapes_control_characters() {
     out.code(4);
     assert!(raw_controls(&out.stderr).is_empty(), "{out:?}");
     assert!(
-        out.stderr.contains(r"no\u{1b}[31m\r\nlanyard: all fine") && !out.stderr.lines().any(|l| l.starts_with("lanyard: all fine")),
+        out.stderr.contains(r"no\u{1b}[31m\r\nlanyard: all fine")
+            && !out.stderr.lines().any(|l| l.starts_with("lanyard: all fine")),
         "the server's message stays on its line: {out:?}"
     );
 }

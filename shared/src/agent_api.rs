@@ -75,7 +75,13 @@ struct HeartbeatBody {
     version: Option<String>,
 }
 
-fn heartbeat(req: &Request, env: &Env, store: &Store, config: &Config, c: &ClusterRecord) -> Result<Response, ApiError> {
+fn heartbeat(
+    req: &Request,
+    env: &Env,
+    store: &Store,
+    config: &Config,
+    c: &ClusterRecord,
+) -> Result<Response, ApiError> {
     let body: HeartbeatBody = if matches!(&req.body, crate::http::Body::Complete(b) if b.is_empty()) {
         HeartbeatBody::default()
     } else {

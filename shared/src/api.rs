@@ -21,7 +21,8 @@ use crate::identity::{self, Via};
 use crate::ids::rfc3339;
 use crate::kv::KeyValue;
 use crate::model::{
-    ClusterKind, Email, GrantSpec, GrantStatus, MemberStatus, Namespace, OrgRole, Role, Scope, ScopeKind, display_status,
+    ClusterKind, Email, GrantSpec, GrantStatus, MemberStatus, Namespace, OrgRole, Role, Scope, ScopeKind,
+    display_status,
 };
 use crate::store::{ClusterRecord, GrantWithStatus, Member, Store};
 
@@ -242,7 +243,13 @@ pub struct MemberView {
 
 impl From<&Member> for MemberView {
     fn from(m: &Member) -> Self {
-        MemberView { id: m.id.clone(), email: m.email.to_string(), name: m.name.clone(), status: m.status, role: m.role }
+        MemberView {
+            id: m.id.clone(),
+            email: m.email.to_string(),
+            name: m.name.clone(),
+            status: m.status,
+            role: m.role,
+        }
     }
 }
 
@@ -279,13 +286,18 @@ impl CreateGrantBody {
     /// Validate every field, naming the first bad one.
     fn validate(self) -> Result<GrantSpec, ApiError> {
         let email = match self.email.as_deref() {
-            None | Some("") => return Err(ApiError::validation("email", "email is required: the member's email address")),
-            Some(e) => Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?,
+            None | Some("") => {
+                return Err(ApiError::validation("email", "email is required: the member's email address"));
+            }
+            Some(e) => {
+                Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?
+            }
         };
         let role_names = Role::ALL.map(Role::as_str).join(", ");
         let role = match self.role.as_deref() {
             None => return Err(ApiError::validation("role", format!("role is required: one of {role_names}"))),
-            Some(r) => Role::parse(r).ok_or_else(|| ApiError::validation("role", format!("role must be one of {role_names}")))?,
+            Some(r) => Role::parse(r)
+                .ok_or_else(|| ApiError::validation("role", format!("role must be one of {role_names}")))?,
         };
         let scope = match self.scope.as_deref().map(ScopeKind::parse) {
             None => return Err(ApiError::validation("scope", "scope is required: cluster or namespace")),
@@ -303,8 +315,9 @@ impl CreateGrantBody {
                 let raw = self.namespace.ok_or_else(|| {
                     ApiError::validation("namespace", "a namespace-scoped grant must name the namespace")
                 })?;
-                let ns = Namespace::parse(&raw)
-                    .map_err(|e| ApiError::validation("namespace", format!("namespace is not a valid DNS-1123 label: it {e}")))?;
+                let ns = Namespace::parse(&raw).map_err(|e| {
+                    ApiError::validation("namespace", format!("namespace is not a valid DNS-1123 label: it {e}"))
+                })?;
                 Scope::Namespace(ns)
             }
         };
@@ -358,7 +371,9 @@ fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(v6) => match v6.split_once(']') {
             Some((h, "")) if h.parse::<std::net::Ipv6Addr>().is_ok() => (h, None),
-            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() && tail.starts_with(':') => (h, Some(&tail[1..])),
+            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() && tail.starts_with(':') => {
+                (h, Some(&tail[1..]))
+            }
             _ => return bad("proxy_url has a malformed IPv6 address (write it as https://[address]:port)"),
         },
         None => match authority.split_once(':') {
@@ -377,8 +392,8 @@ fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     {
         return bad("proxy_url has an invalid port");
     }
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match scheme {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
@@ -492,9 +507,7 @@ impl Cx<'_> {
             return Err(ApiError::Forbidden(format!(
                 "you have no access to cluster {}; ask an organisation admin to grant it: \
                  lanyard cluster access grant {} --email {} --role view --namespace <namespace>",
-                cluster.name,
-                cluster.name,
-                self.caller.member.email
+                cluster.name, cluster.name, self.caller.member.email
             )));
         }
         Ok(mine)
@@ -547,18 +560,27 @@ impl Cx<'_> {
         let namespace = if mine.iter().any(|g| g.grant.namespace.is_none()) {
             None
         } else {
-            mine.iter().min_by_key(|g| g.grant.created_at).and_then(|g| g.grant.namespace.as_ref()).map(|n| n.to_string())
+            mine.iter()
+                .min_by_key(|g| g.grant.created_at)
+                .and_then(|g| g.grant.namespace.as_ref())
+                .map(|n| n.to_string())
         };
         let control_plane = match self.config.public_url()? {
             Some(url) => url,
             // Behind a TLS-terminating ingress the request says `http`, which would
             // send every kubectl's session in clear: outside the local run the
             // deployment must say how clients reach it.
-            None if !self.config.development_mode()? => return Err(ApiError::NotConfigured(
-                "this deployment does not know its public URL, so it cannot write a kubeconfig: set the public_url \
+            None if !self.config.development_mode()? => {
+                return Err(ApiError::NotConfigured(
+                    "this deployment does not know its public URL, so it cannot write a kubeconfig: set the public_url \
                  variable (SPIN_VARIABLE_PUBLIC_URL) to the control plane's https:// URL as clients reach it",
-            )),
-            None => self.request_origin().ok_or_else(|| ApiError::unavailable("set the public_url variable: the request does not say how clients reach the control plane"))?,
+                ));
+            }
+            None => self.request_origin().ok_or_else(|| {
+                ApiError::unavailable(
+                    "set the public_url variable: the request does not say how clients reach the control plane",
+                )
+            })?,
         };
         let text = crate::kubeconfig::render(&cluster, &control_plane, namespace.as_deref());
         Ok(Response::text(200, "application/yaml", text))
@@ -590,7 +612,8 @@ impl Cx<'_> {
         let cluster = self.cluster()?;
         self.authorize(Action::ListGrants)?;
         let online = self.agent_online(&cluster.id)?;
-        let grants: Vec<GrantView> = self.store.grants(&cluster.id)?.iter().map(|g| GrantView::new(g, online)).collect();
+        let grants: Vec<GrantView> =
+            self.store.grants(&cluster.id)?.iter().map(|g| GrantView::new(g, online)).collect();
         Ok(Response::json(200, &serde_json::json!({ "grants": grants, "agent_online": online })))
     }
 
@@ -716,10 +739,14 @@ impl Cx<'_> {
             })?,
         };
         let until = self.env.now.saturating_add(valid_for);
-        let credential = self.store.rotate_agent_credential(&cluster.id, self.caller.audit_name(), until, self.env.now)?;
+        let credential =
+            self.store.rotate_agent_credential(&cluster.id, self.caller.audit_name(), until, self.env.now)?;
         // The credential is shown this once: no cache may keep it.
-        Ok(Response::json(201, &serde_json::json!({ "agent_credential": credential, "previous_valid_until": rfc3339(until) }))
-            .no_store())
+        Ok(Response::json(
+            201,
+            &serde_json::json!({ "agent_credential": credential, "previous_valid_until": rfc3339(until) }),
+        )
+        .no_store())
     }
 
     fn directory(&self) -> Result<Response, ApiError> {
@@ -731,7 +758,10 @@ impl Cx<'_> {
                 None => false,
                 Some(true) => true,
                 Some(false) => {
-                    return Err(ApiError::validation("release_identity", "release_identity can only be true (or left out)"));
+                    return Err(ApiError::validation(
+                        "release_identity",
+                        "release_identity can only be true (or left out)",
+                    ));
                 }
             };
             let deactivate = match body.status.as_deref() {
@@ -763,7 +793,8 @@ impl Cx<'_> {
             let body: InviteBody = self.req.json()?;
             let email = match body.email.as_deref() {
                 None | Some("") => return Err(ApiError::validation("email", "email is required")),
-                Some(e) => Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?,
+                Some(e) => Email::parse(e)
+                    .ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?,
             };
             let member = self.store.invite(org, &email, self.caller.audit_name(), self.env.now)?;
             return Ok(Response::json(201, &MemberView::from(&member)));

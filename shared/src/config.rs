@@ -142,7 +142,8 @@ pub enum IssuerConfigError {
     SharedOrg { org: String, first: String, second: String },
     #[error(
         "trusts the development issuer ({}), whose key anyone with the local run's state holds; remove it, \
-         or set development_mode to true if this is a development deployment", crate::dev::DEV_ISSUER
+         or set development_mode to true if this is a development deployment",
+        crate::dev::DEV_ISSUER
     )]
     DevelopmentIssuer,
 }
@@ -166,11 +167,9 @@ impl TryFrom<IssuerEntry> for IssuerConfig {
                 return Err("give either `org` (a fixed organisation) or `orgs` (an allow-list), not both".into());
             }
             (None, None) => {
-                return Err(
-                    "bind the issuer to the organisations it may speak for: `org` (a fixed organisation) \
+                return Err("bind the issuer to the organisations it may speak for: `org` (a fixed organisation) \
                      or `orgs` (an allow-list of organisations its `org_claim` may name)"
-                        .into(),
-                );
+                    .into());
             }
             (Some(org), None) if valid_org(&org) => OrgBinding::Fixed(org),
             (None, Some(orgs)) if !orgs.is_empty() && orgs.iter().all(|o| valid_org(o)) => OrgBinding::AllowList(orgs),
@@ -208,7 +207,8 @@ pub fn parse_issuers(raw: &str, development_mode: bool) -> Result<Vec<IssuerConf
     let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let issuer = entry.issuer.clone();
-        let config = IssuerConfig::try_from(entry).map_err(|problem| IssuerConfigError::Entry { index, issuer, problem })?;
+        let config =
+            IssuerConfig::try_from(entry).map_err(|problem| IssuerConfigError::Entry { index, issuer, problem })?;
         if config.issuer == crate::dev::DEV_ISSUER && !development_mode {
             return Err(IssuerConfigError::DevelopmentIssuer);
         }
@@ -242,9 +242,7 @@ impl<'a> Config<'a> {
     }
 
     fn var(&self, name: &str) -> Result<Option<String>, ApiError> {
-        self.vars
-            .get(name)
-            .map_err(|e| ApiError::unavailable(format!("reading variable {name}: {e}")))
+        self.vars.get(name).map_err(|e| ApiError::unavailable(format!("reading variable {name}: {e}")))
     }
 
     /// A boolean variable, off when unset or empty.
@@ -270,28 +268,26 @@ impl<'a> Config<'a> {
     /// The trusted issuers, checked as a whole ([`parse_issuers`]); a bad
     /// configuration is `unavailable`, with the reason for the log.
     pub fn issuers(&self) -> Result<Vec<IssuerConfig>, ApiError> {
-        let raw = self
-            .var("session_issuers")?
-            .ok_or_else(|| ApiError::unavailable("variable session_issuers is not set"))?;
+        let raw =
+            self.var("session_issuers")?.ok_or_else(|| ApiError::unavailable("variable session_issuers is not set"))?;
         parse_issuers(&raw, self.development_mode()?)
             .map_err(|e| ApiError::unavailable(format!("variable session_issuers {e}")))
     }
 
     pub fn signing_keys(&self) -> Result<crate::token::SigningKeys, ApiError> {
-        let raw = self
-            .var("token_signing_keys")?
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| ApiError::unavailable("variable token_signing_keys is not set: this deployment cannot mint cluster tokens"))?;
-        crate::token::SigningKeys::parse(&raw).map_err(|e| ApiError::unavailable(format!("variable token_signing_keys {e}")))
+        let raw = self.var("token_signing_keys")?.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            ApiError::unavailable("variable token_signing_keys is not set: this deployment cannot mint cluster tokens")
+        })?;
+        crate::token::SigningKeys::parse(&raw)
+            .map_err(|e| ApiError::unavailable(format!("variable token_signing_keys {e}")))
     }
 
     /// The public keys that verify cluster tokens, as `jwks` serves them. The
     /// `jwks` component gets this and never the private keys.
     pub fn token_jwks(&self) -> Result<serde_json::Value, ApiError> {
-        let raw = self
-            .var("token_jwks")?
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| ApiError::unavailable("variable token_jwks is not set: this deployment publishes no token keys"))?;
+        let raw = self.var("token_jwks")?.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            ApiError::unavailable("variable token_jwks is not set: this deployment publishes no token keys")
+        })?;
         crate::token::parse_public_jwks(&raw).map_err(|e| ApiError::unavailable(format!("variable token_jwks {e}")))
     }
 
@@ -299,12 +295,15 @@ impl<'a> Config<'a> {
         use crate::token::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, MIN_LIFETIME_SECS};
         match self.var("token_lifetime_seconds")?.filter(|v| !v.trim().is_empty()) {
             None => Ok(DEFAULT_LIFETIME_SECS),
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(n))
-                .ok_or_else(|| ApiError::unavailable("variable token_lifetime_seconds must be between 60 and 3600 (at most one hour)")),
+            Some(v) => {
+                v.trim().parse::<u64>().ok().filter(|n| (MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(n)).ok_or_else(
+                    || {
+                        ApiError::unavailable(
+                            "variable token_lifetime_seconds must be between 60 and 3600 (at most one hour)",
+                        )
+                    },
+                )
+            }
         }
     }
 
@@ -315,12 +314,9 @@ impl<'a> Config<'a> {
     pub fn agent_offline_after(&self) -> Result<u64, ApiError> {
         match self.var("agent_offline_after_seconds")? {
             None => Ok(90),
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| ApiError::unavailable("variable agent_offline_after_seconds must be a positive integer")),
+            Some(v) => v.trim().parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                ApiError::unavailable("variable agent_offline_after_seconds must be a positive integer")
+            }),
         }
     }
 }
@@ -376,7 +372,11 @@ mod tests {
         let err = parse(&[a.clone(), b.clone()], false).unwrap_err();
         assert_eq!(
             err,
-            IssuerConfigError::SharedOrg { org: "globex".into(), first: "https://a".into(), second: "https://b".into() }
+            IssuerConfigError::SharedOrg {
+                org: "globex".into(),
+                first: "https://a".into(),
+                second: "https://b".into()
+            }
         );
         assert!(err.to_string().contains("allow_shared_orgs"), "{err}");
         let shared = |mut e: Value| {

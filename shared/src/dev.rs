@@ -69,7 +69,8 @@ mod tests {
     fn minted_sessions_verify_against_the_issuer_entry() {
         let key = new_key();
         let entry: IssuerConfig = serde_json::from_value(issuer_entry(&key, DEV_ISSUER, AUDIENCE, &["demo"])).unwrap();
-        let claims = SessionClaims { email: "Dev@Ex.io".into(), org: "demo".into(), admin: true, name: None, ttl_secs: 60 };
+        let claims =
+            SessionClaims { email: "Dev@Ex.io".into(), org: "demo".into(), admin: true, name: None, ttl_secs: 60 };
         let now = 1_800_000_000;
         let token = mint_session(&key, DEV_ISSUER, AUDIENCE, &claims, now);
         let id = verify_session(&token, &[entry.clone()], now + 30).unwrap();

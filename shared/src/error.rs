@@ -16,7 +16,9 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("this request is authenticated by the session cookie and changes state, so it must carry the X-CSRF-Token header")]
+    #[error(
+        "this request is authenticated by the session cookie and changes state, so it must carry the X-CSRF-Token header"
+    )]
     CsrfRequired,
     #[error("{0}")]
     NotFound(String),
@@ -134,10 +136,9 @@ impl ApiError {
 
     /// The JSON body of the response.
     pub fn body(&self) -> Vec<u8> {
-        let body = ErrorBody {
-            error: ErrorDetail { code: self.code(), message: self.message(), field: self.field() },
-        };
-        serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
+        let body = ErrorBody { error: ErrorDetail { code: self.code(), message: self.message(), field: self.field() } };
+        serde_json::to_vec(&body)
+            .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
     }
 
     pub fn duplicate_grant() -> Self {

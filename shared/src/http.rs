@@ -76,16 +76,14 @@ impl Request {
 
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         let body = body.into();
-        self.body = if body.len() > MAX_BODY_BYTES { Body::TooLarge { limit: MAX_BODY_BYTES } } else { Body::Complete(body) };
+        self.body =
+            if body.len() > MAX_BODY_BYTES { Body::TooLarge { limit: MAX_BODY_BYTES } } else { Body::Complete(body) };
         self
     }
 
     /// The first value of a header, if it is valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     /// All values of a header.
@@ -183,19 +181,21 @@ pub struct Response {
 impl Response {
     pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
-            Ok(body) => Response {
-                status,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body,
-                log: None,
-            },
+            Ok(body) => {
+                Response { status, headers: vec![("content-type".into(), "application/json".into())], body, log: None }
+            }
             Err(e) => Response::error(&ApiError::unavailable(format!("serialising a response: {e}"))),
         }
     }
 
     /// A non-JSON body with its content type.
     pub fn text(status: u16, content_type: &str, body: String) -> Response {
-        Response { status, headers: vec![("content-type".into(), content_type.into())], body: body.into_bytes(), log: None }
+        Response {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into_bytes(),
+            log: None,
+        }
     }
 
     /// Mark a response that carries a secret (a token, a credential, a CSRF

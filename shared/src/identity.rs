@@ -73,8 +73,9 @@ pub fn csrf_token(session_token: &str) -> String {
 /// Authenticate a request: bearer first, then the session cookie.
 pub fn authenticate(req: &Request, issuers: &[IssuerConfig], now: u64) -> Result<Session, ApiError> {
     let (token, via) = if let Some(bearer) = req.bearer_token() {
-        let token = bearer
-            .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be `Bearer <session token>`".into()))?;
+        let token = bearer.ok_or_else(|| {
+            ApiError::Unauthenticated("the Authorization header must be `Bearer <session token>`".into())
+        })?;
         (token, Via::Bearer)
     } else if let Some(token) = req.cookie(SESSION_COOKIE).filter(|t| !t.is_empty()) {
         (token, Via::Cookie)
@@ -128,7 +129,8 @@ pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result
             match outcome {
                 Ok(claims) => return identity_from_claims(claims, issuer),
                 Err(e) => {
-                    let rank = |e: &ApiError| matches!(e, ApiError::Unauthenticated(m) if m.contains("signature")) as u8;
+                    let rank =
+                        |e: &ApiError| matches!(e, ApiError::Unauthenticated(m) if m.contains("signature")) as u8;
                     if failure.as_ref().is_none_or(|f| rank(f) >= rank(&e)) {
                         failure = Some(e);
                     }
@@ -147,9 +149,8 @@ type Claims = JWTClaims<serde_json::Map<String, Value>>;
 fn verifies_with(jwk: &Value, alg: &str) -> bool {
     let use_ok = jwk.get("use").is_none_or(|u| u == "sig");
     let alg_ok = jwk.get("alg").is_none_or(|a| a == alg);
-    let ops_ok = jwk
-        .get("key_ops")
-        .is_none_or(|ops| ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify")));
+    let ops_ok =
+        jwk.get("key_ops").is_none_or(|ops| ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify")));
     use_ok && alg_ok && ops_ok
 }
 
@@ -172,7 +173,9 @@ fn verify_with_jwk(
         max_token_length: Some(MAX_TOKEN_BYTES),
         ..Default::default()
     };
-    let bad_key = || Err(ApiError::unavailable(format!("a key of issuer {} in session_issuers is not a valid JWK", issuer.issuer)));
+    let bad_key = || {
+        Err(ApiError::unavailable(format!("a key of issuer {} in session_issuers is not a valid JWK", issuer.issuer)))
+    };
     let result = match (alg, kty, crv) {
         ("EdDSA", "OKP", Some("Ed25519")) => match Ed25519PublicKey::from_jwk(&jwk_text) {
             Ok(k) => k.verify_token::<serde_json::Map<String, Value>>(token, Some(options)),
@@ -237,7 +240,9 @@ fn identity_from_claims(claims: Claims, issuer: &IssuerConfig) -> Result<Identit
     let org = session_org(custom, issuer)?;
     let role = match custom.get(&issuer.role_claim) {
         Some(Value::String(r)) if issuer.admin_values.iter().any(|a| a == r) => OrgRole::Admin,
-        Some(Value::Array(rs)) if rs.iter().any(|r| r.as_str().is_some_and(|r| issuer.admin_values.iter().any(|a| a == r))) => {
+        Some(Value::Array(rs))
+            if rs.iter().any(|r| r.as_str().is_some_and(|r| issuer.admin_values.iter().any(|a| a == r))) =>
+        {
             OrgRole::Admin
         }
         _ => OrgRole::Member,
@@ -311,9 +316,12 @@ pub(crate) mod tests {
         pub fn new(issuer: &str) -> Self {
             let key = Ed25519KeyPair::generate().with_key_id("k1");
             let jwk: Value = serde_json::from_str(&key.public_key().to_jwk()).unwrap();
-            Self::with_entry(key, serde_json::json!({
-                "issuer": issuer, "audience": "lanyard", "orgs": ["acme"], "jwks": {"keys": [jwk]}
-            }))
+            Self::with_entry(
+                key,
+                serde_json::json!({
+                    "issuer": issuer, "audience": "lanyard", "orgs": ["acme"], "jwks": {"keys": [jwk]}
+                }),
+            )
         }
 
         /// An issuer whose entry is `entry` (with `key`'s public key in it).
@@ -580,7 +588,9 @@ pub(crate) mod tests {
             // ...and it does not stop a usable key of the set from verifying.
             assert!(verify_session(&token, &[entry(vec![key.clone(), jwk.clone()])], NOW).is_ok(), "{key}");
         }
-        for usable in [with("use", "sig".into()), with("alg", "EdDSA".into()), with("key_ops", serde_json::json!(["verify"]))] {
+        for usable in
+            [with("use", "sig".into()), with("alg", "EdDSA".into()), with("key_ops", serde_json::json!(["verify"]))]
+        {
             assert!(verify_session(&token, &[entry(vec![usable.clone()])], NOW).is_ok(), "{usable}");
         }
     }

@@ -97,12 +97,7 @@ pub fn rfc3339(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3_600, (secs / 60) % 60, secs % 60)
 }
 
 #[cfg(test)]
@@ -116,7 +111,15 @@ mod tests {
         assert!(!IdKind::Cluster.accepts(&id));
         assert_eq!(id, IdKind::Grant.derive(&["c", "1"]));
         assert_ne!(id, IdKind::Grant.derive(&["c1"]));
-        for bad in ["", "g_", "g_xyz", "G_0123456789abcdef01234567", "g_0123456789ABCDEF01234567", "g_0123456789abcdef012345678", "g_../../etc/passwd"] {
+        for bad in [
+            "",
+            "g_",
+            "g_xyz",
+            "G_0123456789abcdef01234567",
+            "g_0123456789ABCDEF01234567",
+            "g_0123456789abcdef012345678",
+            "g_../../etc/passwd",
+        ] {
             assert!(!IdKind::Grant.accepts(bad), "{bad}");
         }
     }

@@ -112,9 +112,7 @@ impl KeyValue for MemoryKv {
                 Err(_) => return Err(StoreError(format!("value at {key} is not a counter"))),
             },
         };
-        let next = current
-            .checked_add(delta)
-            .ok_or_else(|| StoreError(format!("counter at {key} would overflow")))?;
+        let next = current.checked_add(delta).ok_or_else(|| StoreError(format!("counter at {key} would overflow")))?;
         map.insert(key.to_owned(), Entry::Counter(next));
         Ok(next)
     }

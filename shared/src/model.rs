@@ -247,12 +247,7 @@ impl GrantSpec {
     /// exact duplicates iff their fingerprints are equal.
     pub fn fingerprint(&self) -> String {
         let ns = self.scope.namespace().map(Namespace::as_str).unwrap_or("");
-        crate::ids::digest_hex(&[
-            self.email.as_str(),
-            self.role.as_str(),
-            self.scope.kind().as_str(),
-            ns,
-        ])[..32]
+        crate::ids::digest_hex(&[self.email.as_str(), self.role.as_str(), self.scope.kind().as_str(), ns])[..32]
             .to_owned()
     }
 }
@@ -408,7 +403,9 @@ mod tests {
     #[test]
     fn emails_are_ascii_so_look_alikes_never_fold_onto_real_addresses() {
         // U+212A KELVIN SIGN lower-cases to an ASCII `k`; U+0130 to `i` + a combining dot.
-        for look_alike in ["\u{212A}im@ex.io", "kim@e\u{212A}.io", "\u{0130}da@ex.io", "ann@ex\u{2024}io", "\u{FF41}@ex.io"] {
+        for look_alike in
+            ["\u{212A}im@ex.io", "kim@e\u{212A}.io", "\u{0130}da@ex.io", "ann@ex\u{2024}io", "\u{FF41}@ex.io"]
+        {
             assert_eq!(Email::parse(look_alike), None, "{look_alike:?} accepted");
         }
         assert_eq!(Email::parse("KIM@EX.IO").unwrap().as_str(), "kim@ex.io");
@@ -423,10 +420,7 @@ mod tests {
         assert_eq!(display_status(None, false), (GrantStatus::ClusterOffline, None));
         assert_eq!(display_status(Some(&applied), true), (GrantStatus::Applied, None));
         assert_eq!(display_status(Some(&applied), false), (GrantStatus::Applied, None));
-        assert_eq!(
-            display_status(Some(&failed), true),
-            (GrantStatus::Failed, Some("namespaces \"x\" not found"))
-        );
+        assert_eq!(display_status(Some(&failed), true), (GrantStatus::Failed, Some("namespaces \"x\" not found")));
         assert_eq!(display_status(Some(&failed), false), (GrantStatus::ClusterOffline, None));
     }
 }

@@ -178,7 +178,11 @@ mod tests {
         let a = desired_binding("c", &grant("a", Role::View, Some("ns")));
         let b = desired_binding("c", &grant("b", Role::Edit, None));
         let stray = ObservedBinding {
-            target: BindingRef { kind: BindingKind::RoleBinding, namespace: Some("ns".into()), name: "lanyard-old".into() },
+            target: BindingRef {
+                kind: BindingKind::RoleBinding,
+                namespace: Some("ns".into()),
+                name: "lanyard-old".into(),
+            },
             cluster_role: "view".into(),
             subjects: vec![("User".into(), "x".into())],
             grant_label: Some("gone".into()),

@@ -109,8 +109,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::ids::{self, IdKind};
 use crate::identity::Identity;
+use crate::ids::{self, IdKind};
 use crate::kv::{KeyValue, StoreError};
 use crate::model::{ClusterKind, Email, GrantSpec, MemberStatus, Namespace, Observed, OrgRole, Role, Scope, ScopeKind};
 
@@ -584,7 +584,12 @@ impl<'a> Store<'a> {
     /// Whether `credential` is a valid agent credential of `cluster` at `now`
     /// (the rule is in the module documentation). Authenticating with a
     /// credential for the first time retires every older one.
-    pub fn check_agent_credential(&self, cluster: &ClusterRecord, credential: &str, now: u64) -> Result<bool, ApiError> {
+    pub fn check_agent_credential(
+        &self,
+        cluster: &ClusterRecord,
+        credential: &str,
+        now: u64,
+    ) -> Result<bool, ApiError> {
         struct Slot {
             n: i64,
             hash: String,
@@ -1033,7 +1038,10 @@ impl<'a> Store<'a> {
         }
         let key = Self::member_key(org, &id);
         Log::new(self.kv, format!("v1/org/{}/members", org_key(org))).append(id.as_bytes())?;
-        self.kv.set(&format!("{key}/invite"), &to_json(&Invite { email: email.clone(), invited_by: by.to_owned(), at: now })?)?;
+        self.kv.set(
+            &format!("{key}/invite"),
+            &to_json(&Invite { email: email.clone(), invited_by: by.to_owned(), at: now })?,
+        )?;
         self.member(org, &id)?.ok_or_else(|| ApiError::unavailable("invite vanished right after it was written"))
     }
 
@@ -1047,7 +1055,14 @@ impl<'a> Store<'a> {
     /// failed deactivation or a racing create left behind, and only then lifts
     /// the marker, so it never revives old access: an admin grants again.
     /// Both are idempotent, so a failed request is completed by retrying it.
-    pub fn set_deactivated(&self, org: &str, id: &str, deactivated: bool, by: &str, now: u64) -> Result<Member, ApiError> {
+    pub fn set_deactivated(
+        &self,
+        org: &str,
+        id: &str,
+        deactivated: bool,
+        by: &str,
+        now: u64,
+    ) -> Result<Member, ApiError> {
         if self.member(org, id)?.is_none() {
             return Err(ApiError::not_found("member"));
         }
@@ -1083,8 +1098,13 @@ impl<'a> Store<'a> {
     }
 
     /// Which of `member_ids` are deactivated in `org` (one batch read).
-    pub fn deactivated_members(&self, org: &str, member_ids: &[&str]) -> Result<std::collections::HashSet<String>, ApiError> {
-        let keys: Vec<String> = member_ids.iter().map(|m| format!("{}/deactivated", Self::member_key(org, m))).collect();
+    pub fn deactivated_members(
+        &self,
+        org: &str,
+        member_ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, ApiError> {
+        let keys: Vec<String> =
+            member_ids.iter().map(|m| format!("{}/deactivated", Self::member_key(org, m))).collect();
         let values = self.kv.get_many(&keys)?;
         Ok(member_ids.iter().zip(values).filter(|(_, v)| v.is_some()).map(|(m, _)| (*m).to_owned()).collect())
     }

@@ -73,7 +73,8 @@ impl SigningKeys {
         for (i, jwk) in list.iter().enumerate() {
             let kid = jwk.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty());
             let Some(kid) = kid.map(str::to_owned) else { return Err(format!("key {i} has no kid")) };
-            let key = Ed25519KeyPair::from_jwk(&jwk.to_string()).map_err(|_| format!("key {i} is not an Ed25519 private JWK"))?;
+            let key = Ed25519KeyPair::from_jwk(&jwk.to_string())
+                .map_err(|_| format!("key {i} is not an Ed25519 private JWK"))?;
             keys.push(key.with_key_id(&kid));
         }
         Ok(SigningKeys { keys })
@@ -85,7 +86,8 @@ impl SigningKeys {
         let signing = &self.keys[0];
         let public: Value = serde_json::from_str(&signing.public_key().to_jwk()).unwrap_or(Value::Null);
         jwks.get("keys").and_then(Value::as_array).is_some_and(|keys| {
-            keys.iter().any(|k| k.get("kid") == public.get("kid") && k.get("x") == public.get("x") && k.get("x").is_some())
+            keys.iter()
+                .any(|k| k.get("kid") == public.get("kid") && k.get("x") == public.get("x") && k.get("x").is_some())
         })
     }
 
@@ -97,7 +99,14 @@ impl SigningKeys {
     }
 
     /// Mint a token; returns it and its expiry (unix seconds).
-    pub fn mint(&self, member_id: &str, cluster_id: &str, claims: TokenClaims, lifetime_secs: u64, now: u64) -> Result<(String, u64), ApiError> {
+    pub fn mint(
+        &self,
+        member_id: &str,
+        cluster_id: &str,
+        claims: TokenClaims,
+        lifetime_secs: u64,
+        now: u64,
+    ) -> Result<(String, u64), ApiError> {
         let expires_at = now + lifetime_secs;
         let mut c = jwt_simple::claims::Claims::with_custom_claims(claims, Duration::from_secs(lifetime_secs))
             .with_issuer(ISSUER)
@@ -117,18 +126,29 @@ impl SigningKeys {
 /// endpoint can never publish one. Errors name the problem, never a key.
 pub fn parse_public_jwks(raw: &str) -> Result<Value, String> {
     let doc: Value = serde_json::from_str(raw).map_err(|_| "is not a JWKS document ({\"keys\": [...]})".to_owned())?;
-    let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "is not a JWKS document ({\"keys\": [...]})".to_owned())?;
+    let keys = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "is not a JWKS document ({\"keys\": [...]})".to_owned())?;
     if keys.is_empty() {
         return Err("holds no key".into());
     }
     let mut public = Vec::with_capacity(keys.len());
     for (i, jwk) in keys.iter().enumerate() {
         if jwk.get("d").is_some() {
-            return Err(format!("key {i} is a private key: publish only public keys (lanyard dev signing-keys --public)"));
+            return Err(format!(
+                "key {i} is a private key: publish only public keys (lanyard dev signing-keys --public)"
+            ));
         }
-        let kid = jwk.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or_else(|| format!("key {i} has no kid"))?;
-        let key = Ed25519PublicKey::from_jwk(&jwk.to_string()).map_err(|_| format!("key {i} is not an Ed25519 public JWK"))?;
-        let mut out: Value = serde_json::from_str(&key.to_jwk()).map_err(|_| format!("key {i} is not an Ed25519 public JWK"))?;
+        let kid = jwk
+            .get("kid")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| format!("key {i} has no kid"))?;
+        let key = Ed25519PublicKey::from_jwk(&jwk.to_string())
+            .map_err(|_| format!("key {i} is not an Ed25519 public JWK"))?;
+        let mut out: Value =
+            serde_json::from_str(&key.to_jwk()).map_err(|_| format!("key {i} is not an Ed25519 public JWK"))?;
         out["kid"] = kid.into();
         public.push(out);
     }
@@ -137,7 +157,13 @@ pub fn parse_public_jwks(raw: &str) -> Result<Value, String> {
 
 /// Verify a cluster token for `cluster_id` against a JWKS document, at `now`,
 /// with the cluster's current revocation epoch.
-pub fn verify(token: &str, jwks: &Value, cluster_id: &str, current_epoch: i64, now: u64) -> Result<VerifiedToken, TokenError> {
+pub fn verify(
+    token: &str,
+    jwks: &Value,
+    cluster_id: &str,
+    current_epoch: i64,
+    now: u64,
+) -> Result<VerifiedToken, TokenError> {
     let meta = Token::decode_metadata(token).map_err(|_| TokenError::Invalid)?;
     if meta.algorithm() != "EdDSA" {
         return Err(TokenError::Invalid);
@@ -156,9 +182,11 @@ pub fn verify(token: &str, jwks: &Value, cluster_id: &str, current_epoch: i64, n
         max_token_length: Some(4096),
         ..Default::default()
     };
-    let claims = key.verify_token::<TokenClaims>(token, Some(options)).map_err(|e| match e.downcast_ref::<jwt_simple::JWTError>() {
-        Some(jwt_simple::JWTError::TokenHasExpired) => TokenError::Expired,
-        _ => TokenError::Invalid,
+    let claims = key.verify_token::<TokenClaims>(token, Some(options)).map_err(|e| {
+        match e.downcast_ref::<jwt_simple::JWTError>() {
+            Some(jwt_simple::JWTError::TokenHasExpired) => TokenError::Expired,
+            _ => TokenError::Invalid,
+        }
     })?;
     let audience_ok = claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id])));
     if !audience_ok {
@@ -205,7 +233,8 @@ mod tests {
         // The payload has iss, sub, aud, iat, exp, rev.
         let payload = token.split('.').nth(1).unwrap();
         use base64::Engine as _;
-        let json: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let json: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         for claim in ["iss", "sub", "aud", "iat", "exp", "rev"] {
             assert!(json.get(claim).is_some(), "{claim} missing from {json}");
         }
@@ -260,7 +289,12 @@ mod tests {
 
     #[test]
     fn bad_key_configuration_is_named_not_echoed() {
-        for (raw, want) in [("nope", "JSON"), ("[]", "no key"), (r#"[{"kty":"OKP"}]"#, "kid"), (r#"[{"kid":"a","kty":"OKP","crv":"Ed25519","x":"AAAA"}]"#, "private")] {
+        for (raw, want) in [
+            ("nope", "JSON"),
+            ("[]", "no key"),
+            (r#"[{"kty":"OKP"}]"#, "kid"),
+            (r#"[{"kid":"a","kty":"OKP","crv":"Ed25519","x":"AAAA"}]"#, "private"),
+        ] {
             let err = SigningKeys::parse(raw).err().unwrap();
             assert!(err.contains(want), "{raw}: {err}");
         }

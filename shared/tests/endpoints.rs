@@ -35,7 +35,10 @@ impl<K: KeyValue> Core<K> {
         let jwks = token::SigningKeys::parse(&signing).unwrap().jwks().to_string();
         let mut vars = BTreeMap::new();
         vars.insert("access_gateway_enabled".to_owned(), "true".to_owned());
-        vars.insert("session_issuers".to_owned(), json!([dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE, &["acme"])]).to_string());
+        vars.insert(
+            "session_issuers".to_owned(),
+            json!([dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE, &["acme"])]).to_string(),
+        );
         vars.insert("development_mode".to_owned(), "true".to_owned());
         vars.insert("token_signing_keys".to_owned(), signing.clone());
         vars.insert("token_jwks".to_owned(), jwks);
@@ -49,7 +52,16 @@ impl<K: KeyValue> Core<K> {
 
     /// One request as Spin's router would pass it: `route` is the matched
     /// route, `params` its parameters.
-    fn call(&self, endpoint: Endpoint, method: Method, route: &str, params: &[(&str, &str)], auth: &str, body: Option<Value>, now: u64) -> Response {
+    fn call(
+        &self,
+        endpoint: Endpoint,
+        method: Method,
+        route: &str,
+        params: &[(&str, &str)],
+        auth: &str,
+        body: Option<Value>,
+        now: u64,
+    ) -> Response {
         let mut path = route.to_owned();
         for (name, value) in params {
             path = path.replace(&format!(":{name}"), value);
@@ -80,35 +92,61 @@ impl<K: KeyValue> Core<K> {
     /// Register a cluster; returns its id and agent credential.
     fn register(&self, admin: &str, name: &str) -> (String, String) {
         let body = json!({"name": name, "kind": "standard", "proxy_url": "https://proxy.example"});
-        let resp = Self::json(&self.call(Endpoint::Clusters, Method::Post, "/api/v1/clusters", &[], admin, Some(body), NOW), 201);
+        let resp = Self::json(
+            &self.call(Endpoint::Clusters, Method::Post, "/api/v1/clusters", &[], admin, Some(body), NOW),
+            201,
+        );
         (resp["cluster"]["id"].as_str().unwrap().to_owned(), resp["agent_credential"].as_str().unwrap().to_owned())
     }
 
     fn grant(&self, admin: &str, cluster: &str, email: &str) -> String {
         let body = json!({"email": email, "role": "view", "scope": "cluster"});
         let route = "/api/v1/clusters/:cluster_id/access/grants";
-        let resp = Self::json(&self.call(Endpoint::Grants, Method::Post, route, &[("cluster_id", cluster)], admin, Some(body), NOW), 201);
+        let resp = Self::json(
+            &self.call(Endpoint::Grants, Method::Post, route, &[("cluster_id", cluster)], admin, Some(body), NOW),
+            201,
+        );
         resp["id"].as_str().unwrap().to_owned()
     }
 
     fn mint(&self, cluster: &str, token: &str, now: u64) -> Response {
-        self.call(Endpoint::K8sToken, Method::Post, "/api/v1/clusters/:cluster_id/k8s-token", &[("cluster_id", cluster)], token, None, now)
+        self.call(
+            Endpoint::K8sToken,
+            Method::Post,
+            "/api/v1/clusters/:cluster_id/k8s-token",
+            &[("cluster_id", cluster)],
+            token,
+            None,
+            now,
+        )
     }
 
     /// The grant ids in the agent's access state.
     fn agent_state(&self, cluster: &str, credential: &str) -> Vec<String> {
         let route = "/agent/v1/clusters/:cluster_id/state";
-        let state = Self::json(&self.call(Endpoint::AgentState, Method::Get, route, &[("cluster_id", cluster)], credential, None, NOW), 200);
+        let state = Self::json(
+            &self.call(Endpoint::AgentState, Method::Get, route, &[("cluster_id", cluster)], credential, None, NOW),
+            200,
+        );
         state["grants"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_owned()).collect()
     }
 
     fn set_status(&self, admin: &str, member_id: &str, status: &str) -> Response {
         let body = json!({ "status": status });
-        self.call(Endpoint::Directory, Method::Patch, "/api/v1/members/:member_id", &[("member_id", member_id)], admin, Some(body), NOW)
+        self.call(
+            Endpoint::Directory,
+            Method::Patch,
+            "/api/v1/members/:member_id",
+            &[("member_id", member_id)],
+            admin,
+            Some(body),
+            NOW,
+        )
     }
 
     fn member_id(&self, admin: &str, email: &str) -> String {
-        let dir = Self::json(&self.call(Endpoint::Directory, Method::Get, "/api/v1/members", &[], admin, None, NOW), 200);
+        let dir =
+            Self::json(&self.call(Endpoint::Directory, Method::Get, "/api/v1/members", &[], admin, None, NOW), 200);
         let member = dir["members"].as_array().unwrap().iter().find(|m| m["email"] == email).unwrap();
         member["id"].as_str().unwrap().to_owned()
     }
@@ -137,7 +175,11 @@ impl KeyValue for ScriptedKv {
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
         let nth = self.revoke_on_epoch_read.load(Ordering::SeqCst);
-        if nth > 0 && delta == 0 && key.ends_with("/epoch") && self.epoch_reads.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        if nth > 0
+            && delta == 0
+            && key.ends_with("/epoch")
+            && self.epoch_reads.fetch_add(1, Ordering::SeqCst) + 1 == nth
+        {
             // What revoke-all does at its linearisation point.
             self.inner.increment(key, 1)?;
         }

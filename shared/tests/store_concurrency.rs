@@ -152,7 +152,8 @@ fn an_abandoned_claim_is_completed_by_the_next_create() {
 #[test]
 fn revoke_all_kills_every_grant_at_once_even_under_concurrent_creates() {
     let kv = MemoryKv::new();
-    let before: Vec<String> = (0..50).map(|i| create(&kv, &spec(&format!("p{i}@ex.io"), Role::View, None)).unwrap()).collect();
+    let before: Vec<String> =
+        (0..50).map(|i| create(&kv, &spec(&format!("p{i}@ex.io"), Role::View, None)).unwrap()).collect();
     let barrier = Barrier::new(2);
     let (revocation, during) = thread::scope(|sc| {
         let (kv, barrier) = (&kv, &barrier);
@@ -223,11 +224,16 @@ fn a_member_is_pinned_to_the_identity_that_first_signed_in() {
     ] {
         let err = store.admit(&other, NOW + 1).unwrap_err();
         assert_eq!(err.status(), 403, "{what}");
-        assert!(err.message().contains("release_identity") && err.message().contains(&m.id), "{what}: {}", err.message());
+        assert!(
+            err.message().contains("release_identity") && err.message().contains(&m.id),
+            "{what}: {}",
+            err.message()
+        );
     }
     // The pinned identity still signs in, and its profile was never overwritten.
     assert_eq!(store.admit(&first, NOW + 2).unwrap().id, m.id);
-    let profile = kv.get(&format!("v1/org/{}/member/{}", &lanyard_core::ids::digest_hex(&["acme"])[..24], m.id)).unwrap();
+    let profile =
+        kv.get(&format!("v1/org/{}/member/{}", &lanyard_core::ids::digest_hex(&["acme"])[..24], m.id)).unwrap();
     let profile: serde_json::Value = serde_json::from_slice(&profile.unwrap()).unwrap();
     assert_eq!((profile["issuer"].as_str(), profile["subject"].as_str()), (Some("https://sso.acme"), Some("alice-1")));
 }
@@ -260,7 +266,8 @@ fn concurrent_first_sign_ins_of_different_identities_pin_exactly_one() {
         }
         // At rest the pin is the winner's, for every later sign-in.
         for t in 0..threads {
-            let later = Store::new(&kv).admit(&identity("https://sso", &format!("subject-{t}"), "contested@ex.io"), NOW + 1);
+            let later =
+                Store::new(&kv).admit(&identity("https://sso", &format!("subject-{t}"), "contested@ex.io"), NOW + 1);
             assert_eq!(later.is_ok(), t == winners[0], "round {round}: subject-{t}");
         }
         assert_eq!(Store::new(&kv).members("acme").unwrap().len(), 1, "round {round}");
@@ -315,7 +322,10 @@ fn a_member_from_before_pinning_is_pinned_to_its_recorded_identity() {
     });
     kv.set(&key, profile.to_string().as_bytes()).unwrap();
     let store = Store::new(&kv);
-    assert_eq!(store.admit(&identity("https://sso", "first-after-upgrade", "early@ex.io"), NOW).unwrap_err().status(), 403);
+    assert_eq!(
+        store.admit(&identity("https://sso", "first-after-upgrade", "early@ex.io"), NOW).unwrap_err().status(),
+        403
+    );
     assert_eq!(store.admit(&real, NOW).unwrap().id, id);
 }
 

@@ -41,7 +41,10 @@ impl Env {
         let kube = KubeCluster::start().expect("start the Kubernetes control plane (see scripts/kube-binaries)");
         apply_rbac(&kube);
         let token = kube
-            .kubectl_ok(Identity::Admin, ["create", "token", "lanyard-agent", "-n", "lanyard-system", "--duration", "2h"])
+            .kubectl_ok(
+                Identity::Admin,
+                ["create", "token", "lanyard-agent", "-n", "lanyard-system", "--duration", "2h"],
+            )
             .expect("a token for the agent's ServiceAccount")
             .trim()
             .to_owned();
@@ -85,7 +88,11 @@ impl Env {
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().expect("wait for the agent");
         if signal == libc::SIGTERM {
-            assert!(status.success(), "the agent did not exit cleanly on SIGTERM: {status}; log:\n{}", self.agent_log());
+            assert!(
+                status.success(),
+                "the agent did not exit cleanly on SIGTERM: {status}; log:\n{}",
+                self.agent_log()
+            );
         }
     }
 
@@ -126,7 +133,11 @@ impl Env {
     pub fn wait_all_applied(&self) {
         wait_for("every grant to be applied", SETTLE, || {
             let pending: Vec<Value> = self.grants().into_iter().filter(|g| g["status"] != "applied").collect();
-            Ok(if pending.is_empty() { Probe::Ready(()) } else { Probe::NotYet(format!("{} not applied, e.g. {}", pending.len(), pending[0])) })
+            Ok(if pending.is_empty() {
+                Probe::Ready(())
+            } else {
+                Probe::NotYet(format!("{} not applied, e.g. {}", pending.len(), pending[0]))
+            })
         })
         .unwrap_or_else(|e| panic!("{e:#}\nagent log:\n{}", self.agent_log()));
     }
@@ -136,7 +147,10 @@ impl Env {
         let selector = format!("lanyard.dev/managed=true,lanyard.dev/cluster={}", self.cluster_id);
         let out = self
             .kube
-            .kubectl_ok(Identity::Admin, ["get", "clusterrolebindings,rolebindings", "-A", "-l", &selector, "-o", "json"])
+            .kubectl_ok(
+                Identity::Admin,
+                ["get", "clusterrolebindings,rolebindings", "-A", "-l", &selector, "-o", "json"],
+            )
             .expect("list managed bindings");
         let list: Value = serde_json::from_str(&out).unwrap();
         let mut names: Vec<String> = list["items"]
@@ -145,7 +159,12 @@ impl Env {
             .iter()
             .map(|b| {
                 let m = &b["metadata"];
-                format!("{}/{}/{}", b["kind"].as_str().unwrap(), m["namespace"].as_str().unwrap_or(""), m["name"].as_str().unwrap())
+                format!(
+                    "{}/{}/{}",
+                    b["kind"].as_str().unwrap(),
+                    m["namespace"].as_str().unwrap_or(""),
+                    m["name"].as_str().unwrap()
+                )
             })
             .collect();
         names.sort();
@@ -203,7 +222,8 @@ pub fn apply_proxy_rbac(kube: &KubeCluster) {
 
 fn apply(kube: &KubeCluster, file: &str) {
     let path = repo_root().join(file);
-    kube.kubectl_ok(Identity::Admin, ["apply", "-f", path.to_str().unwrap()]).unwrap_or_else(|e| panic!("apply {file}: {e:#}"));
+    kube.kubectl_ok(Identity::Admin, ["apply", "-f", path.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("apply {file}: {e:#}"));
 }
 
 fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {

@@ -16,11 +16,7 @@ use crate::{commands::dev, token_cache};
 pub fn login(args: Login, format: Format) -> Result<()> {
     let path = config::path()?;
     let mut cfg = Config::load(&path)?;
-    let control_plane = match args
-        .control_plane
-        .as_deref()
-        .or(cfg.control_plane.as_deref())
-    {
+    let control_plane = match args.control_plane.as_deref().or(cfg.control_plane.as_deref()) {
         Some(url) => config::normalize_url(url)?,
         None => {
             return Err(CliError::Usage(
@@ -34,29 +30,21 @@ pub fn login(args: Login, format: Format) -> Result<()> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(CliError::io(
-                "reading the session token from standard input",
-            ))?;
+            .map_err(CliError::io("reading the session token from standard input"))?;
         text
     } else {
         let email = args.email.unwrap_or_default();
-        let claims = SessionClaims {
-            email,
-            org: args.org,
-            admin: args.admin,
-            name: None,
-            ttl_secs: args.ttl,
-        };
+        let claims = SessionClaims { email, org: args.org, admin: args.admin, name: None, ttl_secs: args.ttl };
         dev::mint_session(&args.state, &claims)?
     };
     let token = token.trim().to_owned();
     if token.is_empty() {
-        return Err(CliError::Usage("the session token is empty: pass it with --token or on standard input with --token-stdin".into()));
+        return Err(CliError::Usage(
+            "the session token is empty: pass it with --token or on standard input with --token-stdin".into(),
+        ));
     }
     // Check the session before saving it; signing in also makes the member known.
-    Api::with_token(&control_plane, &token)?
-        .clusters_json()
-        .map_err(|e| reject_hint(e, &control_plane))?;
+    Api::with_token(&control_plane, &token)?.clusters_json().map_err(|e| reject_hint(e, &control_plane))?;
     cfg.control_plane = Some(control_plane.clone());
     cfg.session_token = Some(token.clone());
     cfg.save(&path)?;
@@ -67,11 +55,7 @@ pub fn login(args: Login, format: Format) -> Result<()> {
             "Logged in to {control_plane} as {} (organisation {}){}; session saved in {}",
             info.email.as_deref().unwrap_or("?"),
             info.org.as_deref().unwrap_or("?"),
-            if info.admin == Some(true) {
-                ", admin"
-            } else {
-                ""
-            },
+            if info.admin == Some(true) { ", admin" } else { "" },
             path.display()
         )),
     }
@@ -97,17 +81,13 @@ pub fn logout(format: Format) -> Result<()> {
         && let Ok(entries) = std::fs::read_dir(&dir)
     {
         for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|e| e == "json")
-                && fsutil::remove_if_exists(&entry.path())?
-            {
+            if entry.path().extension().is_some_and(|e| e == "json") && fsutil::remove_if_exists(&entry.path())? {
                 dropped += 1;
             }
         }
     }
     match format {
-        Format::Json => {
-            crate::output::print_json(&json!({"logged_out": was, "cached_tokens_removed": dropped}))
-        }
+        Format::Json => crate::output::print_json(&json!({"logged_out": was, "cached_tokens_removed": dropped})),
         Format::Table if was => note(&format!("Logged out (session removed from {})", path.display())),
         Format::Table => note("Not logged in; nothing to do"),
     }
@@ -131,9 +111,7 @@ pub fn whoami(format: Format) -> Result<()> {
     let info = SessionInfo::from_token(&session.token);
     let expired = info.expires_at.is_some_and(|exp| exp <= unix_now());
     // The server is the judge: a rejected session exits 3.
-    Api::new(&session)?
-        .clusters_json()
-        .map_err(|e| reject_hint(e, &session.control_plane))?;
+    Api::new(&session)?.clusters_json().map_err(|e| reject_hint(e, &session.control_plane))?;
     match format {
         Format::Json => crate::output::print_json(&describe(&session.control_plane, &info)),
         Format::Table => {
@@ -143,8 +121,7 @@ pub fn whoami(format: Format) -> Result<()> {
             say(&format!("Organisation:  {}", text(&info.org)));
             say(&format!(
                 "Admin:         {}",
-                info.admin
-                    .map_or("-".into(), |a| if a { "yes" } else { "no" }.to_owned())
+                info.admin.map_or("-".into(), |a| if a { "yes" } else { "no" }.to_owned())
             ));
             say(&format!(
                 "Expires:       {}{}",

@@ -23,12 +23,7 @@ pub fn list(format: Format) -> Result<()> {
     let clusters: Vec<crate::api::Cluster> = parse_field(&body, "clusters")?;
     let mut t = Table::new(&["NAME", "ID", "KIND", "AGENT"]);
     for c in clusters {
-        t.row(vec![
-            c.name,
-            c.id,
-            c.kind,
-            if c.agent.online { "online" } else { "offline" }.into(),
-        ]);
+        t.row(vec![c.name, c.id, c.kind, if c.agent.online { "online" } else { "offline" }.into()]);
     }
     t.print();
     Ok(())
@@ -95,21 +90,11 @@ pub fn rotate_credential(name_or_id: &str, previous_valid_for: u64, format: Form
 
 /// Admin-only calls: a 403 says who can do it.
 fn admin_only(e: CliError) -> CliError {
-    e.hint_on(403, |_| {
-        "managing access needs an organisation admin: ask one to run this command".into()
-    })
+    e.hint_on(403, |_| "managing access needs an organisation admin: ask one to run this command".into())
 }
 
 fn grants_table(grants: &[Grant]) -> Table {
-    let mut t = Table::new(&[
-        "ID",
-        "EMAIL",
-        "ROLE",
-        "SCOPE",
-        "NAMESPACE",
-        "STATUS",
-        "ERROR",
-    ]);
+    let mut t = Table::new(&["ID", "EMAIL", "ROLE", "SCOPE", "NAMESPACE", "STATUS", "ERROR"]);
     for g in grants {
         t.row(vec![
             g.id.clone(),
@@ -145,13 +130,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 }
             }
         }
-        Access::Grant {
-            cluster,
-            email,
-            role,
-            namespace,
-            cluster_scope: _,
-        } => {
+        Access::Grant { cluster, email, role, namespace, cluster_scope: _ } => {
             let cluster = api.resolve_cluster(&cluster)?;
             let mut body = json!({"email": email, "role": role.as_str(), "scope": "cluster"});
             if let Some(ns) = &namespace {
@@ -176,9 +155,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 Format::Json => print_json(&created),
                 Format::Table => {
                     let grant: Grant = serde_json::from_value(created).map_err(|e| {
-                        CliError::Transport(format!(
-                            "the control plane answered an unexpected grant: {e}"
-                        ))
+                        CliError::Transport(format!("the control plane answered an unexpected grant: {e}"))
                     })?;
                     grants_table(std::slice::from_ref(&grant)).print();
                     note(&format!(
@@ -188,11 +165,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 }
             }
         }
-        Access::Revoke {
-            cluster,
-            grant_id,
-            email,
-        } => {
+        Access::Revoke { cluster, grant_id, email } => {
             if let Some(id) = &grant_id {
                 check_grant_id(id, false)?;
             }
@@ -203,11 +176,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                     let body = api.grants_json(&cluster.id).map_err(admin_only)?;
                     let grants: Vec<Grant> = parse_field(&body, "grants")?;
                     let wanted = email.trim().to_lowercase();
-                    let ids: Vec<String> = grants
-                        .into_iter()
-                        .filter(|g| g.email == wanted)
-                        .map(|g| g.id)
-                        .collect();
+                    let ids: Vec<String> = grants.into_iter().filter(|g| g.email == wanted).map(|g| g.id).collect();
                     if ids.is_empty() {
                         return Err(CliError::NotFound(format!(
                             "{wanted} holds no grant on {}: `lanyard cluster access list {}` shows the grants",
@@ -222,25 +191,15 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 (None, None) => return Err(CliError::Usage("name a grant id or --email".into())),
             };
             for id in &ids {
-                api.delete(&cluster_path(&cluster.id, &["access", "grants", id]))
-                .map_err(admin_only)
-                .map_err(|e| {
-                    e.hint_on(404, |_| {
-                        format!(
-                            "`lanyard cluster access list {}` shows the live grants",
-                            cluster.name
-                        )
-                    })
+                api.delete(&cluster_path(&cluster.id, &["access", "grants", id])).map_err(admin_only).map_err(|e| {
+                    e.hint_on(404, |_| format!("`lanyard cluster access list {}` shows the live grants", cluster.name))
                 })?;
             }
             match format {
                 Format::Json => print_json(&json!({"cluster": cluster.id, "revoked": ids})),
-                Format::Table => note(&format!(
-                    "Revoked {} grant(s) on {}: {}",
-                    ids.len(),
-                    cluster.name,
-                    ids.join(", ")
-                )),
+                Format::Table => {
+                    note(&format!("Revoked {} grant(s) on {}: {}", ids.len(), cluster.name, ids.join(", ")))
+                }
             }
         }
         Access::RevokeAll { cluster, yes } => {
@@ -254,10 +213,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 )?;
             }
             let body = api
-                .post_json(
-                    &cluster_path(&cluster.id, &["access", "revoke-all"]),
-                    &Value::Object(Default::default()),
-                )
+                .post_json(&cluster_path(&cluster.id, &["access", "revoke-all"]), &Value::Object(Default::default()))
                 .map_err(admin_only)?;
             match format {
                 Format::Json => print_json(&body),
@@ -267,11 +223,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                 )),
             }
         }
-        Access::Status {
-            cluster,
-            wait,
-            timeout,
-        } => {
+        Access::Status { cluster, wait, timeout } => {
             let cluster = api.resolve_cluster(&cluster)?;
             status(&api, &cluster, wait, Duration::from_secs(timeout), format)?;
         }
@@ -285,32 +237,19 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
 fn confirm(name: &str, command: &str, what: &str, undone: &str) -> Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err(CliError::Usage(format!(
-            "{command} {what}: pass --yes to confirm (no terminal to ask on)"
-        )));
+        return Err(CliError::Usage(format!("{command} {what}: pass --yes to confirm (no terminal to ask on)")));
     }
     eprint!("This {}. Type the cluster name to confirm: ", crate::output::escape(what));
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(CliError::io("reading the confirmation"))?;
+    stdin.lock().read_line(&mut line).map_err(CliError::io("reading the confirmation"))?;
     if line.trim() != name {
-        return Err(CliError::Usage(format!(
-            "confirmation refused: nothing was {undone}"
-        )));
+        return Err(CliError::Usage(format!("confirmation refused: nothing was {undone}")));
     }
     Ok(())
 }
 
-fn status(
-    api: &Api,
-    cluster: &crate::api::Cluster,
-    wait: bool,
-    timeout: Duration,
-    format: Format,
-) -> Result<()> {
+fn status(api: &Api, cluster: &crate::api::Cluster, wait: bool, timeout: Duration, format: Format) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let (body, grants) = loop {
         let body = api.grants_json(&cluster.id).map_err(admin_only)?;
@@ -336,11 +275,7 @@ fn status(
                 "{} grant(s): {} applied, {pending} pending, {failed} failed, {offline} cluster_offline; agent {}",
                 grants.len(),
                 count("applied"),
-                if body["agent_online"] == true {
-                    "online"
-                } else {
-                    "offline"
-                }
+                if body["agent_online"] == true { "online" } else { "offline" }
             ));
         }
     }

@@ -28,12 +28,7 @@ const SIGNING_KEY_FILE: &str = "token-signing.jwk";
 /// deployment must also set `development_mode`, as `scripts/run` does).
 pub fn init(state: &Path) -> Result<()> {
     let key = load_or_create_key(state, KEY_FILE)?;
-    let issuers = Value::Array(vec![dev::issuer_entry(
-        &key,
-        dev::DEV_ISSUER,
-        dev::AUDIENCE,
-        &[DEMO_ORG],
-    )]);
+    let issuers = Value::Array(vec![dev::issuer_entry(&key, dev::DEV_ISSUER, dev::AUDIENCE, &[DEMO_ORG])]);
     println!("{issuers}");
     Ok(())
 }
@@ -45,7 +40,8 @@ pub fn signing_keys(state: &Path, public: bool) -> Result<()> {
     let key = load_or_create_key(state, SIGNING_KEY_FILE)?;
     let private = format!("[{}]", key.to_jwk());
     if public {
-        let keys = lanyard_core::token::SigningKeys::parse(&private).map_err(|e| CliError::Failed(format!("the signing key in the state folder {e}")))?;
+        let keys = lanyard_core::token::SigningKeys::parse(&private)
+            .map_err(|e| CliError::Failed(format!("the signing key in the state folder {e}")))?;
         println!("{}", keys.jwks());
     } else {
         println!("{private}");
@@ -55,42 +51,24 @@ pub fn signing_keys(state: &Path, public: bool) -> Result<()> {
 
 pub fn token(state: &Path, claims: SessionClaims) -> Result<()> {
     let key = load_key(state)?;
-    println!(
-        "{}",
-        dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, &claims, unix_now())
-    );
+    println!("{}", dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, &claims, unix_now()));
     Ok(())
 }
 
 /// A session token signed with the development issuer key in `state`.
 pub fn mint_session(state: &Path, claims: &SessionClaims) -> Result<String> {
     let key = load_key(state)?;
-    Ok(dev::mint_session(
-        &key,
-        dev::DEV_ISSUER,
-        dev::AUDIENCE,
-        claims,
-        unix_now(),
-    ))
+    Ok(dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, claims, unix_now()))
 }
 
 pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
     let key = load_key(state)?;
     let token = |email: &str, admin: bool| {
-        let claims = SessionClaims {
-            email: email.into(),
-            org: org.into(),
-            admin,
-            name: None,
-            ttl_secs: 300,
-        };
+        let claims = SessionClaims { email: email.into(), org: org.into(), admin, name: None, ttl_secs: 300 };
         dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, &claims, unix_now())
     };
     let transport = |e: reqwest::Error| CliError::Transport(format!("talking to {url}: {e}"));
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(transport)?;
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().map_err(transport)?;
     let clusters_url = format!("{url}/api/v1/clusters");
     let admin = token(DEMO_MEMBERS[0].0, true);
     // Wait until the control plane answers (any HTTP answer will do).
@@ -116,36 +94,22 @@ pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
         )));
     }
     for (email, admin) in DEMO_MEMBERS {
-        let resp = client
-            .get(&clusters_url)
-            .bearer_auth(token(email, admin))
-            .send()
-            .map_err(transport)?;
+        let resp = client.get(&clusters_url).bearer_auth(token(email, admin)).send().map_err(transport)?;
         if !resp.status().is_success() {
-            return Err(CliError::Failed(format!(
-                "signing in {email} answered {}",
-                resp.status()
-            )));
+            return Err(CliError::Failed(format!("signing in {email} answered {}", resp.status())));
         }
     }
     let listing: Value = listing.json().map_err(transport)?;
-    let has_demo = listing["clusters"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["name"] == "demo"));
+    let has_demo = listing["clusters"].as_array().is_some_and(|cs| cs.iter().any(|c| c["name"] == "demo"));
     if !has_demo {
         let resp = client
             .post(&clusters_url)
             .bearer_auth(&admin)
-            .json(
-                &json!({"name": "demo", "kind": "standard", "proxy_url": "https://127.0.0.1:8443"}),
-            )
+            .json(&json!({"name": "demo", "kind": "standard", "proxy_url": "https://127.0.0.1:8443"}))
             .send()
             .map_err(transport)?;
         if resp.status().as_u16() != 201 {
-            return Err(CliError::Failed(format!(
-                "registering the demo cluster answered {}",
-                resp.status()
-            )));
+            return Err(CliError::Failed(format!("registering the demo cluster answered {}", resp.status())));
         }
         let body: Value = resp.json().map_err(transport)?;
         let credential = body["agent_credential"].as_str().unwrap_or_default();

@@ -13,16 +13,11 @@ use crate::output::{Format, Table, note, print_json};
 pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
     let path = kubeconfig::path()?;
     match cmd {
-        Kubeconfig::Add {
-            cluster,
-            set_current,
-        } => {
+        Kubeconfig::Add { cluster, set_current } => {
             let session = config::load_session()?;
             let api = Api::new(&session)?;
             let cluster = api.resolve_cluster(&cluster)?;
-            let me = SessionInfo::from_token(&session.token)
-                .email
-                .unwrap_or_else(|| "<your email>".into());
+            let me = SessionInfo::from_token(&session.token).email.unwrap_or_else(|| "<your email>".into());
             let yaml = api
                 .get_text(&cluster_path(&cluster.id, &["kubeconfig"]))
                 .map_err(|e| e.hint_on(403, |a| no_access_hint(&a.message, &cluster.name, &me)))?;
@@ -33,9 +28,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
             };
             let context = kubeconfig::merge_file(&path, &yaml, &expected, set_current)?;
             match format {
-                Format::Json => print_json(
-                    &json!({"context": context, "kubeconfig": path, "current": set_current}),
-                ),
+                Format::Json => print_json(&json!({"context": context, "kubeconfig": path, "current": set_current})),
                 Format::Table => {
                     note(&format!("Added context {context} to {}", path.display()));
                     if set_current {
@@ -49,7 +42,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
             }
             if !on_path("lanyard") {
                 note(
-                    "warning: kubectl runs `lanyard` from PATH to get tokens, and it is not on PATH: install it or add its directory to PATH"
+                    "warning: kubectl runs `lanyard` from PATH to get tokens, and it is not on PATH: install it or add its directory to PATH",
                 );
             }
         }
@@ -63,11 +56,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
                             "Removed context {} from {}{}",
                             r.context,
                             path.display(),
-                            if r.current {
-                                " (it was current; current-context is now unset)"
-                            } else {
-                                ""
-                            }
+                            if r.current { " (it was current; current-context is now unset)" } else { "" }
                         ));
                     }
                 }
@@ -79,14 +68,8 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
             match format {
                 Format::Json => print_json(&json!({"kubeconfig": path, "contexts": contexts})),
                 Format::Table => {
-                    let mut t = Table::new(&[
-                        "CURRENT",
-                        "CONTEXT",
-                        "CLUSTER ID",
-                        "NAMESPACE",
-                        "SERVER",
-                        "CONTROL PLANE",
-                    ]);
+                    let mut t =
+                        Table::new(&["CURRENT", "CONTEXT", "CLUSTER ID", "NAMESPACE", "SERVER", "CONTROL PLANE"]);
                     for c in contexts {
                         t.row(vec![
                             if c.current { "*".into() } else { String::new() },
@@ -117,6 +100,5 @@ pub fn no_access_hint(server_message: &str, cluster: &str, me: &str) -> String {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

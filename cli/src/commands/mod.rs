@@ -25,34 +25,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Cluster(Cluster::Access(cmd)) => cluster::access(cmd, format),
         Command::Cluster(Cluster::Kubeconfig(cmd)) => kubeconfig::run(cmd, format),
-        Command::Cluster(Cluster::Token {
-            control_plane,
-            cluster,
-        }) => token::run(&control_plane, &cluster),
+        Command::Cluster(Cluster::Token { control_plane, cluster }) => token::run(&control_plane, &cluster),
         Command::Dev(Dev::Init { state }) => dev::init(&state),
         Command::Dev(Dev::SigningKeys { state, public }) => dev::signing_keys(&state, public),
-        Command::Dev(Dev::Token {
-            email,
-            org,
-            admin,
-            name,
-            ttl,
-            state,
-        }) => dev::token(
-            &state,
-            SessionClaims {
-                email,
-                org,
-                admin,
-                name,
-                ttl_secs: ttl,
-            },
-        ),
-        Command::Dev(Dev::Seed {
-            url,
-            org,
-            state,
-            wait_secs,
-        }) => dev::seed(&url, &org, &state, wait_secs),
+        Command::Dev(Dev::Token { email, org, admin, name, ttl, state }) => {
+            dev::token(&state, SessionClaims { email, org, admin, name, ttl_secs: ttl })
+        }
+        Command::Dev(Dev::Seed { url, org, state, wait_secs }) => dev::seed(&url, &org, &state, wait_secs),
     }
 }

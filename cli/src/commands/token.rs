@@ -36,27 +36,12 @@ pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
         println!("{credential}");
         return Ok(());
     }
-    let me = SessionInfo::from_token(&session.token)
-        .email
-        .unwrap_or_else(|| "<your email>".into());
+    let me = SessionInfo::from_token(&session.token).email.unwrap_or_else(|| "<your email>".into());
     let credential = api
-        .post_json(
-            &cluster_path(&cluster_id, &["k8s-token"]),
-            &Value::Object(Default::default()),
-        )
-        .map_err(|e| {
-            e.hint_on(403, |a| {
-                crate::commands::kubeconfig::no_access_hint(&a.message, &cluster, &me)
-            })
-        })?;
-    if credential
-        .pointer("/status/token")
-        .and_then(Value::as_str)
-        .is_none()
-    {
-        return Err(CliError::Transport(
-            "the control plane answered an ExecCredential without status.token".into(),
-        ));
+        .post_json(&cluster_path(&cluster_id, &["k8s-token"]), &Value::Object(Default::default()))
+        .map_err(|e| e.hint_on(403, |a| crate::commands::kubeconfig::no_access_hint(&a.message, &cluster, &me)))?;
+    if credential.pointer("/status/token").and_then(Value::as_str).is_none() {
+        return Err(CliError::Transport("the control plane answered an ExecCredential without status.token".into()));
     }
     // A cache that cannot be written costs a mint per command, nothing more.
     if let Err(e) = token_cache::write(&cache, &session.token, &credential) {

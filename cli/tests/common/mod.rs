@@ -43,8 +43,7 @@ impl Out {
 
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 }
 
@@ -61,11 +60,7 @@ impl Env {
         let home = tempfile::tempdir().expect("temp home");
         let config = home.path().join("lanyard-config/config.json");
         let kubeconfig = home.path().join("kube/config");
-        Env {
-            home,
-            config,
-            kubeconfig,
-        }
+        Env { home, config, kubeconfig }
     }
 
     pub fn home(&self) -> &Path {
@@ -97,19 +92,13 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn lanyard");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         out(child.wait_with_output().unwrap())
     }
 
     #[track_caller]
     pub fn login(&self, app: &App, token: &str) {
-        self.run(&["login", "--control-plane", &app.url, "--token", token])
-            .ok();
+        self.run(&["login", "--control-plane", &app.url, "--token", token]).ok();
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -129,19 +118,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o777
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
 }
 
 pub fn kubectl(env: &Env, args: &[&str]) -> Out {
-    let path = format!(
-        "{}:{}",
-        Path::new(BIN).parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", Path::new(BIN).parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
     out(Command::new("/usr/bin/kubectl")
         .args(args)
         .env("HOME", env.home())
@@ -220,19 +201,12 @@ impl Proxy {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (upstream, t, r) = (upstream.to_owned(), tamper.clone(), requests.clone());
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap();
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
             for tcp in listener.incoming().flatten() {
                 let _ = forward(tcp, &client, &upstream, &t, &r);
             }
         });
-        Proxy {
-            url,
-            tamper,
-            requests,
-        }
+        Proxy { url, tamper, requests }
     }
 
     /// Rewrite every answer with `f` from now on.
@@ -257,10 +231,7 @@ fn forward(
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut parts = request_line.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or("GET").to_owned(),
-        parts.next().unwrap_or("/").to_owned(),
-    );
+    let (method, path) = (parts.next().unwrap_or("GET").to_owned(), parts.next().unwrap_or("/").to_owned());
     let mut headers = Vec::new();
     let mut length = 0usize;
     loop {
@@ -281,10 +252,7 @@ fn forward(
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     requests.lock().unwrap().push(format!("{method} {path}"));
-    let mut req = client.request(
-        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-        format!("{upstream}{path}"),
-    );
+    let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{upstream}{path}"));
     for (name, value) in headers {
         req = req.header(name, value);
     }

@@ -75,10 +75,8 @@ fn read_head(req: &IncomingRequest) -> Request {
 
 /// The body, within `limit` (a declared length over it is not read at all).
 async fn read_body(req: IncomingRequest, head: &Request, limit: usize) -> Result<Body, ApiError> {
-    let declared_too_large = head
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > limit as u64);
+    let declared_too_large =
+        head.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > limit as u64);
     if declared_too_large { Ok(Body::TooLarge { limit }) } else { read_body_capped(req, limit).await }
 }
 
@@ -97,8 +95,7 @@ async fn read_body_capped(req: IncomingRequest, limit: usize) -> Result<Body, Ap
 }
 
 async fn write_response(response: Response, out: ResponseOutparam) {
-    let headers: Vec<(String, Vec<u8>)> =
-        response.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let headers: Vec<(String, Vec<u8>)> = response.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
     let fields = Fields::from_list(&headers).unwrap_or_else(|_| Fields::new());
     let outgoing = OutgoingResponse::new(fields);
     let _ = outgoing.set_status_code(response.status);

@@ -50,11 +50,20 @@ fn main() {
     }
 
     let create = time(n, |i| {
-        let body = json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": format!("ns-{i}")});
-        raw(app.request("POST", &grants).bearer_auth(&admin).header("content-type", "application/json").body(body.to_string()), 201);
+        let body =
+            json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": format!("ns-{i}")});
+        raw(
+            app.request("POST", &grants)
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+            201,
+        );
     });
     let list = time(n, |_| raw(app.request("GET", &grants).bearer_auth(&admin), 200));
-    let caps = time(n, |_| raw(app.request("GET", &format!("/api/v1/clusters/{cluster}/access/capabilities")).bearer_auth(&member), 200));
+    let caps = time(n, |_| {
+        raw(app.request("GET", &format!("/api/v1/clusters/{cluster}/access/capabilities")).bearer_auth(&member), 200)
+    });
     // Stay under the per-member rate limit: one member per 25 mints.
     let minters: Vec<String> = (0..n.div_ceil(25))
         .map(|m| {
@@ -64,7 +73,9 @@ fn main() {
             token
         })
         .collect();
-    let mint = time(n, |i| raw(app.request("POST", &format!("/api/v1/clusters/{cluster}/k8s-token")).bearer_auth(&minters[i / 25]), 200));
+    let mint = time(n, |i| {
+        raw(app.request("POST", &format!("/api/v1/clusters/{cluster}/k8s-token")).bearer_auth(&minters[i / 25]), 200)
+    });
 
     println!();
     println!("| request | n | median | p90 | max |");

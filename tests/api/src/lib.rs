@@ -231,7 +231,8 @@ impl App {
     pub fn kv_snapshot(&self) -> Vec<(String, String, Vec<u8>)> {
         let conn = rusqlite::Connection::open_with_flags(self.kv_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open kv.sqlite");
-        let mut stmt = conn.prepare("SELECT store, key, CAST(value AS BLOB) FROM spin_key_value ORDER BY store, key").unwrap();
+        let mut stmt =
+            conn.prepare("SELECT store, key, CAST(value AS BLOB) FROM spin_key_value ORDER BY store, key").unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
     }
 
@@ -369,7 +370,8 @@ pub mod openapi {
     impl Spec {
         pub fn load(path: &Path) -> Result<Spec, String> {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let doc: Value = serde_norway::from_str(&text).map_err(|e| format!("{} is not valid YAML: {e}", path.display()))?;
+            let doc: Value =
+                serde_norway::from_str(&text).map_err(|e| format!("{} is not valid YAML: {e}", path.display()))?;
             Ok(Spec { doc })
         }
 
@@ -430,12 +432,20 @@ pub mod openapi {
         }
 
         /// Check one response against the document.
-        pub fn check(&self, method: &str, path: &str, status: u16, headers: &HeaderMap, body: &str) -> Result<(), String> {
+        pub fn check(
+            &self,
+            method: &str,
+            path: &str,
+            status: u16,
+            headers: &HeaderMap,
+            body: &str,
+        ) -> Result<(), String> {
             let (what, responses) = self.responses_for(method, path)?;
-            let fail = |problem: String| format!("{method} {path} answered {status}: {problem} ({what} in openapi.yaml); body: {body}");
-            let response = responses
-                .get(status.to_string())
-                .ok_or_else(|| fail("this status is not documented".into()))?;
+            let fail = |problem: String| {
+                format!("{method} {path} answered {status}: {problem} ({what} in openapi.yaml); body: {body}")
+            };
+            let response =
+                responses.get(status.to_string()).ok_or_else(|| fail("this status is not documented".into()))?;
             let response = self.resolve(response)?;
             for (name, header) in response["headers"].as_object().into_iter().flatten() {
                 if self.resolve(header)?["required"] == true && !headers.contains_key(name.as_str()) {
@@ -443,7 +453,11 @@ pub mod openapi {
                 }
             }
             let Some(content) = response.get("content").and_then(Value::as_object) else {
-                return if body.is_empty() { Ok(()) } else { Err(fail("documented without a body, but it has one".into())) };
+                return if body.is_empty() {
+                    Ok(())
+                } else {
+                    Err(fail("documented without a body, but it has one".into()))
+                };
             };
             if method == "HEAD" {
                 return Ok(());
@@ -489,6 +503,8 @@ pub mod openapi {
     pub fn template_matches(template: &str, path: &str) -> bool {
         let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
         t.len() == p.len()
-            && t.iter().zip(&p).all(|(t, p)| if t.starts_with('{') && t.ends_with('}') { !p.is_empty() } else { t == p })
+            && t.iter()
+                .zip(&p)
+                .all(|(t, p)| if t.starts_with('{') && t.ends_with('}') { !p.is_empty() } else { t == p })
     }
 }

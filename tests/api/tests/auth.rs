@@ -36,7 +36,13 @@ fn no_or_bad_session_is_401_everywhere() {
     let admin = app.admin("acme");
     let cluster = app.cluster(&admin, "prod", "standard");
     let foreign = dev::new_key();
-    let claims = |ttl| SessionClaims { email: "admin@acme.example".into(), org: "acme".into(), admin: true, name: None, ttl_secs: ttl };
+    let claims = |ttl| SessionClaims {
+        email: "admin@acme.example".into(),
+        org: "acme".into(),
+        admin: true,
+        name: None,
+        ttl_secs: ttl,
+    };
     let now = unix_now();
     let bad_tokens = [
         ("garbage", "not-a-jwt".to_owned()),
@@ -45,8 +51,13 @@ fn no_or_bad_session_is_401_everywhere() {
         ("wrong audience", dev::mint_session(&app.issuer, dev::DEV_ISSUER, "someone-else", &claims(600), now)),
         ("expired", dev::mint_session(&app.issuer, dev::DEV_ISSUER, dev::AUDIENCE, &claims(60), now - 3600)),
     ];
-    let mut endpoints: Vec<(&str, String)> = ACCESS.iter().map(|(m, t)| (*m, path(t, &cluster, "g_000000000000000000000000"))).collect();
-    endpoints.extend([("GET", "/api/v1/clusters".into()), ("POST", "/api/v1/clusters".into()), ("GET", "/api/v1/members".into())]);
+    let mut endpoints: Vec<(&str, String)> =
+        ACCESS.iter().map(|(m, t)| (*m, path(t, &cluster, "g_000000000000000000000000"))).collect();
+    endpoints.extend([
+        ("GET", "/api/v1/clusters".into()),
+        ("POST", "/api/v1/clusters".into()),
+        ("GET", "/api/v1/members".into()),
+    ]);
     for (method, p) in &endpoints {
         let body = method.ne(&"GET").then(grant_body);
         app.send(method, p, None, body.as_ref()).expect_error(401, "unauthenticated");
@@ -77,7 +88,8 @@ fn members_are_forbidden_admin_endpoints() {
         app.send(method, &path(template, &cluster, "g_000000000000000000000000"), Some(&member), body.as_ref())
             .expect_error(403, "forbidden");
     }
-    app.post("/api/v1/clusters", &member, json!({"name": "x", "proxy_url": "https://p.example"})).expect_error(403, "forbidden");
+    app.post("/api/v1/clusters", &member, json!({"name": "x", "proxy_url": "https://p.example"}))
+        .expect_error(403, "forbidden");
     app.get("/api/v1/members", &member).expect_error(403, "forbidden");
     app.post("/api/v1/members", &member, json!({"email": "x@acme.example"})).expect_error(403, "forbidden");
     // ...but may see capabilities and the cluster list.
@@ -115,7 +127,9 @@ fn cookie_writes_need_the_csrf_header() {
     let grants = format!("/org/clusters/{cluster}/access/grants");
 
     // A cookie read works and hands out the CSRF value.
-    let caps = App::finish(app.request("GET", &format!("/org/clusters/{cluster}/access/capabilities")).header("cookie", &cookie));
+    let caps = App::finish(
+        app.request("GET", &format!("/org/clusters/{cluster}/access/capabilities")).header("cookie", &cookie),
+    );
     caps.expect(200);
     let csrf = caps.json["csrf_token"].as_str().expect("cookie sessions get a csrf_token").to_owned();
 
@@ -133,9 +147,12 @@ fn cookie_writes_need_the_csrf_header() {
     };
     post(None).expect_error(403, "csrf_required");
     post(Some("wrong")).expect_error(403, "csrf_required");
-    let del = App::finish(app.request("DELETE", &format!("{grants}/g_000000000000000000000000")).header("cookie", &cookie));
+    let del =
+        App::finish(app.request("DELETE", &format!("{grants}/g_000000000000000000000000")).header("cookie", &cookie));
     del.expect_error(403, "csrf_required");
-    let revoke = App::finish(app.request("POST", &format!("/org/clusters/{cluster}/access/revoke-all")).header("cookie", &cookie));
+    let revoke = App::finish(
+        app.request("POST", &format!("/org/clusters/{cluster}/access/revoke-all")).header("cookie", &cookie),
+    );
     revoke.expect_error(403, "csrf_required");
     assert_eq!(app.kv_snapshot(), before, "nothing changed");
 
@@ -188,7 +205,8 @@ fn a_deactivated_member_can_do_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.send("PATCH", &format!("/api/v1/members/{id}"), Some(&admin), Some(&json!({"status": "deactivated"}))).expect(200);
+    app.send("PATCH", &format!("/api/v1/members/{id}"), Some(&admin), Some(&json!({"status": "deactivated"})))
+        .expect(200);
     for token in [&other_admin, &boss_admin] {
         app.get(&format!("/api/v1/clusters/{cluster}/access/capabilities"), token).expect_error(403, "forbidden");
         app.get("/api/v1/clusters", token).expect_error(403, "forbidden");
@@ -206,7 +224,8 @@ fn es256_and_rs256_issuers_are_trusted_too() {
         {"issuer": "https://es.example", "audience": "lanyard", "org": "acme", "jwks": {"keys": [jwk(es.public_key().to_jwk())]}},
         {"issuer": "https://rs.example", "audience": "lanyard", "org": "globex", "jwks": {"keys": [jwk(rs.public_key().to_jwk())]}},
     ]);
-    let app = App::start_with(Options { extra: vec![("session_issuers".into(), issuers.to_string())], ..Options::default() });
+    let app =
+        App::start_with(Options { extra: vec![("session_issuers".into(), issuers.to_string())], ..Options::default() });
     let claims = |iss: &str, org: &str| {
         let mut custom = serde_json::Map::new();
         custom.insert("email".into(), "ops@acme.example".into());
@@ -218,7 +237,10 @@ fn es256_and_rs256_issuers_are_trusted_too() {
             .with_audience("lanyard")
             .with_subject("ops")
     };
-    for token in [es.sign(claims("https://es.example", "acme")).unwrap(), rs.sign(claims("https://rs.example", "globex")).unwrap()] {
+    for token in [
+        es.sign(claims("https://es.example", "acme")).unwrap(),
+        rs.sign(claims("https://rs.example", "globex")).unwrap(),
+    ] {
         app.get("/api/v1/clusters", &token).expect(200);
     }
     // The default dev issuer is not trusted by this deployment.
@@ -252,7 +274,8 @@ fn sessions_need_a_verified_ascii_email() {
     app.get("/api/v1/clusters", &unverified).expect_error(401, "unauthenticated");
     // U+212A KELVIN SIGN folds to `k`: refused, not mapped onto kim@bravo.example.
     app.get("/api/v1/clusters", &idp.token("kim@bravo.example", "bravo", true)).expect(200);
-    app.get("/api/v1/clusters", &idp.token("\u{212A}im@bravo.example", "bravo", true)).expect_error(401, "unauthenticated");
+    app.get("/api/v1/clusters", &idp.token("\u{212A}im@bravo.example", "bravo", true))
+        .expect_error(401, "unauthenticated");
     let admin = idp.token("kim@bravo.example", "bravo", true);
     let members = app.get("/api/v1/members", &admin);
     assert_eq!(members.json["members"].as_array().unwrap().len(), 1, "{}", members.body);
@@ -288,7 +311,9 @@ fn keys_not_meant_for_verifying_sessions_are_not_used() {
     let idp = TestIssuer::new("https://idp.bravo.example");
     let token = idp.token("a@bravo.example", "bravo", true);
     let jwk: serde_json::Value = serde_json::from_str(&idp.key.public_key().to_jwk()).unwrap();
-    for (member, value) in [("use", json!("enc")), ("alg", json!("ES256")), ("key_ops", json!([])), ("key_ops", json!(["encrypt"]))] {
+    for (member, value) in
+        [("use", json!("enc")), ("alg", json!("ES256")), ("key_ops", json!([])), ("key_ops", json!(["encrypt"]))]
+    {
         let mut marked = jwk.clone();
         marked[member] = value.clone();
         let app = with_bravo_idp(&idp, json!({"jwks": {"keys": [marked]}}));

@@ -167,7 +167,8 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
 
     // Gone from the list, and every endpoint of it is 404, for admins and members alike.
     let listed = app.get("/api/v1/clusters", &admin);
-    let ids: Vec<&str> = listed.json["clusters"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        listed.json["clusters"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [staging.as_str()]);
     for (method, path) in cluster_endpoints(&prod) {
         for caller in [&admin, &dev] {
@@ -180,7 +181,10 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
         app.send(method, &path, Some(&credential), body.as_ref()).expect_error(401, "unauthenticated");
     }
     // Tokens minted for it are refused by the epoch check (revoke-all).
-    assert_eq!(token::verify(&token, &jwks(&app), &prod, counter(&app, &epoch_key), unix_now()), Err(TokenError::Revoked));
+    assert_eq!(
+        token::verify(&token, &jwks(&app), &prod, counter(&app, &epoch_key), unix_now()),
+        Err(TokenError::Revoked)
+    );
     // The other cluster is untouched.
     app.get(&format!("/api/v1/clusters/{staging}/access/grants"), &admin).expect(200);
 
@@ -261,7 +265,10 @@ fn rotating_the_agent_credential_keeps_the_old_one_until_the_new_one_is_used() {
     let until = r.json["previous_valid_until"].as_str().unwrap();
     let expected = [started + 3600, started + 3601, unix_now() + 3600].map(lanyard_core::ids::rfc3339);
     assert!(expected.iter().any(|e| e == until), "the old credential is valid for an hour: {until}");
-    assert!(app.kv_snapshot().iter().all(|(_, _, v)| !String::from_utf8_lossy(v).contains(&new)), "never stored in clear");
+    assert!(
+        app.kv_snapshot().iter().all(|(_, _, v)| !String::from_utf8_lossy(v).contains(&new)),
+        "never stored in clear"
+    );
     assert!(!works(&app, &other, &new), "worthless on another cluster");
 
     // Both work until the agent uses the new one; from then on only the new one.

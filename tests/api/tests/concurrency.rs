@@ -108,7 +108,11 @@ fn a_delete_racing_a_create_leaves_a_consistent_state() {
         assert_eq!(deleted, 204, "round {round}");
         assert!(created == 201 || created == 409, "round {round}: {created}");
         let listed = app.grants(&admin, &cluster);
-        assert_eq!(listed.len(), usize::from(created == 201), "round {round}: delete {deleted}, create {created}, listed {listed:?}");
+        assert_eq!(
+            listed.len(),
+            usize::from(created == 201),
+            "round {round}: delete {deleted}, create {created}, listed {listed:?}"
+        );
         // The next create agrees with the list.
         let again = app.grant(&admin, &cluster, body.clone());
         if listed.is_empty() {
@@ -117,7 +121,8 @@ fn a_delete_racing_a_create_leaves_a_consistent_state() {
             again.expect_error(409, "duplicate_grant");
         }
         for g in app.grants(&admin, &cluster) {
-            app.delete(&format!("/api/v1/clusters/{cluster}/access/grants/{}", g["id"].as_str().unwrap()), &admin).expect(204);
+            app.delete(&format!("/api/v1/clusters/{cluster}/access/grants/{}", g["id"].as_str().unwrap()), &admin)
+                .expect(204);
         }
     }
 }

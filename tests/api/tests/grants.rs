@@ -15,7 +15,11 @@ fn admin_creates_lists_and_deletes_grants() {
     let cluster = app.cluster(&admin, "prod", "standard");
     app.sign_in("dev@acme.example", "acme");
 
-    let created = app.grant(&admin, &cluster, json!({"email": "Dev@Acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}));
+    let created = app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "Dev@Acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
+    );
     created.expect(201);
     let g = &created.json;
     assert_eq!(g["email"], "dev@acme.example");
@@ -26,7 +30,8 @@ fn admin_creates_lists_and_deletes_grants() {
     assert_eq!(g["created_by"], "admin@acme.example");
     let id = g["id"].as_str().unwrap().to_owned();
 
-    let cluster_wide = app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    let cluster_wide =
+        app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
     cluster_wide.expect(201);
     assert!(cluster_wide.json.get("namespace").is_none());
 
@@ -103,8 +108,12 @@ fn invalid_requests_change_nothing() {
     let cluster = app.cluster(&admin, "prod", "standard");
     app.sign_in("dev@acme.example", "acme");
     let before = app.kv_snapshot();
-    app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": "Bad"}))
-        .expect(422);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": "Bad"}),
+    )
+    .expect(422);
     app.grant(&admin, &cluster, json!({"email": "ghost@acme.example", "role": "view", "scope": "cluster"})).expect(422);
     assert_eq!(app.kv_snapshot(), before, "refused requests wrote nothing");
 }
@@ -173,7 +182,8 @@ fn revoke_all_removes_every_grant_and_bumps_the_revocation_epoch() {
     let other = app.cluster(&admin, "staging", "standard");
     for i in 0..5 {
         app.sign_in(&format!("u{i}@acme.example"), "acme");
-        app.grant(&admin, &cluster, json!({"email": format!("u{i}@acme.example"), "role": "view", "scope": "cluster"})).expect(201);
+        app.grant(&admin, &cluster, json!({"email": format!("u{i}@acme.example"), "role": "view", "scope": "cluster"}))
+            .expect(201);
     }
     app.grant(&admin, &other, json!({"email": "u0@acme.example", "role": "view", "scope": "cluster"})).expect(201);
 
@@ -227,8 +237,12 @@ fn capabilities_show_the_callers_own_access() {
     assert_eq!(a["can_manage"], true);
     assert_eq!(a["has_access"], false, "managing access is not kubectl access");
 
-    app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}))
-        .expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
+    )
+    .expect(201);
     let c = caps(&dev);
     assert_eq!(c["has_access"], true);
     assert_eq!(c["grants"].as_array().unwrap().len(), 1);
@@ -246,7 +260,8 @@ fn eligible_members_lists_active_members_only() {
     app.post("/api/v1/members", &admin, json!({"email": "invited@acme.example"})).expect(201);
     let r = app.get(&format!("/org/clusters/{cluster}/access/members"), &admin);
     r.expect(200);
-    let mut emails: Vec<&str> = r.json["members"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap()).collect();
+    let mut emails: Vec<&str> =
+        r.json["members"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap()).collect();
     emails.sort();
     assert_eq!(emails, ["a@acme.example", "admin@acme.example"]);
 }
@@ -257,7 +272,12 @@ fn state_survives_a_restart() {
     let admin = app.admin("acme");
     let cluster = app.cluster(&admin, "prod", "standard");
     app.sign_in("dev@acme.example", "acme");
-    app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "admin", "scope": "namespace", "namespace": "ops"})).expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "dev@acme.example", "role": "admin", "scope": "namespace", "namespace": "ops"}),
+    )
+    .expect(201);
     app.restart();
     let grants = app.grants(&admin, &cluster);
     assert_eq!(grants.len(), 1);

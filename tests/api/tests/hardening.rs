@@ -140,10 +140,15 @@ fn deactivating_a_member_ends_their_access_and_reactivating_revives_nothing() {
     let admin = app.admin("acme");
     let (cluster, credential) = app.register(&admin, "prod", "standard");
     let dev = app.sign_in("dev@acme.example", "acme");
-    app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}))
-        .expect(201);
+    app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
+    )
+    .expect(201);
     let members = app.get("/api/v1/members", &admin);
-    let dev_id = members.json["members"].as_array().unwrap().iter().find(|m| m["email"] == "dev@acme.example").unwrap()["id"]
+    let dev_id = members.json["members"].as_array().unwrap().iter().find(|m| m["email"] == "dev@acme.example").unwrap()
+        ["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -153,7 +158,9 @@ fn deactivating_a_member_ends_their_access_and_reactivating_revives_nothing() {
         r.json["grants"].as_array().unwrap().len()
     };
     assert_eq!(state(), 1);
-    let patch = |status: &str| app.send("PATCH", &format!("/api/v1/members/{dev_id}"), Some(&admin), Some(&json!({"status": status})));
+    let patch = |status: &str| {
+        app.send("PATCH", &format!("/api/v1/members/{dev_id}"), Some(&admin), Some(&json!({"status": status})))
+    };
     patch("deactivated").expect(200);
     assert_eq!(state(), 0, "the agent removes the binding");
     assert!(app.grants(&admin, &cluster).is_empty(), "the grant is gone");
@@ -197,9 +204,13 @@ fn the_jwks_serves_the_configured_public_keys_and_a_mint_needs_its_key_published
     let jwks = app.send("GET", "/.well-known/jwks.json", None, None);
     jwks.expect(200);
     assert_eq!(jwks.json.to_string(), lanyard_api_tests::public_jwks(&other), "exactly what token_jwks says");
-    app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(&admin), None).expect_error(503, "unavailable");
+    app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(&admin), None)
+        .expect_error(503, "unavailable");
     // A private key put in token_jwks is never published.
-    let leaky = App::start_with(Options { extra: vec![("token_jwks".into(), format!(r#"{{"keys":{signing}}}"#))], ..Options::default() });
+    let leaky = App::start_with(Options {
+        extra: vec![("token_jwks".into(), format!(r#"{{"keys":{signing}}}"#))],
+        ..Options::default()
+    });
     let r = leaky.send("GET", "/.well-known/jwks.json", None, None);
     r.expect_error(503, "unavailable");
     assert!(!r.body.contains("\"d\""), "{}", r.body);

@@ -24,7 +24,8 @@ fn bad_bodies_get_clear_errors_and_change_nothing() {
     raw(json_ct, b"".to_vec()).expect_error(400, "malformed_request");
     raw(json_ct, b"[]".to_vec()).expect_error(400, "malformed_request");
     raw(json_ct, b"null".to_vec()).expect_error(400, "malformed_request");
-    raw(json_ct, br#"{"email": 5, "role": "view", "scope": "cluster"}"#.to_vec()).expect_error(400, "malformed_request");
+    raw(json_ct, br#"{"email": 5, "role": "view", "scope": "cluster"}"#.to_vec())
+        .expect_error(400, "malformed_request");
     raw(json_ct, br#"{"email": "dev@acme.example", "role": "view", "scope": "cluster", "admin": true}"#.to_vec())
         .expect_error(400, "malformed_request");
     raw(json_ct, vec![0xff, 0xfe, 0x00, 0x7b]).expect_error(400, "malformed_request");
@@ -79,7 +80,8 @@ fn oversized_and_hostile_headers_are_refused_cleanly() {
     let admin = app.admin("acme");
     let huge_token = "a".repeat(16 * 1024);
     app.get("/api/v1/clusters", &huge_token).expect_error(401, "unauthenticated");
-    let r = App::finish(app.request("GET", "/api/v1/clusters").header("cookie", format!("lanyard_session={}", "x.y.z")));
+    let r =
+        App::finish(app.request("GET", "/api/v1/clusters").header("cookie", format!("lanyard_session={}", "x.y.z")));
     r.expect_error(401, "unauthenticated");
     app.get("/api/v1/clusters", &admin).expect(200);
 }

@@ -45,18 +45,23 @@ fn member_id(app: &App, admin: &str, email: &str) -> String {
     let members = app.get("/api/v1/members", admin);
     members.expect(200);
     let found = members.json["members"].as_array().unwrap().iter().find(|m| m["email"] == email).cloned();
-    found.unwrap_or_else(|| panic!("{email} is not in the directory: {}", members.body))["id"].as_str().unwrap().to_owned()
+    found.unwrap_or_else(|| panic!("{email} is not in the directory: {}", members.body))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
 fn an_issuer_cannot_act_in_an_organisation_it_is_not_bound_to() {
     let bravo_idp = TestIssuer::new("https://idp.bravo.example");
-    let app = App::start_with(Options { issuers: vec![bravo_idp.entry(json!({"org": "bravo"}))], ..Options::default() });
+    let app =
+        App::start_with(Options { issuers: vec![bravo_idp.entry(json!({"org": "bravo"}))], ..Options::default() });
     // acme, through its own issuer: a cluster, a member with a grant.
     let acme_admin = app.admin("acme");
     let (cluster, _) = app.register(&acme_admin, "prod", "standard");
     app.sign_in("dev@acme.example", "acme");
-    let grant = app.grant(&acme_admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    let grant =
+        app.grant(&acme_admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
     grant.expect(201);
     let grant = grant.json["id"].as_str().unwrap().to_owned();
     let acme_admin_id = member_id(&app, &acme_admin, "admin@acme.example");
@@ -82,13 +87,16 @@ fn an_issuer_cannot_act_in_an_organisation_it_is_not_bound_to() {
     assert_ne!(bravo_cluster, cluster);
     let bravo_dev = bravo_idp.token("dev@bravo.example", "bravo", false);
     app.get("/api/v1/clusters", &bravo_dev).expect(200);
-    app.grant(&bravo_admin, &bravo_cluster, json!({"email": "dev@bravo.example", "role": "edit", "scope": "cluster"})).expect(201);
+    app.grant(&bravo_admin, &bravo_cluster, json!({"email": "dev@bravo.example", "role": "edit", "scope": "cluster"}))
+        .expect(201);
     app.send("POST", &format!("/api/v1/clusters/{bravo_cluster}/k8s-token"), Some(&bravo_dev), None).expect(200);
     let listed = app.get("/api/v1/clusters", &bravo_admin);
-    let names: Vec<&str> = listed.json["clusters"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        listed.json["clusters"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(names, [bravo_cluster.as_str()], "bravo sees only its own cluster");
     // A bravo session for an organisation its issuer does not name is refused too (the binding is fixed).
-    app.get("/api/v1/clusters", &bravo_idp.token("admin@acme.example", "globex", true)).expect_error(401, "unauthenticated");
+    app.get("/api/v1/clusters", &bravo_idp.token("admin@acme.example", "globex", true))
+        .expect_error(401, "unauthenticated");
     // acme is as it was: its admin is still its admin, alone in its directory's admin seat.
     let acme_members = app.get("/api/v1/members", &acme_admin);
     acme_members.expect(200);
@@ -98,16 +106,26 @@ fn an_issuer_cannot_act_in_an_organisation_it_is_not_bound_to() {
 #[test]
 fn two_issuers_for_one_organisation_or_the_development_issuer_in_production_serve_nothing() {
     let other_acme = TestIssuer::new("https://idp.other.example");
-    let overlapping = App::start_with(Options { issuers: vec![other_acme.entry(json!({"org": "acme"}))], ..Options::default() });
+    let overlapping =
+        App::start_with(Options { issuers: vec![other_acme.entry(json!({"org": "acme"}))], ..Options::default() });
     let not_development =
         App::start_with(Options { extra: vec![("development_mode".into(), "false".into())], ..Options::default() });
     for app in [&overlapping, &not_development] {
         let token = app.admin("acme");
         for (method, template, body) in endpoints() {
-            let path = fill(template, "c_000000000000000000000001", "g_000000000000000000000001", "m_000000000000000000000001");
+            let path = fill(
+                template,
+                "c_000000000000000000000001",
+                "g_000000000000000000000001",
+                "m_000000000000000000000001",
+            );
             let r = app.send(method, &path, Some(&token), body.as_ref());
             r.expect_error(503, "unavailable");
-            assert!(!r.body.contains("keys") && !r.body.contains("session_issuers"), "the reason is for the log: {}", r.body);
+            assert!(
+                !r.body.contains("keys") && !r.body.contains("session_issuers"),
+                "the reason is for the log: {}",
+                r.body
+            );
         }
         assert!(app.kv_snapshot().is_empty(), "nothing was written");
     }
@@ -136,7 +154,8 @@ fn a_member_is_pinned_to_the_account_that_first_signed_in_until_an_admin_release
         old_idp.entry(json!({"org": "acme", "allow_shared_orgs": true})),
         new_idp.entry(json!({"org": "acme", "allow_shared_orgs": true})),
     ]);
-    let app = App::start_with(Options { extra: vec![("session_issuers".into(), issuers.to_string())], ..Options::default() });
+    let app =
+        App::start_with(Options { extra: vec![("session_issuers".into(), issuers.to_string())], ..Options::default() });
     let admin = old_idp.token("admin@acme.example", "acme", true);
     let cluster = app.cluster(&admin, "prod", "standard");
     let bob_old = old_idp.token("bob@acme.example", "acme", false);
@@ -152,7 +171,8 @@ fn a_member_is_pinned_to_the_account_that_first_signed_in_until_an_admin_release
         let r = app.get("/api/v1/clusters", token);
         r.expect_error(403, "forbidden");
         assert!(r.json["error"]["message"].as_str().unwrap().contains("release_identity"), "{}", r.body);
-        app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(token), None).expect_error(403, "forbidden");
+        app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(token), None)
+            .expect_error(403, "forbidden");
         assert_eq!(app.kv_snapshot(), before, "a refused sign-in writes nothing");
     }
     app.get("/api/v1/clusters", &bob_old).expect(200);
@@ -162,7 +182,8 @@ fn a_member_is_pinned_to_the_account_that_first_signed_in_until_an_admin_release
         .expect_error(403, "forbidden");
     app.send("PATCH", &format!("/api/v1/members/{bob}"), Some(&admin), Some(&json!({"release_identity": false})))
         .expect_error(422, "validation_failed");
-    let released = app.send("PATCH", &format!("/api/v1/members/{bob}"), Some(&admin), Some(&json!({"release_identity": true})));
+    let released =
+        app.send("PATCH", &format!("/api/v1/members/{bob}"), Some(&admin), Some(&json!({"release_identity": true})));
     released.expect(200);
     assert_eq!(released.json["id"], bob.as_str());
     app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(&bob_new), None).expect(200);

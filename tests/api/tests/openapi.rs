@@ -16,7 +16,9 @@ const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "
 /// Every `(json pointer, value)` in the document.
 fn walk<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
     match value {
-        Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
+        Value::Object(map) => {
+            map.iter().for_each(|(k, v)| walk(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out))
+        }
         Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, format!("{at}/{i}"), out)),
         _ => {}
     }
@@ -86,7 +88,10 @@ fn the_document_parses_and_is_consistent() {
             assert!(op["responses"].get(status).is_some(), "{what} does not document {status}");
         }
         for status in op["responses"].as_object().unwrap().keys() {
-            assert!(status.len() == 3 && status.bytes().all(|b| b.is_ascii_digit()), "{what}: status {status} (use exact codes)");
+            assert!(
+                status.len() == 3 && status.bytes().all(|b| b.is_ascii_digit()),
+                "{what}: status {status} (use exact codes)"
+            );
         }
     }
     // Every path has an answer for the methods it does not serve, and the catch-all has one.
@@ -104,7 +109,13 @@ fn the_documented_paths_are_exactly_the_routes_of_spin_toml() {
         .triggers
         .iter()
         .filter(|t| t.route != "/...")
-        .map(|t| t.route.split('/').map(|s| s.strip_prefix(':').map_or(s.to_owned(), |p| format!("{{{p}}}"))).collect::<Vec<_>>().join("/"))
+        .map(|t| {
+            t.route
+                .split('/')
+                .map(|s| s.strip_prefix(':').map_or(s.to_owned(), |p| format!("{{{p}}}")))
+                .collect::<Vec<_>>()
+                .join("/")
+        })
         .collect();
     assert!(manifest.triggers.iter().any(|t| t.route == "/..."), "spin.toml has the catch-all route");
     let documented: BTreeSet<String> = openapi::spec().paths().map(str::to_owned).collect();
@@ -167,7 +178,10 @@ fn the_check_refuses_what_the_document_does_not_say() {
 
     let refused = |method: &str, path: &str, status: u16, headers: &HeaderMap, body: &str, why: &str| {
         let err = spec.check(method, path, status, headers, body).expect_err(why);
-        assert!(err.contains(&format!("{method} {path} answered {status}")), "{why}: the message names the request: {err}");
+        assert!(
+            err.contains(&format!("{method} {path} answered {status}")),
+            "{why}: the message names the request: {err}"
+        );
         err
     };
     let mut stray = cluster.clone();
@@ -282,7 +296,14 @@ fn every_method_at_every_path_answers_as_documented() {
                 }
             }
         }
-        for path in ["/", "/api", "/api/v2/clusters", "/org/clusters/c_ffffffffffffffffffffffff/access", "/api/v1/clusters//access/grants", "/api/v1/members/m_ffffffffffffffffffffffff/x"] {
+        for path in [
+            "/",
+            "/api",
+            "/api/v2/clusters",
+            "/org/clusters/c_ffffffffffffffffffffffff/access",
+            "/api/v1/clusters//access/grants",
+            "/api/v1/members/m_ffffffffffffffffffffffff/x",
+        ] {
             for method in SENT {
                 let r = App::finish(app.request(method, path));
                 assert_eq!(r.status, 404, "{method} {path}");
@@ -299,9 +320,14 @@ fn the_agent_api_answers_as_documented() {
     let admin = app.admin("acme");
     let r = app.post("/api/v1/clusters", &admin, json!({"name": "prod", "proxy_url": "https://p.example"}));
     r.expect(201);
-    let (cluster, credential) = (r.json["cluster"]["id"].as_str().unwrap().to_owned(), r.json["agent_credential"].as_str().unwrap().to_owned());
+    let (cluster, credential) =
+        (r.json["cluster"]["id"].as_str().unwrap().to_owned(), r.json["agent_credential"].as_str().unwrap().to_owned());
     app.sign_in("dev@acme.example", "acme");
-    let grant = app.grant(&admin, &cluster, json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}));
+    let grant = app.grant(
+        &admin,
+        &cluster,
+        json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
+    );
     grant.expect(201);
     let grant_id = grant.json["id"].as_str().unwrap().to_owned();
     let agent = |p: &str| format!("/agent/v1/clusters/{cluster}/{p}");
@@ -319,10 +345,14 @@ fn the_agent_api_answers_as_documented() {
     app.post(&agent("jobs/ack"), &credential, json!({"through": -1})).expect_error(422, "validation_failed");
 
     let report = |state: &str| {
-        let r = app.post(&agent("reports"), &credential, json!({"results": [
-            {"grant_id": grant_id, "state": state, "error": "namespaces \"team-a\" not found"},
-            {"grant_id": "g_ffffffffffffffffffffffff", "state": "applied"},
-        ]}));
+        let r = app.post(
+            &agent("reports"),
+            &credential,
+            json!({"results": [
+                {"grant_id": grant_id, "state": state, "error": "namespaces \"team-a\" not found"},
+                {"grant_id": "g_ffffffffffffffffffffffff", "state": "applied"},
+            ]}),
+        );
         r.expect(200);
         assert_eq!((r.json["recorded"].clone(), r.json["ignored"].clone()), (json!(1), json!(1)));
     };
@@ -333,7 +363,9 @@ fn the_agent_api_answers_as_documented() {
     assert_eq!(app.grants(&admin, &cluster)[0]["status"], "applied");
     app.post(&agent("reports"), &credential, json!({"results": [{"grant_id": grant_id, "state": "done"}]}))
         .expect_error(400, "malformed_request");
-    let text = App::finish(app.request("POST", &agent("reports")).bearer_auth(&credential).header("content-type", "text/plain").body("x"));
+    let text = App::finish(
+        app.request("POST", &agent("reports")).bearer_auth(&credential).header("content-type", "text/plain").body("x"),
+    );
     text.expect_error(415, "unsupported_media_type");
 
     let state = app.get(&agent("state"), &credential);

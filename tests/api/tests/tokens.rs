@@ -45,7 +45,8 @@ fn a_member_with_a_grant_gets_a_verifiable_short_lived_token() {
     assert_eq!(r.json["apiVersion"], "client.authentication.k8s.io/v1");
     assert_eq!(r.json["kind"], "ExecCredential");
     let jwt = r.json["status"]["token"].as_str().unwrap();
-    let verified = token::verify(jwt, &s.jwks(), &s.cluster, 0, unix_now()).expect("the token verifies against the JWKS");
+    let verified =
+        token::verify(jwt, &s.jwks(), &s.cluster, 0, unix_now()).expect("the token verifies against the JWKS");
     assert_eq!(verified.claims.email, "dev@acme.example");
     assert_eq!(verified.claims.user, "lanyard:dev@acme.example");
     assert!(verified.member_id.starts_with("m_"));
@@ -69,18 +70,24 @@ fn managing_access_is_not_kubectl_access() {
     r.expect_error(403, "forbidden");
     let message = r.json["error"]["message"].as_str().unwrap();
     assert!(message.contains("lanyard cluster access grant prod --email admin@acme.example"), "{message}");
-    s.app.send("GET", &format!("/api/v1/clusters/{}/kubeconfig", s.cluster), Some(&s.admin), None).expect_error(403, "forbidden");
+    s.app
+        .send("GET", &format!("/api/v1/clusters/{}/kubeconfig", s.cluster), Some(&s.admin), None)
+        .expect_error(403, "forbidden");
 }
 
 #[test]
 fn tokens_follow_the_cluster_rules() {
     let s = setup(Options::default());
     let sandbox = s.app.cluster(&s.admin, "play", "sandbox");
-    s.app.send("POST", &format!("/api/v1/clusters/{sandbox}/k8s-token"), Some(&s.member), None)
+    s.app
+        .send("POST", &format!("/api/v1/clusters/{sandbox}/k8s-token"), Some(&s.member), None)
         .expect_error(409, "cluster_access_unsupported");
-    s.app.send("POST", "/api/v1/clusters/c_ffffffffffffffffffffffff/k8s-token", Some(&s.member), None)
+    s.app
+        .send("POST", "/api/v1/clusters/c_ffffffffffffffffffffffff/k8s-token", Some(&s.member), None)
         .expect_error(404, "not_found");
-    s.app.send("POST", &format!("/api/v1/clusters/{}/k8s-token", s.cluster), None, None).expect_error(401, "unauthenticated");
+    s.app
+        .send("POST", &format!("/api/v1/clusters/{}/k8s-token", s.cluster), None, None)
+        .expect_error(401, "unauthenticated");
     let off = App::start_with(Options { gateway: false, ..Options::default() });
     off.send("POST", &format!("/api/v1/clusters/{}/k8s-token", s.cluster), Some(&off.admin("acme")), None)
         .expect_error(404, "access_unavailable");
@@ -116,9 +123,12 @@ fn token_lifetime_is_configurable_up_to_an_hour() {
     hour.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
     let r = hour.mint(&hour.member);
     r.expect(200);
-    let exp = token::verify(r.json["status"]["token"].as_str().unwrap(), &hour.jwks(), &hour.cluster, 0, unix_now()).unwrap().expires_at;
+    let exp = token::verify(r.json["status"]["token"].as_str().unwrap(), &hour.jwks(), &hour.cluster, 0, unix_now())
+        .unwrap()
+        .expires_at;
     assert!((3590..=3600).contains(&(exp - unix_now())));
-    let too_long = setup(Options { extra: vec![("token_lifetime_seconds".into(), "7200".into())], ..Options::default() });
+    let too_long =
+        setup(Options { extra: vec![("token_lifetime_seconds".into(), "7200".into())], ..Options::default() });
     too_long.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
     too_long.mint(&too_long.member).expect_error(503, "unavailable");
 }
@@ -140,7 +150,8 @@ fn the_jwks_publishes_every_key_during_a_rotation() {
     let jwt = s.mint(&s.member).json["status"]["token"].as_str().unwrap().to_owned();
     let header = jwt.split('.').next().unwrap();
     use base64::Engine as _;
-    let header: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     assert_eq!(header["kid"], kids[0], "the first key signs");
 }
 
@@ -170,7 +181,9 @@ fn kubeconfigs_point_at_the_proxy_and_carry_no_secret() {
 
     // The portal twin, from a browser: POST with the session cookie and CSRF.
     let caps = App::finish(
-        s.app.request("GET", &format!("/org/clusters/{}/access/capabilities", s.cluster)).header("cookie", format!("lanyard_session={}", s.member)),
+        s.app
+            .request("GET", &format!("/org/clusters/{}/access/capabilities", s.cluster))
+            .header("cookie", format!("lanyard_session={}", s.member)),
     );
     let csrf = caps.json["csrf_token"].as_str().unwrap().to_owned();
     let portal = format!("/org/clusters/{}/access/kubeconfig", s.cluster);
@@ -181,7 +194,10 @@ fn kubeconfigs_point_at_the_proxy_and_carry_no_secret() {
 
 #[test]
 fn public_url_names_the_control_plane_in_kubeconfigs() {
-    let s = setup(Options { extra: vec![("public_url".into(), "https://lanyard.example.com/".into())], ..Options::default() });
+    let s = setup(Options {
+        extra: vec![("public_url".into(), "https://lanyard.example.com/".into())],
+        ..Options::default()
+    });
     s.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
     let r = s.app.send("GET", &format!("/api/v1/clusters/{}/kubeconfig", s.cluster), Some(&s.member), None);
     r.expect(200);

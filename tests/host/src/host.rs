@@ -89,14 +89,7 @@ pub struct SpinHost {
 
 impl SpinHost {
     pub fn new(component: Arc<ComponentContext>, kv: KvStore, cas_mode: CasMode) -> SpinHost {
-        SpinHost {
-            component,
-            kv,
-            cas_mode,
-            table: ResourceTable::new(),
-            open_stores: 0,
-            open_cas: 0,
-        }
+        SpinHost { component, kv, cas_mode, table: ResourceTable::new(), open_stores: 0, open_cas: 0 }
     }
 
     /// Adds every interface of both worlds to `linker`, reaching this state
@@ -142,10 +135,7 @@ fn wasi_err(e: KvError) -> wasi_store::Error {
 impl spin_kv::Host for SpinHost {}
 
 impl spin_kv::HostStore for SpinHost {
-    async fn open(
-        &mut self,
-        label: String,
-    ) -> wasmtime::Result<Result<Resource<SpinStore>, spin_kv::Error>> {
+    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<SpinStore>, spin_kv::Error>> {
         if !self.may_open(&label) {
             return Ok(Err(spin_kv::Error::AccessDenied));
         }
@@ -163,10 +153,7 @@ impl spin_kv::HostStore for SpinHost {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, spin_kv::Error>> {
         let label = self.table.get(&store)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.get(&label, &key))
-            .await?
-            .map_err(spin_err))
+        Ok(self.kv(move |kv| kv.get(&label, &key)).await?.map_err(spin_err))
     }
 
     async fn set(
@@ -176,10 +163,7 @@ impl spin_kv::HostStore for SpinHost {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), spin_kv::Error>> {
         let label = self.table.get(&store)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.set(&label, &key, &value))
-            .await?
-            .map_err(spin_err))
+        Ok(self.kv(move |kv| kv.set(&label, &key, &value)).await?.map_err(spin_err))
     }
 
     async fn delete(
@@ -188,10 +172,7 @@ impl spin_kv::HostStore for SpinHost {
         key: String,
     ) -> wasmtime::Result<Result<(), spin_kv::Error>> {
         let label = self.table.get(&store)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.delete(&label, &key))
-            .await?
-            .map_err(spin_err))
+        Ok(self.kv(move |kv| kv.delete(&label, &key)).await?.map_err(spin_err))
     }
 
     async fn exists(
@@ -200,21 +181,12 @@ impl spin_kv::HostStore for SpinHost {
         key: String,
     ) -> wasmtime::Result<Result<bool, spin_kv::Error>> {
         let label = self.table.get(&store)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.exists(&label, &key))
-            .await?
-            .map_err(spin_err))
+        Ok(self.kv(move |kv| kv.exists(&label, &key)).await?.map_err(spin_err))
     }
 
-    async fn get_keys(
-        &mut self,
-        store: Resource<SpinStore>,
-    ) -> wasmtime::Result<Result<Vec<String>, spin_kv::Error>> {
+    async fn get_keys(&mut self, store: Resource<SpinStore>) -> wasmtime::Result<Result<Vec<String>, spin_kv::Error>> {
         let label = self.table.get(&store)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.get_keys(&label))
-            .await?
-            .map_err(spin_err))
+        Ok(self.kv(move |kv| kv.get_keys(&label)).await?.map_err(spin_err))
     }
 
     async fn drop(&mut self, store: Resource<SpinStore>) -> wasmtime::Result<()> {
@@ -228,9 +200,7 @@ impl spin_kv::HostStore for SpinHost {
 
 /// Why a variable name is invalid (Spin's rules), or `None` if it is valid.
 fn invalid_name_reason(name: &str) -> Option<String> {
-    crate::manifest::validate_variable_name(name)
-        .err()
-        .map(|e| e.to_string())
+    crate::manifest::validate_variable_name(name).err().map(|e| e.to_string())
 }
 
 impl spin_vars::Host for SpinHost {
@@ -240,15 +210,11 @@ impl spin_vars::Host for SpinHost {
         }
         let id = &self.component.id;
         if self.component.variables.is_empty() {
-            return Ok(Err(spin_vars::Error::Undefined(format!(
-                "no variable for component {id:?}"
-            ))));
+            return Ok(Err(spin_vars::Error::Undefined(format!("no variable for component {id:?}"))));
         }
         Ok(match self.component.variables.get(&name) {
             Some(value) => Ok(value.clone()),
-            None => Err(spin_vars::Error::Undefined(format!(
-                "no variable for {id:?}.{name:?}"
-            ))),
+            None => Err(spin_vars::Error::Undefined(format!("no variable for {id:?}.{name:?}"))),
         })
     }
 }
@@ -256,17 +222,12 @@ impl spin_vars::Host for SpinHost {
 // ---------------------------------------------------------------- wasi:keyvalue/store
 
 impl wasi_store::Host for SpinHost {
-    async fn open(
-        &mut self,
-        identifier: String,
-    ) -> wasmtime::Result<Result<Resource<Bucket>, wasi_store::Error>> {
+    async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, wasi_store::Error>> {
         if !self.may_open(&identifier) {
             return Ok(Err(wasi_store::Error::AccessDenied));
         }
         if self.open_stores >= TABLE_CAPACITY {
-            return Ok(Err(wasi_store::Error::Other(
-                "store table full".to_string(),
-            )));
+            return Ok(Err(wasi_store::Error::Other("store table full".to_string())));
         }
         let bucket = self.table.push(Bucket { label: identifier })?;
         self.open_stores += 1;
@@ -281,10 +242,7 @@ impl wasi_store::HostBucket for SpinHost {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.get(&label, &key))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.get(&label, &key)).await?.map_err(wasi_err))
     }
 
     async fn set(
@@ -294,10 +252,7 @@ impl wasi_store::HostBucket for SpinHost {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.set(&label, &key, &value))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.set(&label, &key, &value)).await?.map_err(wasi_err))
     }
 
     async fn delete(
@@ -306,10 +261,7 @@ impl wasi_store::HostBucket for SpinHost {
         key: String,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.delete(&label, &key))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.delete(&label, &key)).await?.map_err(wasi_err))
     }
 
     async fn exists(
@@ -318,10 +270,7 @@ impl wasi_store::HostBucket for SpinHost {
         key: String,
     ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.exists(&label, &key))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.exists(&label, &key)).await?.map_err(wasi_err))
     }
 
     async fn list_keys(
@@ -331,9 +280,7 @@ impl wasi_store::HostBucket for SpinHost {
     ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
         if cursor.is_some() {
-            return Ok(Err(wasi_store::Error::Other(
-                "list_keys: cursor not supported".to_string(),
-            )));
+            return Ok(Err(wasi_store::Error::Other("list_keys: cursor not supported".to_string())));
         }
         Ok(self
             .kv(move |kv| kv.get_keys(&label))
@@ -358,10 +305,7 @@ impl batch::Host for SpinHost {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.get_many(&label, keys))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.get_many(&label, keys)).await?.map_err(wasi_err))
     }
 
     async fn set_many(
@@ -370,10 +314,7 @@ impl batch::Host for SpinHost {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.set_many(&label, key_values))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.set_many(&label, key_values)).await?.map_err(wasi_err))
     }
 
     async fn delete_many(
@@ -382,24 +323,16 @@ impl batch::Host for SpinHost {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.delete_many(&label, keys))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.delete_many(&label, keys)).await?.map_err(wasi_err))
     }
 }
 
 // ---------------------------------------------------------------- wasi:keyvalue/atomics
 
 impl SpinHost {
-    fn push_cas(
-        &mut self,
-        handle: CasHandle,
-    ) -> wasmtime::Result<Result<Resource<CasHandle>, wasi_store::Error>> {
+    fn push_cas(&mut self, handle: CasHandle) -> wasmtime::Result<Result<Resource<CasHandle>, wasi_store::Error>> {
         if self.open_cas >= TABLE_CAPACITY {
-            return Ok(Err(wasi_store::Error::Other(
-                "too many compare_and_swaps opened".to_string(),
-            )));
+            return Ok(Err(wasi_store::Error::Other("too many compare_and_swaps opened".to_string())));
         }
         let cas = self.table.push(handle)?;
         self.open_cas += 1;
@@ -449,10 +382,7 @@ impl atomics::Host for SpinHost {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
         let label = self.table.get(&bucket)?.label.clone();
-        Ok(self
-            .kv(move |kv| kv.increment(&label, &key, delta))
-            .await?
-            .map_err(wasi_err))
+        Ok(self.kv(move |kv| kv.increment(&label, &key, delta)).await?.map_err(wasi_err))
     }
 
     async fn swap(

@@ -111,38 +111,30 @@ impl KvStore {
         )?;
         // `rarray()` for get_many/delete_many, as Spin queries them.
         rusqlite::vtab::array::load_module(&conn)?;
-        Ok(KvStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(KvStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (each
         // statement is atomic), so a poisoned lock is still usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(SELECT_VALUE)?;
-        Ok(stmt
-            .query_row(params![store, key], |row| row.get::<_, Vec<u8>>(0))
-            .optional()?)
+        Ok(stmt.query_row(params![store, key], |row| row.get::<_, Vec<u8>>(0)).optional()?)
     }
 
     pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
         let conn = self.lock();
-        conn.prepare_cached(UPSERT)?
-            .execute(params![store, key, value])?;
+        conn.prepare_cached(UPSERT)?.execute(params![store, key, value])?;
         Ok(())
     }
 
     pub fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
         let conn = self.lock();
-        conn.prepare_cached("DELETE FROM spin_key_value WHERE store=$1 AND key=$2")?
-            .execute(params![store, key])?;
+        conn.prepare_cached("DELETE FROM spin_key_value WHERE store=$1 AND key=$2")?.execute(params![store, key])?;
         Ok(())
     }
 
@@ -157,9 +149,7 @@ impl KvStore {
     pub fn get_keys(&self, store: &str) -> Result<Vec<String>, KvError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached("SELECT key FROM spin_key_value WHERE store=$1")?;
-        let keys = stmt
-            .query_map(params![store], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = stmt.query_map(params![store], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
         Ok(keys)
     }
 
@@ -168,15 +158,10 @@ impl KvStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let keys = Rc::new(
-            keys.into_iter()
-                .map(rusqlite::types::Value::from)
-                .collect::<Vec<_>>(),
-        );
+        let keys = Rc::new(keys.into_iter().map(rusqlite::types::Value::from).collect::<Vec<_>>());
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT key, value FROM spin_key_value WHERE store=:store AND key IN rarray(:keys)",
-        )?;
+        let mut stmt =
+            conn.prepare_cached("SELECT key, value FROM spin_key_value WHERE store=:store AND key IN rarray(:keys)")?;
         let rows = stmt
             .query_map(named_params! {":store": store, ":keys": keys}, |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
@@ -206,16 +191,10 @@ impl KvStore {
         if keys.is_empty() {
             return Ok(());
         }
-        let keys = Rc::new(
-            keys.into_iter()
-                .map(rusqlite::types::Value::from)
-                .collect::<Vec<_>>(),
-        );
+        let keys = Rc::new(keys.into_iter().map(rusqlite::types::Value::from).collect::<Vec<_>>());
         let conn = self.lock();
-        conn.prepare_cached(
-            "DELETE FROM spin_key_value WHERE store=:store AND key IN rarray(:keys)",
-        )?
-        .execute(named_params! {":store": store, ":keys": keys})?;
+        conn.prepare_cached("DELETE FROM spin_key_value WHERE store=:store AND key IN rarray(:keys)")?
+            .execute(named_params! {":store": store, ":keys": keys})?;
         Ok(())
     }
 
@@ -224,60 +203,34 @@ impl KvStore {
     pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let current: Option<rusqlite::types::Value> = tx
-            .prepare_cached(SELECT_VALUE)?
-            .query_row(params![store, key], |row| row.get(0))
-            .optional()?;
+        let current: Option<rusqlite::types::Value> =
+            tx.prepare_cached(SELECT_VALUE)?.query_row(params![store, key], |row| row.get(0)).optional()?;
         let value = match current {
             None => 0,
             Some(rusqlite::types::Value::Integer(n)) => n,
-            Some(rusqlite::types::Value::Blob(bytes)) => {
-                match <[u8; 8]>::try_from(bytes.as_slice()) {
-                    Ok(array) => i64::from_le_bytes(array),
-                    Err(_) => {
-                        return Err(KvError::NotAnInteger {
-                            key: key.to_string(),
-                            len: bytes.len(),
-                        });
-                    }
+            Some(rusqlite::types::Value::Blob(bytes)) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                Ok(array) => i64::from_le_bytes(array),
+                Err(_) => {
+                    return Err(KvError::NotAnInteger { key: key.to_string(), len: bytes.len() });
                 }
-            }
+            },
             Some(rusqlite::types::Value::Text(text)) => {
-                return Err(KvError::NotAnInteger {
-                    key: key.to_string(),
-                    len: text.len(),
-                });
+                return Err(KvError::NotAnInteger { key: key.to_string(), len: text.len() });
             }
             Some(_) => {
-                return Err(KvError::NotAnInteger {
-                    key: key.to_string(),
-                    len: 0,
-                });
+                return Err(KvError::NotAnInteger { key: key.to_string(), len: 0 });
             }
         };
-        let new_value = value.checked_add(delta).ok_or_else(|| KvError::Overflow {
-            key: key.to_string(),
-            value,
-            delta,
-        })?;
-        tx.prepare_cached(UPSERT)?.execute(params![
-            store,
-            key,
-            new_value.to_le_bytes().as_slice()
-        ])?;
+        let new_value =
+            value.checked_add(delta).ok_or_else(|| KvError::Overflow { key: key.to_string(), value, delta })?;
+        tx.prepare_cached(UPSERT)?.execute(params![store, key, new_value.to_le_bytes().as_slice()])?;
         tx.commit()?;
         Ok(new_value)
     }
 
     /// A compare-and-swap handle on one key. Reads nothing yet.
     pub fn cas(&self, store: &str, key: &str, mode: CasMode) -> Cas {
-        Cas {
-            kv: self.clone(),
-            store: store.to_string(),
-            key: key.to_string(),
-            snapshot: None,
-            mode,
-        }
+        Cas { kv: self.clone(), store: store.to_string(), key: key.to_string(), snapshot: None, mode }
     }
 }
 
@@ -321,11 +274,7 @@ impl Cas {
                         ":store": self.store, ":key": self.key, ":old": old, ":new": value,
                     })
                     .map_err(KvError::from)?;
-                if changed == 1 {
-                    Ok(())
-                } else {
-                    Err(SwapError::CasFailed)
-                }
+                if changed == 1 { Ok(()) } else { Err(SwapError::CasFailed) }
             }
             (CasMode::SpinSqlite, None) | (CasMode::AlwaysUpsert, _) => {
                 self.kv.set(&self.store, &self.key, value)?;
@@ -375,28 +324,15 @@ mod tests {
         let (_dir, kv) = store();
         kv.set_many(
             S,
-            vec![
-                ("k2".into(), b"two".to_vec()),
-                ("k1".into(), b"one".to_vec()),
-                ("k3".into(), b"three".to_vec()),
-            ],
+            vec![("k2".into(), b"two".to_vec()), ("k1".into(), b"one".to_vec()), ("k3".into(), b"three".to_vec())],
         )
         .unwrap();
-        let mut got = kv
-            .get_many(S, vec!["k3".into(), "missing".into(), "k1".into()])
-            .unwrap();
+        let mut got = kv.get_many(S, vec!["k3".into(), "missing".into(), "k1".into()]).unwrap();
         // Only existing keys come back (in SQLite's order): sort to compare.
         got.sort();
-        assert_eq!(
-            got,
-            vec![
-                ("k1".to_string(), Some(b"one".to_vec())),
-                ("k3".to_string(), Some(b"three".to_vec())),
-            ]
-        );
+        assert_eq!(got, vec![("k1".to_string(), Some(b"one".to_vec())), ("k3".to_string(), Some(b"three".to_vec())),]);
         assert!(kv.get_many(S, vec![]).unwrap().is_empty());
-        kv.delete_many(S, vec!["k1".into(), "k3".into(), "missing".into()])
-            .unwrap();
+        kv.delete_many(S, vec!["k1".into(), "k3".into(), "missing".into()]).unwrap();
         assert_eq!(kv.get_keys(S).unwrap(), ["k2"]);
     }
 
@@ -407,37 +343,23 @@ mod tests {
         assert_eq!(kv.increment(S, "n", 2).unwrap(), 3);
         assert_eq!(kv.increment(S, "n", -10).unwrap(), -7);
         // Stored as Spin stores it: 8 little-endian bytes.
-        assert_eq!(
-            kv.get(S, "n").unwrap(),
-            Some((-7i64).to_le_bytes().to_vec())
-        );
+        assert_eq!(kv.get(S, "n").unwrap(), Some((-7i64).to_le_bytes().to_vec()));
         // A value set as 8 bytes is read as little-endian.
         kv.set(S, "m", &5i64.to_le_bytes()).unwrap();
         assert_eq!(kv.increment(S, "m", 1).unwrap(), 6);
         // Anything else is an error, never a panic, and changes nothing.
         kv.set(S, "text", b"12").unwrap();
-        assert!(matches!(
-            kv.increment(S, "text", 1),
-            Err(KvError::NotAnInteger { len: 2, .. })
-        ));
+        assert!(matches!(kv.increment(S, "text", 1), Err(KvError::NotAnInteger { len: 2, .. })));
         assert_eq!(kv.get(S, "text").unwrap().as_deref(), Some(&b"12"[..]));
         kv.set(S, "max", &i64::MAX.to_le_bytes()).unwrap();
-        assert!(matches!(
-            kv.increment(S, "max", 1),
-            Err(KvError::Overflow { .. })
-        ));
+        assert!(matches!(kv.increment(S, "max", 1), Err(KvError::Overflow { .. })));
         assert_eq!(kv.increment(S, "max", 0).unwrap(), i64::MAX);
     }
 
     #[test]
     fn increment_accepts_an_sqlite_integer() {
         let (_dir, kv) = store();
-        kv.lock()
-            .execute(
-                "INSERT INTO spin_key_value (store, key, value) VALUES ('default', 'i', 41)",
-                [],
-            )
-            .unwrap();
+        kv.lock().execute("INSERT INTO spin_key_value (store, key, value) VALUES ('default', 'i', 41)", []).unwrap();
         assert_eq!(kv.increment(S, "i", 1).unwrap(), 42);
         assert_eq!(kv.get(S, "i").unwrap(), Some(42i64.to_le_bytes().to_vec()));
     }
@@ -493,14 +415,8 @@ mod tests {
         assert_eq!(kv.get(S, "persist").unwrap().as_deref(), Some(&b"yes"[..]));
         assert_eq!(kv.increment(S, "count", 1).unwrap(), 8);
         // The file really has Spin's table.
-        let n: i64 = kv
-            .lock()
-            .query_row(
-                "SELECT COUNT(*) FROM spin_key_value WHERE store='default'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n: i64 =
+            kv.lock().query_row("SELECT COUNT(*) FROM spin_key_value WHERE store='default'", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 2);
     }
 
@@ -527,8 +443,7 @@ mod tests {
                             .map(|v| u64::from_le_bytes(v.try_into().expect("8 bytes")))
                             .unwrap_or(0);
                         std::thread::yield_now();
-                        kv.set(S, "racy", &(current + 1).to_le_bytes())
-                            .expect("set");
+                        kv.set(S, "racy", &(current + 1).to_le_bytes()).expect("set");
                     }
                 })
             })
@@ -538,15 +453,8 @@ mod tests {
         }
         let total = (THREADS * PER_THREAD) as i64;
         assert_eq!(kv.increment(S, "atomic", 0).unwrap(), total);
-        let racy = kv
-            .get(S, "racy")
-            .unwrap()
-            .map(|v| i64::from_le_bytes(v.try_into().expect("8 bytes")))
-            .unwrap_or(0);
+        let racy = kv.get(S, "racy").unwrap().map(|v| i64::from_le_bytes(v.try_into().expect("8 bytes"))).unwrap_or(0);
         assert!(racy <= total && racy > 0);
-        eprintln!(
-            "get-then-set from {THREADS} threads: {racy} of {total} updates kept, {} lost",
-            total - racy
-        );
+        eprintln!("get-then-set from {THREADS} threads: {racy} of {total} updates kept, {} lost", total - racy);
     }
 }

@@ -45,19 +45,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<HostConfig, String> 
         };
         match flag.as_str() {
             "--manifest" => manifest = Some(PathBuf::from(value)),
-            "--listen" => {
-                listen = Some(
-                    value
-                        .parse::<SocketAddr>()
-                        .map_err(|e| format!("--listen {value:?}: {e}"))?,
-                )
-            }
+            "--listen" => listen = Some(value.parse::<SocketAddr>().map_err(|e| format!("--listen {value:?}: {e}"))?),
             "--state" => state = Some(PathBuf::from(value)),
             "--cache" => cache = Some(PathBuf::from(value)),
             "--request-timeout" => {
-                let secs: u64 = value
-                    .parse()
-                    .map_err(|e| format!("--request-timeout {value:?}: {e}"))?;
+                let secs: u64 = value.parse().map_err(|e| format!("--request-timeout {value:?}: {e}"))?;
                 timeout = Some(Duration::from_secs(secs));
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -97,10 +89,7 @@ fn main() -> ExitCode {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("lanyard-host: cannot start tokio: {e}");
@@ -125,10 +114,7 @@ fn main() -> ExitCode {
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}
@@ -148,18 +134,12 @@ mod tests {
     use super::*;
 
     fn args(s: &str) -> impl Iterator<Item = String> {
-        s.split_whitespace()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-            .into_iter()
+        s.split_whitespace().map(str::to_string).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
     fn parses_flags() {
-        let c = parse_args(args(
-            "--manifest m.toml --listen 127.0.0.1:3000 --state s --request-timeout=5",
-        ))
-        .unwrap();
+        let c = parse_args(args("--manifest m.toml --listen 127.0.0.1:3000 --state s --request-timeout=5")).unwrap();
         assert_eq!(c.manifest, PathBuf::from("m.toml"));
         assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(c.cache_dir, PathBuf::from("s/cache"));
@@ -172,12 +152,7 @@ mod tests {
     fn rejects_bad_flags() {
         assert!(parse_args(args("--listen 127.0.0.1:1 --state s")).is_err());
         assert!(parse_args(args("--manifest m --listen nope --state s")).is_err());
-        assert!(
-            parse_args(args(
-                "--manifest m --listen 127.0.0.1:1 --state s --bogus x"
-            ))
-            .is_err()
-        );
+        assert!(parse_args(args("--manifest m --listen 127.0.0.1:1 --state s --bogus x")).is_err());
         assert!(parse_args(args("--manifest")).is_err());
     }
 }

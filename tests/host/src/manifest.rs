@@ -92,33 +92,24 @@ pub type ResolvedVariables = BTreeMap<String, BTreeMap<String, String>>;
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let dir = std::path::absolute(&dir).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let dir =
+            std::path::absolute(&dir).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
         Manifest::parse(&text, &dir).map_err(|e| match e {
-            ManifestError::Parse { message, .. } => ManifestError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
+            ManifestError::Parse { message, .. } => ManifestError::Parse { path: path.to_path_buf(), message },
             other => other,
         })
     }
 
     /// Parses manifest text; relative component sources are joined to `dir`.
     pub fn parse(text: &str, dir: &Path) -> Result<Manifest, ManifestError> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
-            path: PathBuf::from("spin.toml"),
-            message: e.to_string(),
-        })?;
+        let raw: RawManifest = toml::from_str(text)
+            .map_err(|e| ManifestError::Parse { path: PathBuf::from("spin.toml"), message: e.to_string() })?;
         if raw.spin_manifest_version != 2 {
             return Err(ManifestError::Unsupported(format!(
                 "spin_manifest_version = {} (only 2 is supported)",
@@ -139,14 +130,8 @@ impl Manifest {
                     "variable {name:?} must either be required or have a default"
                 )));
             }
-            variables.insert(
-                name,
-                VariableDecl {
-                    default: decl.default,
-                    required: decl.required,
-                    secret: decl.secret,
-                },
-            );
+            variables
+                .insert(name, VariableDecl { default: decl.default, required: decl.required, secret: decl.secret });
         }
 
         let mut components = BTreeMap::new();
@@ -195,9 +180,7 @@ impl Manifest {
         for trigger in raw.trigger.http {
             let route = match trigger.route {
                 toml::Value::String(route) => route,
-                toml::Value::Table(table)
-                    if table.get("private") == Some(&toml::Value::Boolean(true)) =>
-                {
+                toml::Value::Table(table) if table.get("private") == Some(&toml::Value::Boolean(true)) => {
                     // A private endpoint has no route: nothing to serve over HTTP.
                     continue;
                 }
@@ -223,12 +206,7 @@ impl Manifest {
             triggers.push(HttpTrigger { route, component });
         }
 
-        Ok(Manifest {
-            dir: dir.to_path_buf(),
-            variables,
-            triggers,
-            components,
-        })
+        Ok(Manifest { dir: dir.to_path_buf(), variables, triggers, components })
     }
 
     /// Resolves every application variable (override, else the environment as
@@ -246,11 +224,8 @@ impl Manifest {
         }
         let mut app_values = BTreeMap::new();
         for (name, decl) in &self.variables {
-            let value = overrides
-                .get(name)
-                .cloned()
-                .or_else(|| env(&env_variable_name(name)))
-                .or_else(|| decl.default.clone());
+            let value =
+                overrides.get(name).cloned().or_else(|| env(&env_variable_name(name))).or_else(|| decl.default.clone());
             match value {
                 Some(value) => {
                     app_values.insert(name.as_str(), value);
@@ -278,19 +253,11 @@ pub fn env_variable_name(name: &str) -> String {
 /// Checks a variable name as Spin does: lower-case ASCII letters, digits and
 /// single underscores; starting with a letter, ending with a letter or digit.
 pub fn validate_variable_name(name: &str) -> Result<(), ManifestError> {
-    let invalid = |reason| {
-        Err(ManifestError::InvalidVariableName {
-            name: name.to_string(),
-            reason,
-        })
-    };
+    let invalid = |reason| Err(ManifestError::InvalidVariableName { name: name.to_string(), reason });
     let (Some(first), Some(last)) = (name.bytes().next(), name.bytes().last()) else {
         return invalid("must not be empty");
     };
-    if !name
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
-    {
+    if !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_') {
         return invalid("may contain only lower-case letters, digits and underscores");
     }
     if !first.is_ascii_lowercase() {
@@ -441,37 +408,20 @@ mod tests {
     fn template_with_literal_text_around_expressions() {
         let t = Template::parse("prefix-{{ a }}-{{b}}{{  c  }}-suffix").expect("parses");
         assert_eq!(t.references().collect::<Vec<_>>(), ["a", "b", "c"]);
-        let out = t
-            .render(&values(&[("a", "1"), ("b", "2"), ("c", "3")]))
-            .expect("renders");
+        let out = t.render(&values(&[("a", "1"), ("b", "2"), ("c", "3")])).expect("renders");
         assert_eq!(out, "prefix-1-23-suffix");
     }
 
     #[test]
     fn template_literal_only_and_empty() {
-        assert_eq!(
-            Template::parse("plain")
-                .unwrap()
-                .render(&values(&[]))
-                .unwrap(),
-            "plain"
-        );
-        assert_eq!(
-            Template::parse("").unwrap().render(&values(&[])).unwrap(),
-            ""
-        );
+        assert_eq!(Template::parse("plain").unwrap().render(&values(&[])).unwrap(), "plain");
+        assert_eq!(Template::parse("").unwrap().render(&values(&[])).unwrap(), "");
     }
 
     #[test]
     fn template_errors() {
-        assert!(matches!(
-            Template::parse("{{ a }} {{ unclosed"),
-            Err(ManifestError::InvalidTemplate { .. })
-        ));
-        assert!(matches!(
-            Template::parse("{{ Not_Valid }}"),
-            Err(ManifestError::InvalidTemplate { .. })
-        ));
+        assert!(matches!(Template::parse("{{ a }} {{ unclosed"), Err(ManifestError::InvalidTemplate { .. })));
+        assert!(matches!(Template::parse("{{ Not_Valid }}"), Err(ManifestError::InvalidTemplate { .. })));
         let t = Template::parse("{{ missing }}").unwrap();
         assert!(t.render(&values(&[])).is_err());
     }
@@ -513,13 +463,7 @@ command = "true"
     #[test]
     fn parses_a_manifest() {
         let m = Manifest::parse(MANIFEST, Path::new("/app")).expect("parses");
-        assert_eq!(
-            m.triggers,
-            vec![HttpTrigger {
-                route: "/a/:id".into(),
-                component: "one".into()
-            }]
-        );
+        assert_eq!(m.triggers, vec![HttpTrigger { route: "/a/:id".into(), component: "one".into() }]);
         let one = &m.components["one"];
         assert_eq!(one.source, Path::new("/app/x/one.wasm"));
         assert_eq!(one.key_value_stores, ["default"]);
@@ -555,10 +499,8 @@ command = "true"
     #[test]
     fn unknown_override_is_an_error() {
         let m = Manifest::parse(MANIFEST, Path::new("/app")).unwrap();
-        let overrides = BTreeMap::from([
-            ("token".to_string(), "t".to_string()),
-            ("tokn".to_string(), "typo".to_string()),
-        ]);
+        let overrides =
+            BTreeMap::from([("token".to_string(), "t".to_string()), ("tokn".to_string(), "typo".to_string())]);
         assert!(matches!(
             m.resolve_variables(&overrides, |_| None),
             Err(ManifestError::UnknownOverride(n)) if n == "tokn"
@@ -568,30 +510,16 @@ command = "true"
     #[test]
     fn invalid_manifests_are_rejected() {
         let undefined_ref = MANIFEST.replace("{{ greeting }}", "{{ nope }}");
-        assert!(matches!(
-            Manifest::parse(&undefined_ref, Path::new("/")),
-            Err(ManifestError::InvalidTemplate { .. })
-        ));
+        assert!(matches!(Manifest::parse(&undefined_ref, Path::new("/")), Err(ManifestError::InvalidTemplate { .. })));
         let bad_store = MANIFEST.replace(r#"["default"]"#, r#"["other"]"#);
-        assert!(matches!(
-            Manifest::parse(&bad_store, Path::new("/")),
-            Err(ManifestError::Invalid(_))
-        ));
+        assert!(matches!(Manifest::parse(&bad_store, Path::new("/")), Err(ManifestError::Invalid(_))));
         let bad_component = MANIFEST.replace(r#"component = "one""#, r#"component = "two""#);
-        assert!(matches!(
-            Manifest::parse(&bad_component, Path::new("/")),
-            Err(ManifestError::Invalid(_))
-        ));
-        let both = MANIFEST.replace(
-            "token = { required = true, secret = true }",
-            "token = { required = true, default = \"x\" }",
-        );
+        assert!(matches!(Manifest::parse(&bad_component, Path::new("/")), Err(ManifestError::Invalid(_))));
+        let both = MANIFEST
+            .replace("token = { required = true, secret = true }", "token = { required = true, default = \"x\" }");
         assert!(Manifest::parse(&both, Path::new("/")).is_err());
         let v1 = MANIFEST.replace("spin_manifest_version = 2", "spin_manifest_version = 1");
-        assert!(matches!(
-            Manifest::parse(&v1, Path::new("/")),
-            Err(ManifestError::Unsupported(_))
-        ));
+        assert!(matches!(Manifest::parse(&v1, Path::new("/")), Err(ManifestError::Unsupported(_))));
     }
 
     #[test]

@@ -51,15 +51,8 @@ impl Route {
     pub fn parse(raw: &str, component: &str) -> Route {
         // Spin: the base ("/") and the route each lose one trailing slash, and
         // the route is made absolute.
-        let absolute = if raw.starts_with('/') {
-            raw.to_string()
-        } else {
-            format!("/{raw}")
-        };
-        let based = absolute
-            .strip_suffix('/')
-            .map(str::to_string)
-            .unwrap_or(absolute);
+        let absolute = if raw.starts_with('/') { raw.to_string() } else { format!("/{raw}") };
+        let based = absolute.strip_suffix('/').map(str::to_string).unwrap_or(absolute);
         let (prefix, wildcard) = if let Some(prefix) = based.strip_suffix("/...") {
             (prefix, true)
         } else if let Some(prefix) = based.strip_suffix("/*") {
@@ -75,13 +68,7 @@ impl Route {
                 _ => Segment::Literal(s.to_string()),
             })
             .collect();
-        Route {
-            raw: raw.to_string(),
-            based,
-            component: component.to_string(),
-            segments,
-            wildcard,
-        }
+        Route { raw: raw.to_string(), based, component: component.to_string(), segments, wildcard }
     }
 
     /// The route as written in the manifest.
@@ -98,11 +85,7 @@ impl Route {
     fn matches(&self, path: &str) -> Option<(Params, String)> {
         let rest = path.strip_prefix('/')?;
         let ends_with_slash = path.ends_with('/');
-        let parts: Vec<&str> = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect()
-        };
+        let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
         if parts.len() < self.segments.len() {
             return None;
         }
@@ -220,11 +203,7 @@ impl Router {
             component: route.component.clone(),
             raw_route: route.raw.clone(),
             based_route: route.based.clone(),
-            component_route: route
-                .raw
-                .strip_suffix("/...")
-                .unwrap_or(&route.raw)
-                .to_string(),
+            component_route: route.raw.strip_suffix("/...").unwrap_or(&route.raw).to_string(),
             params,
             path_info,
         })
@@ -271,10 +250,7 @@ mod tests {
         let m = r.route("/clusters/c-1/grants/g%201").expect("matches");
         assert_eq!(
             m.params,
-            vec![
-                ("cluster_id".to_string(), "c-1".to_string()),
-                ("grant_id".to_string(), "g%201".to_string())
-            ]
+            vec![("cluster_id".to_string(), "c-1".to_string()), ("grant_id".to_string(), "g%201".to_string())]
         );
         assert_eq!(m.based_route, "/clusters/:cluster_id/grants/:grant_id");
         assert_eq!(component(&r, "/clusters//grants/g"), None);
@@ -310,10 +286,7 @@ mod tests {
 
     #[test]
     fn exact_beats_wildcard_whatever_the_order() {
-        for routes in [
-            [("/one", "exact"), ("/...", "wild")],
-            [("/...", "wild"), ("/one", "exact")],
-        ] {
+        for routes in [[("/one", "exact"), ("/...", "wild")], [("/...", "wild"), ("/one", "exact")]] {
             let r = router(&routes);
             assert_eq!(component(&r, "/one").as_deref(), Some("exact"));
             assert_eq!(component(&r, "/two").as_deref(), Some("wild"));
@@ -325,19 +298,12 @@ mod tests {
 
     #[test]
     fn longest_literal_prefix_wins_among_wildcards() {
-        let routes = [
-            ("/one/...", "one"),
-            ("/one/two/...", "onetwo"),
-            ("/one/two/three/...", "onetwothree"),
-        ];
+        let routes = [("/one/...", "one"), ("/one/two/...", "onetwo"), ("/one/two/three/...", "onetwothree")];
         let mut reversed = routes;
         reversed.reverse();
         for order in [routes, reversed] {
             let r = router(&order);
-            assert_eq!(
-                component(&r, "/one/two/three/four").as_deref(),
-                Some("onetwothree")
-            );
+            assert_eq!(component(&r, "/one/two/three/four").as_deref(), Some("onetwothree"));
             assert_eq!(component(&r, "/one/two/x").as_deref(), Some("onetwo"));
             assert_eq!(component(&r, "/one/x").as_deref(), Some("one"));
         }
@@ -345,12 +311,7 @@ mod tests {
 
     #[test]
     fn literal_beats_parameter_beats_wildcard() {
-        let routes = [
-            ("/c/:id", "param"),
-            ("/c/new", "literal"),
-            ("/c/...", "wild"),
-            ("/...", "all"),
-        ];
+        let routes = [("/c/:id", "param"), ("/c/new", "literal"), ("/c/...", "wild"), ("/...", "all")];
         let mut reversed = routes;
         reversed.reverse();
         for order in [routes, reversed] {
@@ -374,35 +335,17 @@ mod tests {
     fn the_lanyard_routes() {
         let r = router(&[
             ("/api/v1/clusters/:cluster_id/access/grants", "grants"),
-            (
-                "/api/v1/clusters/:cluster_id/access/grants/:grant_id",
-                "grant",
-            ),
+            ("/api/v1/clusters/:cluster_id/access/grants/:grant_id", "grant"),
             ("/api/v1/clusters", "clusters"),
             ("/api/v1/members", "directory"),
             ("/api/v1/members/:member_id", "directory"),
             ("/...", "not-found"),
         ]);
-        assert_eq!(
-            component(&r, "/api/v1/clusters/c/access/grants").as_deref(),
-            Some("grants")
-        );
-        assert_eq!(
-            component(&r, "/api/v1/clusters/c/access/grants/g").as_deref(),
-            Some("grant")
-        );
-        assert_eq!(
-            component(&r, "/api/v1/clusters").as_deref(),
-            Some("clusters")
-        );
-        assert_eq!(
-            component(&r, "/api/v1/clusters/c").as_deref(),
-            Some("not-found")
-        );
-        assert_eq!(
-            component(&r, "/api/v1/members/m").as_deref(),
-            Some("directory")
-        );
+        assert_eq!(component(&r, "/api/v1/clusters/c/access/grants").as_deref(), Some("grants"));
+        assert_eq!(component(&r, "/api/v1/clusters/c/access/grants/g").as_deref(), Some("grant"));
+        assert_eq!(component(&r, "/api/v1/clusters").as_deref(), Some("clusters"));
+        assert_eq!(component(&r, "/api/v1/clusters/c").as_deref(), Some("not-found"));
+        assert_eq!(component(&r, "/api/v1/members/m").as_deref(), Some("directory"));
     }
 
     #[test]

@@ -52,20 +52,13 @@ impl RequestState {
 
 impl WasiView for RequestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl WasiHttpView for RequestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -120,18 +113,13 @@ impl EpochTicker {
     pub(crate) fn start(engine: Engine) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("lanyard-host-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(EpochTicker {
-            stop,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("lanyard-host-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(EpochTicker { stop, thread: Some(thread) })
     }
 }
 
@@ -160,11 +148,7 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut settings = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut settings);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{hex}-wasmtime-{}-{:016x}",
-        wasmtime_version(),
-        settings.finish()
-    )
+    format!("{hex}-wasmtime-{}-{:016x}", wasmtime_version(), settings.finish())
 }
 
 fn wasmtime_version() -> &'static str {
@@ -179,12 +163,8 @@ pub(crate) fn load_component(
     cache_dir: &Path,
     loaded: &mut HashMap<String, Component>,
 ) -> anyhow::Result<Component> {
-    let wasm = std::fs::read(wasm_path).with_context(|| {
-        format!(
-            "cannot read the component {} (has it been built?)",
-            wasm_path.display()
-        )
-    })?;
+    let wasm = std::fs::read(wasm_path)
+        .with_context(|| format!("cannot read the component {} (has it been built?)", wasm_path.display()))?;
     let key = cache_key(engine, &wasm);
     if let Some(component) = loaded.get(&key) {
         return Ok(component.clone());

@@ -124,39 +124,26 @@ impl App {
     /// Loads the manifest, resolves variables, opens the store and compiles
     /// every routed component. Blocking (compilation).
     fn load(config: &HostConfig) -> anyhow::Result<App> {
-        anyhow::ensure!(
-            config.max_concurrent_requests > 0,
-            "max_concurrent_requests must be at least 1"
-        );
+        anyhow::ensure!(config.max_concurrent_requests > 0, "max_concurrent_requests must be at least 1");
         let manifest = Manifest::load(&config.manifest)?;
-        let variables =
-            manifest.resolve_variables(&config.variables, |name| std::env::var(name).ok())?;
+        let variables = manifest.resolve_variables(&config.variables, |name| std::env::var(name).ok())?;
 
-        std::fs::create_dir_all(&config.state_dir).with_context(|| {
-            format!(
-                "cannot create the state directory {}",
-                config.state_dir.display()
-            )
-        })?;
+        std::fs::create_dir_all(&config.state_dir)
+            .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
         let kv_path = config.state_dir.join("kv.sqlite");
         let kv = KvStore::open(&kv_path)
             .with_context(|| format!("cannot open the key-value store {}", kv_path.display()))?;
 
         let engine = runtime::engine(config.max_concurrent_requests)?;
         let linker = runtime::linker(&engine)?;
-        let routed: BTreeSet<&str> = manifest
-            .triggers
-            .iter()
-            .map(|t| t.component.as_str())
-            .collect();
+        let routed: BTreeSet<&str> = manifest.triggers.iter().map(|t| t.component.as_str()).collect();
         let mut compiled = HashMap::new();
         let mut components = HashMap::new();
         for id in routed {
             let Some(decl) = manifest.components.get(id) else {
                 anyhow::bail!("route names component {id:?}, which is not defined");
             };
-            let component =
-                runtime::load_component(&engine, &decl.source, &config.cache_dir, &mut compiled)?;
+            let component = runtime::load_component(&engine, &decl.source, &config.cache_dir, &mut compiled)?;
             let pre = runtime::pre_instantiate(&linker, &component, id)?;
             let context = Arc::new(ComponentContext {
                 id: id.to_string(),
@@ -165,12 +152,7 @@ impl App {
             });
             components.insert(id.to_string(), LoadedComponent { context, pre });
         }
-        let router = Router::build(
-            manifest
-                .triggers
-                .iter()
-                .map(|t| (t.route.as_str(), t.component.as_str())),
-        );
+        let router = Router::build(manifest.triggers.iter().map(|t| (t.route.as_str(), t.component.as_str())));
         let ticker = EpochTicker::start(engine.clone()).context("cannot start the epoch thread")?;
         Ok(App {
             router,
@@ -198,19 +180,12 @@ impl Server {
     /// and binds the listener. Must run inside a multi-thread tokio runtime.
     pub async fn bind(config: HostConfig) -> anyhow::Result<Server> {
         let listen = config.listen;
-        let app = tokio::task::spawn_blocking(move || App::load(&config))
-            .await
-            .context("loading the app panicked")??;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let app =
+            tokio::task::spawn_blocking(move || App::load(&config)).await.context("loading the app panicked")??;
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, routes = app.router.routes().len(), "lanyard-host listening");
-        Ok(Server {
-            app: Arc::new(app),
-            listener,
-            addr,
-        })
+        Ok(Server { app: Arc::new(app), listener, addr })
     }
 
     /// The address the server listens on (the real port when 0 was asked).
@@ -243,10 +218,9 @@ impl Server {
         }
         drop(listener);
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(Duration::from_secs(5), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(Duration::from_secs(5), async { while connections.join_next().await.is_some() {} })
+                .await;
         if drained.is_err() {
             tracing::warn!("connections still open after 5 s: closing them");
         }
@@ -266,9 +240,8 @@ async fn serve_connection(
         let app = app.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(app, req, client_addr).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    let conn =
+        hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -301,19 +274,11 @@ struct Outcome {
     error: Option<String>,
 }
 
-async fn handle(
-    app: Arc<App>,
-    req: Request<Incoming>,
-    client_addr: SocketAddr,
-) -> Response<HyperOutgoingBody> {
+async fn handle(app: Arc<App>, req: Request<Incoming>, client_addr: SocketAddr) -> Response<HyperOutgoingBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let Outcome {
-        component,
-        response,
-        error,
-    } = dispatch(&app, req, client_addr).await;
+    let Outcome { component, response, error } = dispatch(&app, req, client_addr).await;
     let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let component = component.as_deref().unwrap_or("-");
@@ -335,19 +300,11 @@ async fn dispatch(app: &Arc<App>, mut req: Request<Incoming>, client_addr: Socke
             "health" => plain(StatusCode::OK, "OK"),
             _ => plain(StatusCode::NOT_FOUND, ""),
         };
-        return Outcome {
-            component: None,
-            response,
-            error: None,
-        };
+        return Outcome { component: None, response, error: None };
     }
 
     let Some(route) = app.router.route(&path) else {
-        return Outcome {
-            component: None,
-            response: plain(StatusCode::NOT_FOUND, ""),
-            error: None,
-        };
+        return Outcome { component: None, response: plain(StatusCode::NOT_FOUND, ""), error: None };
     };
     let component_id = route.component.clone();
     let fail = |message: String| Outcome {
@@ -368,10 +325,7 @@ async fn dispatch(app: &Arc<App>, mut req: Request<Incoming>, client_addr: Socke
         return fail("the host is shutting down".to_string());
     };
 
-    let mut store = Store::new(
-        &app.engine,
-        RequestState::new(component.context.clone(), app.kv.clone(), app.cas_mode),
-    );
+    let mut store = Store::new(&app.engine, RequestState::new(component.context.clone(), app.kv.clone(), app.cas_mode));
     let time_limit = app.request_timeout;
     let deadline = Instant::now() + time_limit;
     store.set_epoch_deadline(1);
@@ -383,11 +337,7 @@ async fn dispatch(app: &Arc<App>, mut req: Request<Incoming>, client_addr: Socke
         }
     });
 
-    let incoming = match store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, req)
-    {
+    let incoming = match store.data_mut().http().new_incoming_request(Scheme::Http, req) {
         Ok(incoming) => incoming,
         Err(e) => return fail(format!("cannot pass the request to the component: {e}")),
     };
@@ -398,19 +348,12 @@ async fn dispatch(app: &Arc<App>, mut req: Request<Incoming>, client_addr: Socke
     };
 
     let pre = component.pre.clone();
-    let mut slot = GuestSlot {
-        store,
-        _permit: permit,
-        _app: app.clone(),
-    };
+    let mut slot = GuestSlot { store, _permit: permit, _app: app.clone() };
     let guest = tokio::spawn(async move {
         let store = &mut slot.store;
         let run = async {
             let proxy = pre.instantiate_async(&mut *store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut *store, incoming, outparam)
-                .await
+            proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, outparam).await
         };
         let result = match tokio::time::timeout(time_limit, run).await {
             Ok(result) => result,
@@ -439,11 +382,7 @@ async fn dispatch(app: &Arc<App>, mut req: Request<Incoming>, client_addr: Socke
             });
             // As Spin: when the client goes away (the body is dropped), stop the guest.
             let response = response.map(|body| AbortOnDrop { body, abort }.boxed_unsync());
-            Outcome {
-                component: Some(component_id),
-                response,
-                error: None,
-            }
+            Outcome { component: Some(component_id), response, error: None }
         }
         Ok(Err(code)) => fail(format!("the component answered with an error: {code:?}")),
         Err(_) => {
@@ -474,20 +413,14 @@ fn prepare_request(
     client_spin_headers: ClientSpinHeaders,
 ) -> Result<(), String> {
     let host = match req.headers().get(HOST) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| "the Host header is not valid UTF-8".to_string())?
-            .to_string(),
+        Some(value) => value.to_str().map_err(|_| "the Host header is not valid UTF-8".to_string())?.to_string(),
         None => match req.uri().authority() {
             Some(authority) => authority.to_string(),
             None => return Err("the request has no Host header".to_string()),
         },
     };
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
+    let path_and_query =
+        req.uri().path_and_query().map(|pq| pq.as_str().to_string()).unwrap_or_else(|| "/".to_string());
     let full_url = format!("http://{host}{path_and_query}");
     *req.uri_mut() = Uri::builder()
         .scheme("http")
@@ -498,21 +431,15 @@ fn prepare_request(
 
     let headers = req.headers_mut();
     if client_spin_headers == ClientSpinHeaders::Strip {
-        let forged: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| name.as_str().starts_with("spin-"))
-            .cloned()
-            .collect();
+        let forged: Vec<HeaderName> =
+            headers.keys().filter(|name| name.as_str().starts_with("spin-")).cloned().collect();
         for name in forged {
             headers.remove(&name);
         }
     }
     let mut add = |name: String, value: &str| {
         // As Spin, a name or value that is not a valid header is skipped.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             headers.append(name, value);
         }
     };
@@ -531,10 +458,7 @@ fn prepare_request(
 
 /// `spin-path-match-<name>` for route parameter `:name`, `_` becoming `-`.
 pub fn spin_path_match_header(param: &str) -> String {
-    format!(
-        "spin-path-match-{}",
-        param.replace('_', "-").to_ascii_lowercase()
-    )
+    format!("spin-path-match-{}", param.replace('_', "-").to_ascii_lowercase())
 }
 
 /// The request ran past the time limit.
@@ -555,10 +479,7 @@ fn describe(error: &wasmtime::Error) -> String {
         return timeout.to_string();
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return format!(
-            "the component exited (status {}) without setting a response",
-            exit.0
-        );
+        return format!("the component exited (status {}) without setting a response", exit.0);
     }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return format!("the component trapped: {trap}");
@@ -571,10 +492,7 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
     let mut response = Response::new(full(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     if !body.is_empty() {
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
+        response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     response
 }
@@ -586,17 +504,12 @@ fn internal_error(message: &str) -> Response<HyperOutgoingBody> {
     });
     let mut response = Response::new(full(Bytes::from(body.to_string())));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 fn full(bytes: Bytes) -> HyperOutgoingBody {
-    Full::new(bytes)
-        .map_err(|never: std::convert::Infallible| match never {})
-        .boxed_unsync()
+    Full::new(bytes).map_err(|never: std::convert::Infallible| match never {}).boxed_unsync()
 }
 
 /// A response body that aborts the guest's task when dropped.
@@ -692,8 +605,7 @@ pub fn spawn(config: HostConfig) -> anyhow::Result<HostHandle> {
             {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ =
-                        ready_tx.send(Err(anyhow::Error::from(e).context("cannot start tokio")));
+                    let _ = ready_tx.send(Err(anyhow::Error::from(e).context("cannot start tokio")));
                     return Ok(());
                 }
             };
@@ -717,20 +629,14 @@ pub fn spawn(config: HostConfig) -> anyhow::Result<HostHandle> {
         })
         .context("cannot start the host thread")?;
     match ready_rx.recv() {
-        Ok(Ok(addr)) => Ok(HostHandle {
-            addr,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }),
+        Ok(Ok(addr)) => Ok(HostHandle { addr, stop: Some(stop_tx), thread: Some(thread) }),
         Ok(Err(e)) => {
             let _ = thread.join();
             Err(e)
         }
         Err(_) => {
             let _ = thread.join();
-            Err(anyhow::anyhow!(
-                "the host thread stopped before it was ready"
-            ))
+            Err(anyhow::anyhow!("the host thread stopped before it was ready"))
         }
     }
 }
@@ -741,24 +647,15 @@ mod tests {
 
     #[test]
     fn path_match_header_names() {
-        assert_eq!(
-            spin_path_match_header("cluster_id"),
-            "spin-path-match-cluster-id"
-        );
+        assert_eq!(spin_path_match_header("cluster_id"), "spin-path-match-cluster-id");
         assert_eq!(spin_path_match_header("id"), "spin-path-match-id");
-        assert_eq!(
-            spin_path_match_header("Member_ID"),
-            "spin-path-match-member-id"
-        );
+        assert_eq!(spin_path_match_header("Member_ID"), "spin-path-match-member-id");
     }
 
     #[test]
     fn internal_error_body_is_the_error_contract() {
         let response = internal_error("boom");
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(
-            response.headers().get(http::header::CONTENT_TYPE).unwrap(),
-            "application/json"
-        );
+        assert_eq!(response.headers().get(http::header::CONTENT_TYPE).unwrap(), "application/json");
     }
 }

@@ -29,37 +29,24 @@ async fn the_binary_serves_with_env_variables_and_stops_on_sigterm() {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("read stdout");
-    let Some(addr) = line
-        .trim()
-        .strip_prefix("lanyard-host listening on http://")
-        .and_then(|a| a.parse::<SocketAddr>().ok())
+    let Some(addr) =
+        line.trim().strip_prefix("lanyard-host listening on http://").and_then(|a| a.parse::<SocketAddr>().ok())
     else {
         let _ = child.kill();
         let mut stderr = String::new();
-        let _ = child
-            .stderr
-            .take()
-            .map(|mut e| e.read_to_string(&mut stderr));
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut stderr));
         panic!("unexpected first line {line:?}; stderr:\n{stderr}");
     };
 
     assert_eq!(ok(&get(addr, "/var/token").await), "from-the-environment");
     assert_eq!(ok(&get(addr, "/var/greeting").await), "hello");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
     assert!(status.success());
     let exit = child.wait().expect("wait for lanyard-host");
     assert!(exit.success(), "exit status {exit}");
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
     assert!(stderr.contains("path=/var/token"), "{stderr}");
     assert!(!stderr.contains("from-the-environment"), "{stderr}");
     std::net::TcpListener::bind(addr).expect("the port is free after exit");

@@ -34,17 +34,11 @@ async fn spin_headers_and_path_parameters() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let echo = reply.json();
     assert_eq!(echo["method"], "Method::Post");
-    assert_eq!(
-        echo["path_with_query"],
-        "/clusters/c-1/grants/g_2?x=1&y=%20"
-    );
+    assert_eq!(echo["path_with_query"], "/clusters/c-1/grants/g_2?x=1&y=%20");
     // The forged values are gone; only the host's remain.
     assert_eq!(header(&echo, "spin-path-match-cluster-id"), "c-1");
     assert_eq!(header(&echo, "spin-path-match-grant-id"), "g_2");
-    assert_eq!(
-        header(&echo, "spin-full-url"),
-        format!("http://{addr}/clusters/c-1/grants/g_2?x=1&y=%20")
-    );
+    assert_eq!(header(&echo, "spin-full-url"), format!("http://{addr}/clusters/c-1/grants/g_2?x=1&y=%20"));
     let route = "/clusters/:cluster_id/grants/:grant_id";
     assert_eq!(header(&echo, "spin-matched-route"), route);
     assert_eq!(header(&echo, "spin-raw-component-route"), route);
@@ -76,19 +70,10 @@ async fn client_spin_headers_can_be_kept_like_spin() {
     let mut config = config(app.path(), state.path());
     config.client_spin_headers = ClientSpinHeaders::KeepLikeSpin;
     let host = spawn(config).expect("host starts");
-    let echo = send(
-        host.addr(),
-        "GET",
-        "/clusters/real/grants/g",
-        &[("spin-path-match-cluster-id", "forged")],
-        b"",
-    )
-    .await
-    .json();
-    assert_eq!(
-        header_values(&echo, "spin-path-match-cluster-id"),
-        ["forged", "real"]
-    );
+    let echo = send(host.addr(), "GET", "/clusters/real/grants/g", &[("spin-path-match-cluster-id", "forged")], b"")
+        .await
+        .json();
+    assert_eq!(header_values(&echo, "spin-path-match-cluster-id"), ["forged", "real"]);
 }
 
 #[tokio::test]
@@ -96,13 +81,7 @@ async fn unmatched_paths_get_a_plain_404_and_health_answers() {
     let app = TempDir::new("404-app");
     let state = TempDir::new("404-state");
     let host = spawn(config(app.path(), state.path())).expect("host starts");
-    for path in [
-        "/",
-        "/nothing",
-        "/clusters/c/grants",
-        "/kv/extra",
-        "/.well-known/spin/nope",
-    ] {
+    for path in ["/", "/nothing", "/clusters/c/grants", "/kv/extra", "/.well-known/spin/nope"] {
         let reply = get(host.addr(), path).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
         assert!(reply.body.is_empty(), "{path}: {}", reply.text());
@@ -120,21 +99,12 @@ async fn variables_resolve_per_component() {
     let addr = host.addr();
     assert_eq!(ok(&get(addr, "/var/greeting").await), "hello");
     assert_eq!(ok(&get(addr, "/var/token").await), TOKEN);
-    assert_eq!(
-        ok(&get(addr, "/var/combined").await),
-        format!("pre-hello-{TOKEN}!")
-    );
-    assert_eq!(
-        ok(&get(addr, "/other/var/greeting").await),
-        "second says hello"
-    );
+    assert_eq!(ok(&get(addr, "/var/combined").await), format!("pre-hello-{TOKEN}!"));
+    assert_eq!(ok(&get(addr, "/other/var/greeting").await), "second says hello");
     // Another component's variables, or an app variable not mapped into the
     // component, are undefined; a malformed name is invalid.
     let undefined = err(&get(addr, "/other/var/token").await);
-    assert!(
-        undefined.contains("Undefined(") && undefined.contains("\\\"second\\\""),
-        "{undefined}"
-    );
+    assert!(undefined.contains("Undefined(") && undefined.contains("\\\"second\\\""), "{undefined}");
     assert!(err(&get(addr, "/var/secret_token").await).contains("Undefined("));
     assert!(err(&get(addr, "/var/Greeting").await).contains("InvalidName("));
     assert!(err(&get(addr, "/nokv/var/greeting").await).contains("Undefined("));
@@ -161,16 +131,10 @@ async fn key_value_through_both_interfaces_survives_a_restart() {
     let host = spawn(config(app.path(), state.path())).expect("host starts");
     let addr = host.addr();
     // fermyon:spin/key-value
-    assert_eq!(
-        ok(&send(addr, "POST", "/kv?op=set&key=spin-key", &[], b"spin value").await),
-        serde_json::Value::Null
-    );
+    assert_eq!(ok(&send(addr, "POST", "/kv?op=set&key=spin-key", &[], b"spin value").await), serde_json::Value::Null);
     assert_eq!(ok(&get(addr, "/kv?op=exists&key=spin-key").await), true);
     assert_eq!(ok(&get(addr, "/kv?op=exists&key=absent").await), false);
-    assert_eq!(
-        ok(&get(addr, "/kv?op=get&key=absent").await),
-        serde_json::Value::Null
-    );
+    assert_eq!(ok(&get(addr, "/kv?op=get&key=absent").await), serde_json::Value::Null);
     // wasi:keyvalue
     ok(&send(addr, "POST", "/wkv?op=set&key=wasi-key", &[], b"wasi value").await);
     assert_eq!(ok(&get(addr, "/wkv?op=incr&key=counter&delta=5").await), 5);
@@ -185,58 +149,30 @@ async fn key_value_through_both_interfaces_survives_a_restart() {
     let host = spawn(config(app.path(), state.path())).expect("host restarts");
     let addr = host.addr();
     // One store behind both interfaces.
-    assert_eq!(
-        ok(&get(addr, "/kv?op=get&key=spin-key").await)["text"],
-        "spin value"
-    );
-    assert_eq!(
-        ok(&get(addr, "/wkv?op=get&key=spin-key").await)["text"],
-        "spin value"
-    );
-    assert_eq!(
-        ok(&get(addr, "/kv?op=get&key=wasi-key").await)["text"],
-        "wasi value"
-    );
+    assert_eq!(ok(&get(addr, "/kv?op=get&key=spin-key").await)["text"], "spin value");
+    assert_eq!(ok(&get(addr, "/wkv?op=get&key=spin-key").await)["text"], "spin value");
+    assert_eq!(ok(&get(addr, "/kv?op=get&key=wasi-key").await)["text"], "wasi value");
     assert_eq!(ok(&get(addr, "/wkv?op=incr&key=counter&delta=1").await), 6);
     // Spin stores an incremented value as 8 little-endian bytes.
-    assert_eq!(
-        ok(&get(addr, "/kv?op=get&key=counter").await)["hex"],
-        le_hex(6)
-    );
+    assert_eq!(ok(&get(addr, "/kv?op=get&key=counter").await)["hex"], le_hex(6));
     // A value that is not a counter cannot be incremented: an error, not a trap.
     assert!(err(&get(addr, "/wkv?op=incr&key=wasi-key").await).contains("not a 64-bit integer"));
     let keys = ok(&get(addr, "/kv?op=keys").await);
-    assert_eq!(
-        keys,
-        serde_json::json!(["counter", "m1", "m2", "m3", "spin-key", "wasi-key"])
-    );
+    assert_eq!(keys, serde_json::json!(["counter", "m1", "m2", "m3", "spin-key", "wasi-key"]));
     assert_eq!(ok(&get(addr, "/wkv?op=list").await)["keys"], keys);
-    assert_eq!(
-        ok(&get(addr, "/wkv?op=list").await)["cursor"],
-        serde_json::Value::Null
-    );
+    assert_eq!(ok(&get(addr, "/wkv?op=list").await)["cursor"], serde_json::Value::Null);
     assert!(err(&get(addr, "/wkv?op=list-cursor").await).contains("cursor not supported"));
     // get-many answers only the keys that exist.
-    let mut many: Vec<(String, String)> =
-        ok(&get(addr, "/wkv?op=get-many&keys=m3,missing,m1").await)
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|pair| {
-                (
-                    pair[0].as_str().unwrap_or_default().to_string(),
-                    pair[1]["text"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
+    let mut many: Vec<(String, String)> = ok(&get(addr, "/wkv?op=get-many&keys=m3,missing,m1").await)
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|pair| {
+            (pair[0].as_str().unwrap_or_default().to_string(), pair[1]["text"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
     many.sort();
-    assert_eq!(
-        many,
-        [
-            ("m1".to_string(), "one".to_string()),
-            ("m3".to_string(), "three".to_string())
-        ]
-    );
+    assert_eq!(many, [("m1".to_string(), "one".to_string()), ("m3".to_string(), "three".to_string())]);
     ok(&get(addr, "/wkv?op=delete-many&keys=m1,m2").await);
     ok(&get(addr, "/kv?op=delete&key=spin-key").await);
     assert_eq!(ok(&get(addr, "/wkv?op=exists&key=m1").await), false);
@@ -281,20 +217,10 @@ async fn compare_and_swap_modes() {
     let addr = host.addr();
     ok(&send(addr, "POST", "/wkv?op=set&key=n", &[], &0u64.to_le_bytes()).await);
     const N: usize = 24;
-    let replies = futures_join(
-        (0..N)
-            .map(|_| async move { get(addr, "/wkv?op=cas-incr&key=n").await })
-            .collect(),
-    )
-    .await;
-    let attempts: u64 = replies
-        .iter()
-        .map(|r| ok(r)["attempts"].as_u64().expect("attempts"))
-        .sum();
-    assert_eq!(
-        ok(&get(addr, "/wkv?op=get&key=n").await)["hex"],
-        le_hex(N as i64)
-    );
+    let replies =
+        futures_join((0..N).map(|_| async move { get(addr, "/wkv?op=cas-incr&key=n").await }).collect()).await;
+    let attempts: u64 = replies.iter().map(|r| ok(r)["attempts"].as_u64().expect("attempts")).sum();
+    assert_eq!(ok(&get(addr, "/wkv?op=get&key=n").await)["hex"], le_hex(N as i64));
     eprintln!("{N} concurrent CAS increments took {attempts} attempts in all");
 }
 
@@ -319,17 +245,9 @@ async fn concurrent_requests_increment_exactly() {
         ok(incr);
         ok(rmw);
     }
-    assert_eq!(
-        ok(&get(addr, "/wkv?op=incr&key=hits&delta=0").await),
-        N as i64
-    );
-    let racy_hex = ok(&get(addr, "/wkv?op=get&key=racy").await)["hex"]
-        .as_str()
-        .expect("hex")
-        .to_string();
-    let racy = (0..N as i64)
-        .find(|n| le_hex(n + 1) == racy_hex)
-        .map(|n| n + 1);
+    assert_eq!(ok(&get(addr, "/wkv?op=incr&key=hits&delta=0").await), N as i64);
+    let racy_hex = ok(&get(addr, "/wkv?op=get&key=racy").await)["hex"].as_str().expect("hex").to_string();
+    let racy = (0..N as i64).find(|n| le_hex(n + 1) == racy_hex).map(|n| n + 1);
     eprintln!("{N} concurrent get-then-set requests kept {racy:?} updates");
 }
 
@@ -345,10 +263,7 @@ async fn a_runaway_request_is_stopped_and_does_not_block_others() {
     for _ in 0..5 {
         assert_eq!(get(addr, "/echo/x").await.status, StatusCode::OK);
     }
-    assert!(
-        !runaway.is_finished(),
-        "the runaway request ended before the others were served"
-    );
+    assert!(!runaway.is_finished(), "the runaway request ended before the others were served");
     let reply = runaway.await.expect("runaway task");
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     let json = reply.json();
@@ -364,18 +279,12 @@ async fn failing_guests_give_a_json_500_and_the_host_keeps_serving() {
     let state = TempDir::new("trap-state");
     let host = spawn(config(app.path(), state.path())).expect("host starts");
     let addr = host.addr();
-    for (path, expected) in [
-        ("/trap", "trapped"),
-        ("/exit", "exited"),
-        ("/noresponse", "without setting a response"),
-        ("/trap", "trapped"),
-    ] {
+    for (path, expected) in
+        [("/trap", "trapped"), ("/exit", "exited"), ("/noresponse", "without setting a response"), ("/trap", "trapped")]
+    {
         let reply = get(addr, path).await;
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
-        assert_eq!(
-            reply.headers.get("content-type").map(|v| v.as_bytes()),
-            Some(&b"application/json"[..])
-        );
+        assert_eq!(reply.headers.get("content-type").map(|v| v.as_bytes()), Some(&b"application/json"[..]));
         let json = reply.json();
         assert_eq!(json["error"]["code"], "internal", "{path}");
         let message = json["error"]["message"].as_str().unwrap_or_default();
@@ -407,17 +316,13 @@ fn dropping_the_handle_frees_the_port_and_the_cache_is_reused() {
     };
     let first = artefacts(cache.path());
     assert_eq!(first.len(), 1, "{first:?}");
-    let modified = std::fs::metadata(&first[0])
-        .and_then(|m| m.modified())
-        .expect("mtime");
+    let modified = std::fs::metadata(&first[0]).and_then(|m| m.modified()).expect("mtime");
     let host = spawn(config).expect("host restarts from the cache");
     drop(host);
     let second = artefacts(cache.path());
     assert_eq!(second, first);
     assert_eq!(
-        std::fs::metadata(&second[0])
-            .and_then(|m| m.modified())
-            .expect("mtime"),
+        std::fs::metadata(&second[0]).and_then(|m| m.modified()).expect("mtime"),
         modified,
         "the artefact was recompiled instead of reused"
     );
@@ -440,11 +345,7 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
                 }
             }
         }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
     })
     .await;
     outputs.into_iter().map(|o| o.expect("completed")).collect()

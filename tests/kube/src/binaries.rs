@@ -45,10 +45,7 @@ impl Binaries {
         let binary = |name: &str| -> Result<PathBuf> {
             let path = bin_dir.join(name);
             if !path.is_file() {
-                bail!(
-                    "{} is missing: build the Kubernetes test binaries with `{BUILD_SCRIPT}`",
-                    path.display()
-                );
+                bail!("{} is missing: build the Kubernetes test binaries with `{BUILD_SCRIPT}`", path.display());
             }
             Ok(path)
         };
@@ -69,11 +66,9 @@ pub fn repo_root() -> PathBuf {
     let start = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    start
-        .ancestors()
-        .find(|dir| dir.join("spin.toml").is_file())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| panic!("no spin.toml above {}: run the tests with cargo from the repository", start.display()))
+    start.ancestors().find(|dir| dir.join("spin.toml").is_file()).map(Path::to_path_buf).unwrap_or_else(|| {
+        panic!("no spin.toml above {}: run the tests with cargo from the repository", start.display())
+    })
 }
 
 fn locate_bin_dir() -> Result<PathBuf> {
@@ -88,10 +83,7 @@ fn locate_bin_dir() -> Result<PathBuf> {
         .output()
         .with_context(|| format!("could not run `{BUILD_SCRIPT}` ({})", script.display()))?;
     if !output.status.success() {
-        bail!(
-            "`{BUILD_SCRIPT}` could not build the Kubernetes test binaries ({}); its log is above",
-            output.status
-        );
+        bail!("`{BUILD_SCRIPT}` could not build the Kubernetes test binaries ({}); its log is above", output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let Some(last_line) = stdout.lines().rev().find(|line| !line.trim().is_empty()) else {

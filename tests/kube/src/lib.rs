@@ -117,13 +117,7 @@ impl KubeCluster {
         let admin_token = random_hex(32)?;
         let agent_token = random_hex(32)?;
 
-        let booted = boot(
-            &binaries,
-            &layout,
-            &mut supervisor,
-            &admin_token,
-            &agent_token,
-        );
+        let booted = boot(&binaries, &layout, &mut supervisor, &admin_token, &agent_token);
         let endpoint = match booted {
             Ok(endpoint) => endpoint,
             Err(error) => {
@@ -229,10 +223,7 @@ impl KubeCluster {
         let mut full_args: Vec<&OsStr> = vec![OsStr::new("auth"), OsStr::new("can-i")];
         full_args.extend(args.iter().map(AsRef::as_ref));
         let output = self.kubectl(identity, &full_args)?;
-        match (
-            output.stdout.lines().next().map(str::trim),
-            output.status.code(),
-        ) {
+        match (output.stdout.lines().next().map(str::trim), output.status.code()) {
             (Some("yes"), Some(0)) => Ok(true),
             (Some("no"), Some(1)) => Ok(false),
             _ => bail!(
@@ -333,11 +324,7 @@ fn boot(
 
     etcd_client.release();
     etcd_peer.release();
-    supervisor.spawn(
-        "etcd",
-        &binaries.etcd,
-        &etcd_args(layout, etcd_client_port, etcd_peer_port),
-    )?;
+    supervisor.spawn("etcd", &binaries.etcd, &etcd_args(layout, etcd_client_port, etcd_peer_port))?;
     wait_for("etcd to report itself healthy", timeout, || {
         supervisor.ensure_running()?;
         Ok(match etcd_health(etcd_client_port) {
@@ -359,33 +346,19 @@ fn boot(
         })
     })?;
     let cert_path = layout.apiserver_generated_cert();
-    let ca_cert_pem = std::fs::read_to_string(&cert_path).with_context(|| {
-        format!(
-            "kube-apiserver wrote no certificate at {}",
-            cert_path.display()
-        )
-    })?;
+    let ca_cert_pem = std::fs::read_to_string(&cert_path)
+        .with_context(|| format!("kube-apiserver wrote no certificate at {}", cert_path.display()))?;
     if !ca_cert_pem.contains("-----BEGIN CERTIFICATE-----") {
         bail!("{} holds no PEM certificate", cert_path.display());
     }
     write_file(&layout.ca_cert, &ca_cert_pem)?;
     let server_url = format!("https://127.0.0.1:{apiserver_port}");
-    write_file(
-        &layout.admin_kubeconfig,
-        &kubeconfig(&server_url, &ca_cert_pem, ADMIN_USER, admin_token),
-    )?;
-    write_file(
-        &layout.agent_kubeconfig,
-        &kubeconfig(&server_url, &ca_cert_pem, AGENT_USER, agent_token),
-    )?;
+    write_file(&layout.admin_kubeconfig, &kubeconfig(&server_url, &ca_cert_pem, ADMIN_USER, admin_token))?;
+    write_file(&layout.agent_kubeconfig, &kubeconfig(&server_url, &ca_cert_pem, AGENT_USER, agent_token))?;
 
     wait_for("kube-apiserver's /readyz to say ok", timeout, || {
         supervisor.ensure_running()?;
-        let output = run_kubectl(
-            &layout.admin_kubeconfig,
-            &layout.kubectl_cache,
-            ["get", "--raw=/readyz"],
-        )?;
+        let output = run_kubectl(&layout.admin_kubeconfig, &layout.kubectl_cache, ["get", "--raw=/readyz"])?;
         Ok(if output.success() && output.stdout.trim() == "ok" {
             Probe::Ready(())
         } else {
@@ -393,44 +366,23 @@ fn boot(
         })
     })?;
 
-    supervisor.spawn(
-        "kube-controller-manager",
-        &binaries.kube_controller_manager,
-        &controller_manager_args(layout),
-    )?;
+    supervisor.spawn("kube-controller-manager", &binaries.kube_controller_manager, &controller_manager_args(layout))?;
     for role in AGGREGATED_ROLES {
-        wait_for(
-            &format!("the aggregated ClusterRole {role} to have rules"),
-            timeout,
-            || {
-                supervisor.ensure_running()?;
-                let output = run_kubectl(
-                    &layout.admin_kubeconfig,
-                    &layout.kubectl_cache,
-                    [
-                        "get",
-                        "clusterrole",
-                        role,
-                        "-o",
-                        "jsonpath={.rules[*].verbs}",
-                    ],
-                )?;
-                Ok(if output.success() && !output.stdout.trim().is_empty() {
-                    Probe::Ready(())
-                } else {
-                    Probe::NotYet(format!(
-                        "rules {:?} {}",
-                        output.stdout.trim(),
-                        output.stderr.trim()
-                    ))
-                })
-            },
-        )?;
+        wait_for(&format!("the aggregated ClusterRole {role} to have rules"), timeout, || {
+            supervisor.ensure_running()?;
+            let output = run_kubectl(
+                &layout.admin_kubeconfig,
+                &layout.kubectl_cache,
+                ["get", "clusterrole", role, "-o", "jsonpath={.rules[*].verbs}"],
+            )?;
+            Ok(if output.success() && !output.stdout.trim().is_empty() {
+                Probe::Ready(())
+            } else {
+                Probe::NotYet(format!("rules {:?} {}", output.stdout.trim(), output.stderr.trim()))
+            })
+        })?;
     }
-    Ok(Endpoint {
-        server_url,
-        ca_cert_pem,
-    })
+    Ok(Endpoint { server_url, ca_cert_pem })
 }
 
 fn etcd_args(layout: &Layout, client_port: u16, peer_port: u16) -> Vec<String> {
@@ -463,14 +415,8 @@ fn apiserver_args(layout: &Layout, etcd_client_port: u16, port: u16) -> Vec<Stri
         "--authorization-mode=Node,RBAC".into(),
         format!("--token-auth-file={}", layout.token_file.display()),
         format!("--service-account-issuer={SERVICE_ACCOUNT_ISSUER}"),
-        format!(
-            "--service-account-key-file={}",
-            layout.service_account_public_key.display()
-        ),
-        format!(
-            "--service-account-signing-key-file={}",
-            layout.service_account_key.display()
-        ),
+        format!("--service-account-key-file={}", layout.service_account_public_key.display()),
+        format!("--service-account-signing-key-file={}", layout.service_account_key.display()),
         format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
         "--profiling=false".into(),
     ]
@@ -479,8 +425,7 @@ fn apiserver_args(layout: &Layout, etcd_client_port: u16, port: u16) -> Vec<Stri
 fn controller_manager_args(layout: &Layout) -> Vec<String> {
     vec![
         format!("--kubeconfig={}", layout.admin_kubeconfig.display()),
-        "--controllers=clusterrole-aggregation-controller,namespace-controller,serviceaccount-controller"
-            .into(),
+        "--controllers=clusterrole-aggregation-controller,namespace-controller,serviceaccount-controller".into(),
         "--leader-elect=false".into(),
         // No HTTPS endpoint of its own: nothing here scrapes it, and it would
         // need a free port.
@@ -502,9 +447,7 @@ fn write_token_file(path: &Path, admin_token: &str, agent_token: &str) -> Result
 fn write_service_account_keys(layout: &Layout) -> Result<()> {
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
         .context("could not generate the service-account signing key")?;
-    let private_pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .context("could not encode the service-account signing key")?;
+    let private_pem = key.to_pkcs8_pem(LineEnding::LF).context("could not encode the service-account signing key")?;
     let public_pem = key
         .to_public_key()
         .to_public_key_pem(LineEnding::LF)
@@ -554,13 +497,7 @@ where
         .env_remove("KUBECONFIG")
         .stdin(Stdio::null())
         .output()
-        .with_context(|| {
-            format!(
-                "could not run {} {}",
-                Path::new(&kubectl).display(),
-                display_args(&args)
-            )
-        })?;
+        .with_context(|| format!("could not run {} {}", Path::new(&kubectl).display(), display_args(&args)))?;
     Ok(KubectlOutput {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -595,17 +532,11 @@ impl ReservedPort {
 fn reserve_ports<const N: usize>() -> Result<[ReservedPort; N]> {
     let mut ports = Vec::with_capacity(N);
     for _ in 0..N {
-        let listener =
-            TcpListener::bind(loopback(0)).context("could not reserve a loopback port")?;
-        let port = listener
-            .local_addr()
-            .context("could not read a reserved port")?
-            .port();
+        let listener = TcpListener::bind(loopback(0)).context("could not reserve a loopback port")?;
+        let port = listener.local_addr().context("could not read a reserved port")?.port();
         ports.push(ReservedPort { port, listener });
     }
-    ports
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("reserved the wrong number of ports"))
+    ports.try_into().map_err(|_| anyhow::anyhow!("reserved the wrong number of ports"))
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -619,18 +550,16 @@ fn etcd_health(port: u16) -> Result<String> {
     stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map_or(response.as_str(), |(_, body)| body)
-        .to_owned())
+    Ok(response.split_once("\r\n\r\n").map_or(response.as_str(), |(_, body)| body).to_owned())
 }
 
 fn start_timeout() -> Result<Duration> {
     match std::env::var(START_TIMEOUT_ENV) {
         Ok(seconds) => {
-            let seconds: u64 = seconds.trim().parse().with_context(|| {
-                format!("{START_TIMEOUT_ENV}={seconds:?} is not a number of seconds")
-            })?;
+            let seconds: u64 = seconds
+                .trim()
+                .parse()
+                .with_context(|| format!("{START_TIMEOUT_ENV}={seconds:?} is not a number of seconds"))?;
             Ok(Duration::from_secs(seconds))
         }
         Err(_) => Ok(DEFAULT_START_TIMEOUT),
@@ -642,9 +571,7 @@ fn validate_namespace_prefix(prefix: &str) -> Result<()> {
         && prefix.len() <= 40
         && prefix.starts_with(|c: char| c.is_ascii_lowercase())
         && !prefix.ends_with('-')
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
         bail!("namespace prefix {prefix:?} is not a lowercase DNS label of at most 40 characters");
     }
@@ -673,18 +600,8 @@ mod tests {
     fn namespace_prefixes_are_dns_labels() {
         assert!(validate_namespace_prefix("view-binding").is_ok());
         assert!(validate_namespace_prefix("a1").is_ok());
-        for bad in [
-            "",
-            "Upper",
-            "1abc",
-            "trailing-",
-            "under_score",
-            &"x".repeat(41),
-        ] {
-            assert!(
-                validate_namespace_prefix(bad).is_err(),
-                "{bad:?} was accepted"
-            );
+        for bad in ["", "Upper", "1abc", "trailing-", "under_score", &"x".repeat(41)] {
+            assert!(validate_namespace_prefix(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -31,25 +31,15 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     pub(crate) fn new(log_dir: PathBuf) -> Result<Supervisor> {
-        std::fs::create_dir_all(&log_dir)
-            .with_context(|| format!("could not create {}", log_dir.display()))?;
-        Ok(Supervisor {
-            log_dir,
-            processes: Vec::new(),
-        })
+        std::fs::create_dir_all(&log_dir).with_context(|| format!("could not create {}", log_dir.display()))?;
+        Ok(Supervisor { log_dir, processes: Vec::new() })
     }
 
     /// Starts `program` as `name` in a new process group, logging to
     /// `<log_dir>/<name>.log`.
-    pub(crate) fn spawn(
-        &mut self,
-        name: &'static str,
-        program: &Path,
-        args: &[String],
-    ) -> Result<()> {
+    pub(crate) fn spawn(&mut self, name: &'static str, program: &Path, args: &[String]) -> Result<()> {
         let log_path = self.log_dir.join(format!("{name}.log"));
-        let log = File::create(&log_path)
-            .with_context(|| format!("could not create {}", log_path.display()))?;
+        let log = File::create(&log_path).with_context(|| format!("could not create {}", log_path.display()))?;
         let log_for_stderr = log.try_clone().context("could not share the log file")?;
         let child = Command::new(program)
             .args(args)
@@ -59,12 +49,7 @@ impl Supervisor {
             .process_group(0)
             .spawn()
             .with_context(|| format!("could not start {name} ({})", program.display()))?;
-        self.processes.push(ManagedProcess {
-            name,
-            child,
-            log_path,
-            exit_status: None,
-        });
+        self.processes.push(ManagedProcess { name, child, log_path, exit_status: None });
         Ok(())
     }
 
@@ -72,10 +57,8 @@ impl Supervisor {
     pub(crate) fn ensure_running(&mut self) -> Result<()> {
         for process in &mut self.processes {
             if process.exit_status.is_none() {
-                process.exit_status = process
-                    .child
-                    .try_wait()
-                    .with_context(|| format!("could not check on {}", process.name))?;
+                process.exit_status =
+                    process.child.try_wait().with_context(|| format!("could not check on {}", process.name))?;
             }
             if let Some(status) = process.exit_status {
                 bail!("{} exited unexpectedly ({status})", process.name);
@@ -86,21 +69,14 @@ impl Supervisor {
 
     /// The process ids, in start order.
     pub(crate) fn pids(&self) -> Vec<u32> {
-        self.processes
-            .iter()
-            .map(|process| process.child.id())
-            .collect()
+        self.processes.iter().map(|process| process.child.id()).collect()
     }
 
     /// The end of every process's log, each under a header naming it.
     pub(crate) fn log_tails(&self) -> String {
         let mut report = String::new();
         for process in &self.processes {
-            report.push_str(&format!(
-                "----- {} ({}), last lines -----\n",
-                process.name,
-                process.log_path.display()
-            ));
+            report.push_str(&format!("----- {} ({}), last lines -----\n", process.name, process.log_path.display()));
             match read_tail(&process.log_path) {
                 Ok(tail) => report.push_str(&tail),
                 Err(error) => report.push_str(&format!("(could not read the log: {error:#})")),
@@ -145,18 +121,13 @@ fn kill_group(child: &Child) {
 
 /// The last [`LOG_TAIL_BYTES`] of `path`, starting at a line boundary.
 fn read_tail(path: &Path) -> Result<String> {
-    let mut file =
-        File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
     let length = file.metadata()?.len();
     let start = length.saturating_sub(LOG_TAIL_BYTES);
     file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     let text = String::from_utf8_lossy(&bytes);
-    let text = if start > 0 {
-        text.split_once('\n').map_or(&*text, |(_, rest)| rest)
-    } else {
-        &text
-    };
+    let text = if start > 0 { text.split_once('\n').map_or(&*text, |(_, rest)| rest) } else { &text };
     Ok(text.to_owned())
 }

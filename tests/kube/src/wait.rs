@@ -21,11 +21,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(500);
 
 /// Runs `probe` until it returns [`Probe::Ready`] or an error, or `timeout`
 /// passes (then fails naming `what` and the last observation).
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Result<Probe<T>>,
-) -> Result<T> {
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<Probe<T>>) -> Result<T> {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut pause = FIRST_PAUSE;
@@ -36,10 +32,7 @@ pub fn wait_for<T>(
         };
         let now = Instant::now();
         if now >= deadline {
-            bail!(
-                "timed out after {:.1?} waiting for {what}; last observed: {observed}",
-                now - started
-            );
+            bail!("timed out after {:.1?} waiting for {what}; last observed: {observed}", now - started);
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(LONGEST_PAUSE);

@@ -19,7 +19,9 @@ pub fn fixture_wasm() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         // At run time: a test binary may be reused by another checkout.
-        None => Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run the tests with cargo")).join("../../target"),
+        None => {
+            Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run the tests with cargo")).join("../../target")
+        }
     };
     let wasm = target.join("wasm32-wasip2/release/host_fixture.wasm");
     assert!(
@@ -183,12 +185,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "response is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn text(&self) -> String {
@@ -197,44 +195,21 @@ impl Reply {
 }
 
 /// One HTTP/1.1 request on a new connection.
-pub async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Reply {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the host");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake");
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the host");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("HTTP handshake");
     tokio::spawn(connection);
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
+    let mut builder = Request::builder().method(method).uri(path).header("host", addr.to_string());
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let request = builder
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .expect("valid request");
+    let request = builder.body(Full::new(Bytes::copy_from_slice(body))).expect("valid request");
     let response = sender.send_request(request).await.expect("send request");
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("read response body")
-        .to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    let body = response.into_body().collect().await.expect("read response body").to_bytes();
+    Reply { status, headers, body }
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Reply {

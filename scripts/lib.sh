@@ -28,6 +28,18 @@ ensure_wasm_target() {
   fi
 }
 
+# rustfmt and clippy, which the test command runs (in rustup's default profile,
+# but a minimal toolchain lacks them).
+ensure_lint_tools() {
+  local missing=()
+  cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+  cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing the Rust components ${missing[*]}"
+    rustup component add "${missing[@]}"
+  fi
+}
+
 # Every component crate under functions/ (all but the shared glue library).
 component_packages() {
   local dir

@@ -94,8 +94,9 @@ impl Agent {
 
     fn stop(&mut self) {
         let mut child = self.child.take().expect("the agent is running");
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        // kill(1): no unsafe code in the tests.
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {} failed", child.id());
         let status = wait_for("the agent to exit on SIGTERM", Duration::from_secs(20), || {
             Ok(match child.try_wait()? {
                 Some(status) => Probe::Ready(status),

@@ -402,47 +402,6 @@ fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::validate_proxy_url;
-
-    #[test]
-    fn proxy_urls() {
-        for ok in [
-            "https://proxy.example",
-            "https://proxy.example:8443/base",
-            "https://10.0.0.1:443",
-            "https://[2001:db8::1]:8443",
-            "http://127.0.0.1:8443",
-            "http://127.3.4.5",
-            "http://localhost:8443",
-            "http://[::1]:8443",
-        ] {
-            assert!(validate_proxy_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://127.evil.example",
-            "http://proxy.example",
-            "https://localhost:abc",
-            "https://proxy.example:0",
-            "https://proxy.example:70000",
-            "https://",
-            "https://user:pw@proxy.example",
-            "https://[not-v6]:1",
-            "https://[::1]evil",
-            "https://[::1]evil.example:443",
-            "http://[::1]x:8443",
-            "https://[::1]:",
-            "https://bad_host.example",
-            "ftp://proxy.example",
-            "proxy.example",
-            "https://proxy.example/ x",
-        ] {
-            assert!(validate_proxy_url(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 impl Cx<'_> {
     fn cluster(&self) -> Result<ClusterRecord, ApiError> {
         let id = self.req.param("cluster_id").unwrap_or("");
@@ -802,5 +761,46 @@ impl Cx<'_> {
         self.authorize(Action::ReadDirectory)?;
         let members: Vec<MemberView> = self.store.members(org)?.iter().map(MemberView::from).collect();
         Ok(Response::json(200, &serde_json::json!({ "members": members })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_proxy_url;
+
+    #[test]
+    fn proxy_urls() {
+        for ok in [
+            "https://proxy.example",
+            "https://proxy.example:8443/base",
+            "https://10.0.0.1:443",
+            "https://[2001:db8::1]:8443",
+            "http://127.0.0.1:8443",
+            "http://127.3.4.5",
+            "http://localhost:8443",
+            "http://[::1]:8443",
+        ] {
+            assert!(validate_proxy_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://127.evil.example",
+            "http://proxy.example",
+            "https://localhost:abc",
+            "https://proxy.example:0",
+            "https://proxy.example:70000",
+            "https://",
+            "https://user:pw@proxy.example",
+            "https://[not-v6]:1",
+            "https://[::1]evil",
+            "https://[::1]evil.example:443",
+            "http://[::1]x:8443",
+            "https://[::1]:",
+            "https://bad_host.example",
+            "ftp://proxy.example",
+            "proxy.example",
+            "https://proxy.example/ x",
+        ] {
+            assert!(validate_proxy_url(bad).is_err(), "{bad}");
+        }
     }
 }

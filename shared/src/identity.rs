@@ -361,7 +361,8 @@ pub(crate) mod tests {
     #[test]
     fn verifies_a_good_session_and_reads_claims() {
         let iss = TestIssuer::new("https://sso.example");
-        let s = authenticate(&bearer(&iss.token("Ann@Ex.io", "acme", true)), &[iss.config.clone()], NOW).unwrap();
+        let s = authenticate(&bearer(&iss.token("Ann@Ex.io", "acme", true)), std::slice::from_ref(&iss.config), NOW)
+            .unwrap();
         assert_eq!(s.identity.email.as_str(), "ann@ex.io");
         assert_eq!(s.identity.org, "acme");
         assert_eq!(s.identity.role, OrgRole::Admin);

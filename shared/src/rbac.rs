@@ -198,12 +198,12 @@ mod tests {
         let a = desired_binding("c", &grant("a", Role::Admin, Some("ns")));
         let mut extra_subject = observed(&a);
         extra_subject.subjects.push(("User".into(), "intruder".into()));
-        assert_eq!(plan(&[a.clone()], &[extra_subject]), vec![Action::Apply(a.clone())]);
+        assert_eq!(plan(std::slice::from_ref(&a), &[extra_subject]), vec![Action::Apply(a.clone())]);
         let mut other_role = observed(&a);
         other_role.cluster_role = "cluster-admin".into();
-        assert_eq!(plan(&[a.clone()], &[other_role]), vec![Action::Replace(a.clone())]);
+        assert_eq!(plan(std::slice::from_ref(&a), &[other_role]), vec![Action::Replace(a.clone())]);
         let mut unlabelled = observed(&a);
         unlabelled.grant_label = None;
-        assert_eq!(plan(&[a.clone()], &[unlabelled]), vec![Action::Apply(a)]);
+        assert_eq!(plan(std::slice::from_ref(&a), &[unlabelled]), vec![Action::Apply(a)]);
     }
 }

@@ -60,7 +60,6 @@ impl<K: KeyValue> Core<K> {
         params: &[(&str, &str)],
         auth: &str,
         body: Option<Value>,
-        now: u64,
     ) -> Response {
         let mut path = route.to_owned();
         for (name, value) in params {
@@ -75,7 +74,7 @@ impl<K: KeyValue> Core<K> {
         if let Some(body) = body {
             req = req.with_header("content-type", "application/json").with_body(body.to_string());
         }
-        handle(endpoint, &req, &Env { kv: &self.kv, vars: &self.vars, now })
+        handle(endpoint, &req, &Env { kv: &self.kv, vars: &self.vars, now: NOW })
     }
 
     fn json(resp: &Response, status: u16) -> Value {
@@ -86,16 +85,14 @@ impl<K: KeyValue> Core<K> {
 
     /// Sign in (a member is known once they made a request).
     fn sign_in(&self, token: &str) {
-        Self::json(&self.call(Endpoint::Clusters, Method::Get, "/api/v1/clusters", &[], token, None, NOW), 200);
+        Self::json(&self.call(Endpoint::Clusters, Method::Get, "/api/v1/clusters", &[], token, None), 200);
     }
 
     /// Register a cluster; returns its id and agent credential.
     fn register(&self, admin: &str, name: &str) -> (String, String) {
         let body = json!({"name": name, "kind": "standard", "proxy_url": "https://proxy.example"});
-        let resp = Self::json(
-            &self.call(Endpoint::Clusters, Method::Post, "/api/v1/clusters", &[], admin, Some(body), NOW),
-            201,
-        );
+        let resp =
+            Self::json(&self.call(Endpoint::Clusters, Method::Post, "/api/v1/clusters", &[], admin, Some(body)), 201);
         (resp["cluster"]["id"].as_str().unwrap().to_owned(), resp["agent_credential"].as_str().unwrap().to_owned())
     }
 
@@ -103,13 +100,13 @@ impl<K: KeyValue> Core<K> {
         let body = json!({"email": email, "role": "view", "scope": "cluster"});
         let route = "/api/v1/clusters/:cluster_id/access/grants";
         let resp = Self::json(
-            &self.call(Endpoint::Grants, Method::Post, route, &[("cluster_id", cluster)], admin, Some(body), NOW),
+            &self.call(Endpoint::Grants, Method::Post, route, &[("cluster_id", cluster)], admin, Some(body)),
             201,
         );
         resp["id"].as_str().unwrap().to_owned()
     }
 
-    fn mint(&self, cluster: &str, token: &str, now: u64) -> Response {
+    fn mint(&self, cluster: &str, token: &str) -> Response {
         self.call(
             Endpoint::K8sToken,
             Method::Post,
@@ -117,7 +114,6 @@ impl<K: KeyValue> Core<K> {
             &[("cluster_id", cluster)],
             token,
             None,
-            now,
         )
     }
 
@@ -125,7 +121,7 @@ impl<K: KeyValue> Core<K> {
     fn agent_state(&self, cluster: &str, credential: &str) -> Vec<String> {
         let route = "/agent/v1/clusters/:cluster_id/state";
         let state = Self::json(
-            &self.call(Endpoint::AgentState, Method::Get, route, &[("cluster_id", cluster)], credential, None, NOW),
+            &self.call(Endpoint::AgentState, Method::Get, route, &[("cluster_id", cluster)], credential, None),
             200,
         );
         state["grants"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap().to_owned()).collect()
@@ -140,13 +136,11 @@ impl<K: KeyValue> Core<K> {
             &[("member_id", member_id)],
             admin,
             Some(body),
-            NOW,
         )
     }
 
     fn member_id(&self, admin: &str, email: &str) -> String {
-        let dir =
-            Self::json(&self.call(Endpoint::Directory, Method::Get, "/api/v1/members", &[], admin, None, NOW), 200);
+        let dir = Self::json(&self.call(Endpoint::Directory, Method::Get, "/api/v1/members", &[], admin, None), 200);
         let member = dir["members"].as_array().unwrap().iter().find(|m| m["email"] == email).unwrap();
         member["id"].as_str().unwrap().to_owned()
     }
@@ -210,7 +204,7 @@ fn a_revoke_all_during_a_mint_never_yields_a_token_that_outlives_it() {
         let (cluster, _) = core.register(&admin, "prod");
         core.grant(&admin, &cluster, "dev@acme.example");
         core.kv.revoke_on_epoch_read.store(nth, Ordering::SeqCst);
-        let resp = core.mint(&cluster, &dev, NOW);
+        let resp = core.mint(&cluster, &dev);
         core.kv.revoke_on_epoch_read.store(0, Ordering::SeqCst);
         let store = Store::new(&core.kv);
         if store.epoch(&cluster).unwrap() == 0 {
@@ -260,14 +254,14 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
     assert_eq!(core.set_status(&admin, &dev_id, "active").status, 200);
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod.clone()]);
     assert!(core.agent_state(&stage, &stage_credential).is_empty());
-    assert_eq!(core.mint(&prod, &dev, NOW).status, 403, "no grant: no token after reactivation");
+    assert_eq!(core.mint(&prod, &dev).status, 403, "no grant: no token after reactivation");
 
     // A clean deactivation deletes the grants, with a job for each.
     let again = core.grant(&admin, &prod, "dev@acme.example");
     assert_eq!(core.set_status(&admin, &dev_id, "deactivated").status, 200);
     assert!(Store::new(&core.kv).grant(&prod, &again).unwrap().is_none(), "deleted");
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod]);
-    assert_eq!(core.mint(&prod, &dev, NOW).status, 403, "deactivated: no token");
+    assert_eq!(core.mint(&prod, &dev).status, 403, "deactivated: no token");
 }
 
 #[test]

@@ -84,8 +84,7 @@ impl Env {
     /// Stop the agent: SIGTERM (clean) or SIGKILL (a crash).
     pub fn stop_agent(&mut self, signal: i32) {
         let mut child = self.agent.take().expect("the agent is running");
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, signal) };
+        send_signal(&child, signal);
         let status = child.wait().expect("wait for the agent");
         if signal == libc::SIGTERM {
             assert!(
@@ -237,4 +236,14 @@ fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {
 pub fn eventually<T>(what: &str, within: Duration, probe: impl FnMut() -> anyhow::Result<Probe<T>>) -> T {
     let started = Instant::now();
     wait_for(what, within, probe).unwrap_or_else(|e| panic!("after {:?}: {e:#}", started.elapsed()))
+}
+
+/// Send `signal` to our own child with kill(1) (no unsafe code here).
+pub fn send_signal(child: &std::process::Child, signal: i32) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {} failed", child.id());
 }

@@ -140,11 +140,9 @@ impl SlammingDoor {
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let seen = accepted.clone();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if let Ok(stream) = stream {
-                    seen.lock().unwrap().push(Instant::now());
-                    drop(stream);
-                }
+            for stream in listener.incoming().flatten() {
+                seen.lock().unwrap().push(Instant::now());
+                drop(stream);
             }
         });
         SlammingDoor { url, accepted }

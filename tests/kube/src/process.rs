@@ -109,14 +109,13 @@ impl Drop for Supervisor {
 /// Sends SIGKILL to the process group led by `child` (not yet reaped, so its
 /// pid, and thus the group id, cannot have been reused).
 fn kill_group(child: &Child) {
-    // Linux pids always fit pid_t; there is nothing to signal otherwise.
-    if let Ok(group) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
-        // negative pid names the process group that `spawn` made the child lead.
-        unsafe {
-            libc::kill(-group, libc::SIGKILL);
-        }
-    }
+    // kill(1) with a negative pid names the process group that `spawn` made
+    // the child lead. Best effort: this runs on teardown, and must not panic.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// The last [`LOG_TAIL_BYTES`] of `path`, starting at a line boundary.

@@ -21,8 +21,8 @@
 
 use serde::Deserialize;
 
-use crate::api::{Endpoint, Env, check_method};
 use crate::config::Config;
+use crate::endpoint::{Endpoint, Env, check_method};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::model::Observed;

@@ -1,5 +1,6 @@
 //! The endpoints. Each component calls [`handle`] with its [`Endpoint`]; the
-//! request pipeline is the same for all of them and lives here once:
+//! request pipeline is the same for all of them and lives here once, with the
+//! rules of each endpoint from the table in [`crate::endpoint`]:
 //!
 //! 1. access endpoints answer `404 access_unavailable` while the gateway is off;
 //! 2. the method must be one the endpoint serves (`405` otherwise);
@@ -14,49 +15,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::authz::{self, Action, Caller};
-use crate::config::{Config, Variables};
+use crate::config::Config;
+use crate::endpoint::{Auth, Endpoint, Env, check_method};
 use crate::error::ApiError;
-use crate::http::{MAX_AGENT_BODY_BYTES, MAX_BODY_BYTES, Method, Request, Response};
+use crate::http::{Method, Request, Response};
 use crate::identity::{self, Via};
 use crate::ids::rfc3339;
-use crate::kv::KeyValue;
 use crate::model::{
     ClusterKind, Email, GrantSpec, GrantStatus, MemberStatus, Namespace, OrgRole, Role, Scope, ScopeKind,
     display_status,
 };
 use crate::store::{ClusterRecord, GrantWithStatus, Member, Store};
-
-/// What a component gets from its host.
-pub struct Env<'a> {
-    pub kv: &'a dyn KeyValue,
-    pub vars: &'a dyn Variables,
-    /// Unix seconds.
-    pub now: u64,
-}
-
-/// The endpoints, one per component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Capabilities,
-    Members,
-    Grants,
-    Grant,
-    RevokeAll,
-    Clusters,
-    /// One cluster: delete it.
-    Cluster,
-    /// A cluster's agent credential: rotate it.
-    AgentCredential,
-    Directory,
-    K8sToken,
-    Kubeconfig,
-    Jwks,
-    AgentHeartbeat,
-    AgentJobs,
-    AgentReports,
-    AgentState,
-    NotFound,
-}
 
 /// Cluster tokens one member may mint per minute (the exec plugin caches them).
 pub const TOKEN_MINTS_PER_MINUTE: i64 = 30;
@@ -66,56 +35,12 @@ pub const PREVIOUS_CREDENTIAL_VALID_SECS: u64 = 60 * 60;
 /// The longest an admin may keep replaced agent credentials valid.
 pub const MAX_PREVIOUS_CREDENTIAL_VALID_SECS: u64 = 24 * 60 * 60;
 
-impl Endpoint {
-    /// The largest request body this endpoint reads.
-    pub fn body_limit(self) -> usize {
-        if self.is_agent() { MAX_AGENT_BODY_BYTES } else { MAX_BODY_BYTES }
-    }
-
-    fn is_agent(self) -> bool {
-        matches!(self, Endpoint::AgentHeartbeat | Endpoint::AgentJobs | Endpoint::AgentReports | Endpoint::AgentState)
-    }
-
-    /// Whether this is a Cluster Access endpoint (off with the gateway).
-    fn is_access(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Capabilities
-                | Endpoint::Members
-                | Endpoint::Grants
-                | Endpoint::Grant
-                | Endpoint::RevokeAll
-                | Endpoint::K8sToken
-                | Endpoint::Kubeconfig
-                | Endpoint::Jwks
-        )
-    }
-
-    fn methods(self, req: &Request) -> &'static [&'static str] {
-        match self {
-            Endpoint::Capabilities | Endpoint::Members => &["GET"],
-            Endpoint::Grants | Endpoint::Clusters => &["GET", "POST"],
-            Endpoint::Grant | Endpoint::Cluster => &["DELETE"],
-            Endpoint::AgentCredential => &["POST"],
-            Endpoint::RevokeAll => &["POST"],
-            Endpoint::Directory if req.param("member_id").is_some() => &["PATCH"],
-            Endpoint::Directory => &["GET", "POST"],
-            Endpoint::K8sToken => &["POST"],
-            Endpoint::Kubeconfig => &["GET", "POST"],
-            Endpoint::Jwks => &["GET"],
-            Endpoint::AgentHeartbeat | Endpoint::AgentJobs | Endpoint::AgentReports => &["POST"],
-            Endpoint::AgentState => &["GET"],
-            Endpoint::NotFound => &[],
-        }
-    }
-}
-
 /// Decide what can be decided from the request head (method, path, headers)
 /// before its body is read. The glue calls this first and reads the body only
 /// when it answers `None`: an agent request with a wrong credential reads no
 /// body at all. [`handle`] checks everything again, so skipping this is safe.
 pub fn precheck(endpoint: Endpoint, head: &Request, env: &Env) -> Option<Response> {
-    if !endpoint.is_agent() {
+    if endpoint.spec().auth != Auth::Agent {
         return None;
     }
     crate::agent_api::precheck(endpoint, head, &Store::new(env.kv), env.now).err().map(|e| Response::error(&e))
@@ -133,11 +58,12 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
     if endpoint == Endpoint::NotFound {
         return Err(ApiError::NotFound("no endpoint at this path".into()));
     }
-    if endpoint.is_agent() {
+    let spec = endpoint.spec();
+    if spec.auth == Auth::Agent {
         return crate::agent_api::serve(endpoint, req, env);
     }
     let config = Config::new(env.vars);
-    if endpoint.is_access() && !config.gateway_enabled()? {
+    if spec.gated && !config.gateway_enabled()? {
         return Err(ApiError::AccessUnavailable);
     }
     check_method(endpoint, req)?;
@@ -167,19 +93,6 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
         Endpoint::Kubeconfig => cx.kubeconfig(),
         _ => Err(ApiError::NotFound("no endpoint at this path".into())),
     }
-}
-
-/// `405` unless the endpoint serves the request's method.
-pub(crate) fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
-    let allowed = endpoint.methods(req);
-    let method = match req.method {
-        Method::Head | Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        _ => "",
-    };
-    if allowed.contains(&method) { Ok(()) } else { Err(ApiError::MethodNotAllowed(allowed)) }
 }
 
 /// One request's context, after authentication.

@@ -14,6 +14,7 @@ pub mod api;
 pub mod authz;
 pub mod config;
 pub mod dev;
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod identity;
@@ -25,5 +26,6 @@ pub mod rbac;
 pub mod store;
 pub mod token;
 
-pub use api::{Endpoint, Env, handle, precheck};
+pub use api::{handle, precheck};
+pub use endpoint::{Endpoint, Env};
 pub use error::ApiError;

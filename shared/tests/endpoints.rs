@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jwt_simple::prelude::Ed25519KeyPair;
-use lanyard_core::api::Endpoint;
 use lanyard_core::dev::{self, SessionClaims};
+use lanyard_core::endpoint::Endpoint;
 use lanyard_core::http::{Method, Request, Response};
 use lanyard_core::kv::{KeyValue, MemoryKv, StoreError};
 use lanyard_core::store::Store;

@@ -1,0 +1,325 @@
+//! Every endpoint, described once.
+//!
+//! [`ENDPOINTS`] says, for each [`Endpoint`], which component serves it, its
+//! Spin routes and the methods each route serves, whether the access gateway
+//! switch turns it off, and how its caller authenticates (which also sets the
+//! body limit). The request pipelines ([`crate::api`], [`crate::agent_api`])
+//! take their rules from here, and `tests/api/tests/endpoints.rs` checks
+//! `spin.toml`, the component crates and `openapi.yaml` against it: adding an
+//! endpoint is one entry here, its handler, and its component.
+//!
+//! This module also holds what every pipeline shares: the [`Env`] a component
+//! gets from its host, and the method check.
+
+use crate::config::Variables;
+use crate::error::ApiError;
+use crate::http::{MAX_AGENT_BODY_BYTES, MAX_BODY_BYTES, Method, Request};
+use crate::kv::KeyValue;
+
+/// What a component gets from its host.
+pub struct Env<'a> {
+    /// The key-value store (Spin's `default` store).
+    pub kv: &'a dyn KeyValue,
+    /// The component's variables.
+    pub vars: &'a dyn Variables,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The endpoints, one per component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// What the caller may do on a cluster.
+    Capabilities,
+    /// Members eligible for a grant.
+    Members,
+    /// A cluster's grants: list, create.
+    Grants,
+    /// One grant: delete it.
+    Grant,
+    /// Revoke every grant and token of a cluster.
+    RevokeAll,
+    /// The organisation's clusters: list, register.
+    Clusters,
+    /// One cluster: delete it.
+    Cluster,
+    /// A cluster's agent credential: rotate it.
+    AgentCredential,
+    /// The organisation's directory.
+    Directory,
+    /// Mint a cluster token.
+    K8sToken,
+    /// The caller's kubeconfig.
+    Kubeconfig,
+    /// The public keys that verify cluster tokens.
+    Jwks,
+    /// The agent's heartbeat.
+    AgentHeartbeat,
+    /// The agent's job lease and acknowledgement.
+    AgentJobs,
+    /// The agent's reconcile results.
+    AgentReports,
+    /// The cluster's access state, for the agent.
+    AgentState,
+    /// Every other path.
+    NotFound,
+}
+
+/// How an endpoint's caller proves who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// An SSO session (bearer or cookie); bodies up to [`MAX_BODY_BYTES`].
+    Session,
+    /// The cluster's agent credential; bodies up to [`MAX_AGENT_BODY_BYTES`].
+    Agent,
+    /// Nobody: a public answer.
+    Public,
+}
+
+/// One Spin route of an endpoint and the methods it serves (`HEAD` is served
+/// wherever `GET` is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The route as `spin.toml` writes it (`:name` parameters, `/...` wildcard).
+    pub path: &'static str,
+    /// The methods, upper case.
+    pub methods: &'static [&'static str],
+}
+
+/// Everything the pipeline and the manifest need to know about an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its component in `spin.toml` (and crate `functions/<component>`).
+    pub component: &'static str,
+    /// Its routes.
+    pub routes: &'static [Route],
+    /// Whether it answers `404 access_unavailable` while the gateway is off.
+    pub gated: bool,
+    /// How its caller authenticates.
+    pub auth: Auth,
+}
+
+const fn route(path: &'static str, methods: &'static [&'static str]) -> Route {
+    Route { path, methods }
+}
+
+const fn spec(
+    endpoint: Endpoint,
+    component: &'static str,
+    routes: &'static [Route],
+    gated: bool,
+    auth: Auth,
+) -> EndpointSpec {
+    EndpointSpec { endpoint, component, routes, gated, auth }
+}
+
+const GATED: bool = true;
+const ALWAYS: bool = false;
+
+/// Every endpoint: the one table.
+pub const ENDPOINTS: &[EndpointSpec] = &[
+    spec(
+        Endpoint::Capabilities,
+        "capabilities",
+        &[
+            route("/org/clusters/:cluster_id/access/capabilities", &["GET"]),
+            route("/api/v1/clusters/:cluster_id/access/capabilities", &["GET"]),
+        ],
+        GATED,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::Members,
+        "members",
+        &[
+            route("/org/clusters/:cluster_id/access/members", &["GET"]),
+            route("/api/v1/clusters/:cluster_id/access/members", &["GET"]),
+        ],
+        GATED,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::Grants,
+        "grants",
+        &[
+            route("/org/clusters/:cluster_id/access/grants", &["GET", "POST"]),
+            route("/api/v1/clusters/:cluster_id/access/grants", &["GET", "POST"]),
+        ],
+        GATED,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::Grant,
+        "grant",
+        &[
+            route("/org/clusters/:cluster_id/access/grants/:grant_id", &["DELETE"]),
+            route("/api/v1/clusters/:cluster_id/access/grants/:grant_id", &["DELETE"]),
+        ],
+        GATED,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::RevokeAll,
+        "revoke-all",
+        &[
+            route("/org/clusters/:cluster_id/access/revoke-all", &["POST"]),
+            route("/api/v1/clusters/:cluster_id/access/revoke-all", &["POST"]),
+        ],
+        GATED,
+        Auth::Session,
+    ),
+    spec(Endpoint::Clusters, "clusters", &[route("/api/v1/clusters", &["GET", "POST"])], ALWAYS, Auth::Session),
+    spec(Endpoint::Cluster, "cluster", &[route("/api/v1/clusters/:cluster_id", &["DELETE"])], ALWAYS, Auth::Session),
+    spec(
+        Endpoint::AgentCredential,
+        "agent-credential",
+        &[route("/api/v1/clusters/:cluster_id/agent-credential", &["POST"])],
+        ALWAYS,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::Directory,
+        "directory",
+        &[route("/api/v1/members", &["GET", "POST"]), route("/api/v1/members/:member_id", &["PATCH"])],
+        ALWAYS,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::AgentHeartbeat,
+        "agent-heartbeat",
+        &[route("/agent/v1/clusters/:cluster_id/heartbeat", &["POST"])],
+        ALWAYS,
+        Auth::Agent,
+    ),
+    spec(
+        Endpoint::AgentJobs,
+        "agent-jobs",
+        &[
+            route("/agent/v1/clusters/:cluster_id/jobs/lease", &["POST"]),
+            route("/agent/v1/clusters/:cluster_id/jobs/ack", &["POST"]),
+        ],
+        ALWAYS,
+        Auth::Agent,
+    ),
+    spec(
+        Endpoint::AgentReports,
+        "agent-reports",
+        &[route("/agent/v1/clusters/:cluster_id/reports", &["POST"])],
+        ALWAYS,
+        Auth::Agent,
+    ),
+    spec(
+        Endpoint::AgentState,
+        "agent-state",
+        &[route("/agent/v1/clusters/:cluster_id/state", &["GET"])],
+        ALWAYS,
+        Auth::Agent,
+    ),
+    spec(
+        Endpoint::K8sToken,
+        "k8s-token",
+        &[route("/api/v1/clusters/:cluster_id/k8s-token", &["POST"])],
+        GATED,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::Kubeconfig,
+        "kubeconfig",
+        &[
+            route("/api/v1/clusters/:cluster_id/kubeconfig", &["GET", "POST"]),
+            route("/org/clusters/:cluster_id/access/kubeconfig", &["GET", "POST"]),
+        ],
+        GATED,
+        Auth::Session,
+    ),
+    spec(Endpoint::Jwks, "jwks", &[route("/.well-known/jwks.json", &["GET"])], GATED, Auth::Public),
+    spec(Endpoint::NotFound, "not-found", &[route("/...", &[])], ALWAYS, Auth::Public),
+];
+
+impl Endpoint {
+    /// This endpoint's entry in [`ENDPOINTS`].
+    pub fn spec(self) -> &'static EndpointSpec {
+        // Every variant has exactly one entry (a unit test checks it).
+        ENDPOINTS.iter().find(|s| s.endpoint == self).unwrap_or(&ENDPOINTS[ENDPOINTS.len() - 1])
+    }
+
+    /// The largest request body this endpoint reads.
+    pub fn body_limit(self) -> usize {
+        if self.spec().auth == Auth::Agent { MAX_AGENT_BODY_BYTES } else { MAX_BODY_BYTES }
+    }
+
+    /// The methods the request's route serves: the route Spin matched
+    /// (`spin-matched-route`), or none if it is not one of this endpoint's.
+    pub fn methods(self, req: &Request) -> &'static [&'static str] {
+        let matched = req.router_header("spin-matched-route");
+        self.spec().routes.iter().find(|r| Some(r.path) == matched).map_or(&[], |r| r.methods)
+    }
+}
+
+/// `405` unless the request's route serves its method (`HEAD` as `GET`).
+pub fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
+    let allowed = endpoint.methods(req);
+    let method = match req.method {
+        Method::Head | Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        _ => "",
+    };
+    if allowed.contains(&method) { Ok(()) } else { Err(ApiError::MethodNotAllowed(allowed)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Endpoint; 17] = [
+        Endpoint::Capabilities,
+        Endpoint::Members,
+        Endpoint::Grants,
+        Endpoint::Grant,
+        Endpoint::RevokeAll,
+        Endpoint::Clusters,
+        Endpoint::Cluster,
+        Endpoint::AgentCredential,
+        Endpoint::Directory,
+        Endpoint::K8sToken,
+        Endpoint::Kubeconfig,
+        Endpoint::Jwks,
+        Endpoint::AgentHeartbeat,
+        Endpoint::AgentJobs,
+        Endpoint::AgentReports,
+        Endpoint::AgentState,
+        Endpoint::NotFound,
+    ];
+
+    #[test]
+    fn every_endpoint_has_exactly_one_entry_and_every_route_one_endpoint() {
+        assert_eq!(ENDPOINTS.len(), ALL.len());
+        for e in ALL {
+            assert_eq!(ENDPOINTS.iter().filter(|s| s.endpoint == e).count(), 1, "{e:?}");
+            assert_eq!(e.spec().endpoint, e);
+        }
+        let mut paths: Vec<&str> = ENDPOINTS.iter().flat_map(|s| s.routes.iter().map(|r| r.path)).collect();
+        let n = paths.len();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), n, "a route belongs to one endpoint");
+    }
+
+    #[test]
+    fn methods_follow_the_matched_route() {
+        let on = |route: &str, method: Method| Request::new(method, "/").with_header("spin-matched-route", route);
+        let dir = Endpoint::Directory;
+        assert!(check_method(dir, &on("/api/v1/members", Method::Post)).is_ok());
+        assert!(check_method(dir, &on("/api/v1/members/:member_id", Method::Patch)).is_ok());
+        assert!(check_method(dir, &on("/api/v1/members", Method::Patch)).is_err());
+        assert!(check_method(dir, &on("/api/v1/clusters", Method::Get)).is_err(), "not this endpoint's route");
+        assert!(
+            check_method(Endpoint::Grants, &on("/api/v1/clusters/:cluster_id/access/grants", Method::Head)).is_ok()
+        );
+        assert!(check_method(Endpoint::Grants, &Request::new(Method::Get, "/")).is_err(), "no matched route: refused");
+    }
+}

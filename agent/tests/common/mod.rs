@@ -204,7 +204,7 @@ fn agent_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let path = repo_root().join("target/debug/lanyard-agent");
-    assert!(path.exists(), "{} is missing: run `cargo build -p lanyard-agent` first", path.display());
+    assert!(path.exists(), "{} is missing: run `bash scripts/build` first", path.display());
     path
 }
 

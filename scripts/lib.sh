@@ -55,3 +55,20 @@ build_wasm() {
   # shellcheck disable=SC2046
   (cd "$LANYARD_ROOT" && cargo build --quiet --target wasm32-wasip2 --release $(component_packages) "$@")
 }
+
+# The native crates (core, host, CLI, agent and the test suites), as one package
+# selection that every script builds the same way: `cargo test`'s build, with
+# the dev-dependencies. Cargo unifies a dependency's features over the packages
+# and targets of one invocation, so a narrower build (`cargo build -p
+# lanyard-host -p lanyard-cli`, `cargo run -p <one crate>`) would pick another
+# feature set and compile wasmtime, cranelift and kube-rs a second time. With
+# this one selection `scripts/test`, `scripts/run`, `scripts/build` and the
+# benchmarks share one build of everything.
+native_packages=(--workspace --exclude 'fn-*' --exclude lanyard-glue --exclude host-fixture)
+
+# Builds the native crates (their binaries land in target/debug, the examples
+# in target/debug/examples) without running a test.
+build_native() {
+  log "building the native crates (host, CLI, agent, tests; one feature set)"
+  (cd "$LANYARD_ROOT" && cargo test --quiet --no-run "${native_packages[@]}" "$@")
+}

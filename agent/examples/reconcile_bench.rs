@@ -1,7 +1,7 @@
 //! Reconcile latency and throughput against a real kube-apiserver:
 //!
 //! ```sh
-//! cargo build -p lanyard-agent && cargo run -p lanyard-agent --example reconcile_bench [-- GRANTS BULK]
+//! bash scripts/build && target/debug/examples/reconcile_bench [GRANTS BULK]
 //! ```
 //!
 //! 1. grant creation → `applied`, one grant at a time (default 50): median,

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake::{Answer, FakeHttp, SlammingDoor};
-use lanyard_kube::{Probe, wait_for};
+use lanyard_test_support::{Probe, wait_for};
 use serde_json::{Value, json};
 
 /// The measured window.

@@ -179,9 +179,9 @@ fn drift_is_corrected() {
             ["get", "rolebinding", name.as_str(), "-n", ns.as_str(), "-o", "jsonpath={.subjects[*].name}"],
         )?;
         Ok(if subjects.trim() == "lanyard:dev@acme.example" {
-            lanyard_kube::Probe::Ready(())
+            lanyard_test_support::Probe::Ready(())
         } else {
-            lanyard_kube::Probe::NotYet(subjects)
+            lanyard_test_support::Probe::NotYet(subjects)
         })
     });
 

@@ -13,7 +13,8 @@ mod common;
 
 use std::time::Duration;
 
-use lanyard_kube::{Identity, KubeCluster, Probe, wait_for};
+use lanyard_kube::{Identity, KubeCluster};
+use lanyard_test_support::{Probe, wait_for};
 
 const WORKER: &str = "system:serviceaccount:lanyard-system:lanyard-agent";
 const PROXY: &str = "system:serviceaccount:lanyard-system:lanyard-proxy";

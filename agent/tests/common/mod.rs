@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lanyard_api_tests::{App, Options};
-use lanyard_kube::{Identity, KubeCluster, Probe, wait_for};
+use lanyard_kube::{Identity, KubeCluster};
+use lanyard_test_support::{Probe, wait_for};
 use serde_json::{Value, json};
 
 /// How long a grant may take to settle in a test.
@@ -203,11 +204,11 @@ fn agent_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let path = repo_root().join("target/debug/lanyard-agent");
-    assert!(path.exists(), "{} is missing: run `cargo build -p lanyard-agent` first", path.display());
+    assert!(path.exists(), "{} is missing: run `bash scripts/build` first", path.display());
     path
 }
 
-pub use lanyard_api_tests::repo_root;
+pub use lanyard_test_support::repo_root;
 
 /// Apply `deploy/rbac.yaml`: the namespace and the reconcile worker's ServiceAccount and rights.
 pub fn apply_rbac(kube: &KubeCluster) {

@@ -8,9 +8,10 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lanyard_api_tests::App;
+use lanyard_test_support::{Probe, wait_for};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lanyard");
@@ -106,13 +107,13 @@ impl Env {
     }
 }
 
-/// Wait for `cond` until `deadline`, polling.
+/// Wait for `cond` until `timeout` passes, polling (the suites' one [`wait_for`]).
 #[track_caller]
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+    let waited =
+        wait_for(what, timeout, || Ok(if cond() { Probe::Ready(()) } else { Probe::NotYet("not yet".into()) }));
+    if let Err(error) = waited {
+        panic!("{error:#}");
     }
 }
 

@@ -2,7 +2,7 @@
 //! components, SQLite key-value store), one client, sequential requests:
 //!
 //! ```sh
-//! bash scripts/build-wasm && cargo run -p lanyard-api-tests --example api_bench [-- N]
+//! bash scripts/build && target/debug/examples/api_bench [N]
 //! ```
 //!
 //! Prints a table; asserts nothing.

@@ -20,7 +20,7 @@ use lanyard_core::dev::{self, SessionClaims};
 use lanyard_host::{HostConfig, HostHandle};
 use serde_json::Value;
 
-pub use lanyard_kube::repo_root;
+pub use lanyard_test_support::repo_root;
 
 /// Fails, naming the command to run, if a component has not been built.
 fn require_components(manifest: &Path) {

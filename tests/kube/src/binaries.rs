@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
+use lanyard_test_support::repo_root;
 
 /// The script that builds the binaries, relative to the repository root.
 pub const BUILD_SCRIPT: &str = "scripts/kube-binaries";
@@ -55,20 +56,6 @@ impl Binaries {
             kube_controller_manager: binary("kube-controller-manager")?,
         })
     }
-}
-
-/// The repository root: the nearest directory holding `spin.toml` above the
-/// package whose tests are running (cargo sets `CARGO_MANIFEST_DIR` when it
-/// runs a test). Found at run time, not baked in at compile time, because
-/// several checkouts share one cached target directory and a test binary
-/// built in one may be reused by another.
-pub fn repo_root() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    start.ancestors().find(|dir| dir.join("spin.toml").is_file()).map(Path::to_path_buf).unwrap_or_else(|| {
-        panic!("no spin.toml above {}: run the tests with cargo from the repository", start.display())
-    })
 }
 
 fn locate_bin_dir() -> Result<PathBuf> {

@@ -21,7 +21,6 @@
 
 mod binaries;
 mod process;
-mod wait;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -35,8 +34,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
-pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries, repo_root};
-pub use wait::{Probe, wait_for};
+pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries};
+use lanyard_test_support::{Probe, wait_for};
 
 use process::Supervisor;
 

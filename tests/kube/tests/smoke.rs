@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use lanyard_kube::{AGENT_USER, Identity, KubeCluster, Probe, wait_for};
+use lanyard_kube::{AGENT_USER, Identity, KubeCluster};
+use lanyard_test_support::{Probe, wait_for};
 
 /// How long an RBAC or namespace change may take to show.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(60);

@@ -19,9 +19,7 @@ pub fn fixture_wasm() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         // At run time: a test binary may be reused by another checkout.
-        None => {
-            Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run the tests with cargo")).join("../../target")
-        }
+        None => Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run the tests with cargo")).join("../target"),
     };
     let wasm = target.join("wasm32-wasip2/release/host_fixture.wasm");
     assert!(

@@ -157,6 +157,8 @@ fn wasmtime_version() -> &'static str {
 }
 
 /// Compiles (or loads from `cache_dir`) the component in `wasm_path`.
+// The one place the host uses unsafe code: loading precompiled components.
+#[allow(unsafe_code)]
 pub(crate) fn load_component(
     engine: &Engine,
     wasm_path: &Path,

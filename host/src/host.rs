@@ -20,7 +20,7 @@ use crate::kv::{Cas, CasMode, KvError, KvStore, SwapError};
 /// Generated bindings for `fermyon:spin@2.0.0` (world `host` in wit/spin).
 pub mod spin {
     wasmtime::component::bindgen!({
-        path: "../../wit/spin",
+        path: "../wit/spin",
         world: "host",
         imports: { default: async | trappable },
         with: {
@@ -32,7 +32,7 @@ pub mod spin {
 /// Generated bindings for `wasi:keyvalue@0.2.0-draft2` (world `imports` in wit/keyvalue).
 pub mod wasi_keyvalue {
     wasmtime::component::bindgen!({
-        path: "../../wit/keyvalue",
+        path: "../wit/keyvalue",
         world: "imports",
         imports: { default: async | trappable },
         with: {

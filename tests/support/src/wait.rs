@@ -1,5 +1,5 @@
-//! Waiting on a condition with a deadline: the only way the fixture (and the
-//! tests built on it) wait for anything. There is no fixed sleep: a probe is
+//! Waiting on a condition with a deadline: the only way the test suites and
+//! their fixtures wait for anything. There is no fixed sleep: a probe is
 //! re-run with a short, growing pause until it reports ready, fails hard, or
 //! the deadline passes; the timeout error carries the last thing it observed.
 

@@ -525,7 +525,7 @@ command = "true"
     #[test]
     fn the_repository_manifest_loads() {
         let dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run the tests with cargo");
-        let path = Path::new(&dir).join("../../spin.toml");
+        let path = Path::new(&dir).join("../spin.toml");
         let m = Manifest::load(&path).expect("the repository's spin.toml loads");
         assert!(!m.triggers.is_empty());
         assert!(m.variables.contains_key("session_issuers"));

@@ -1,0 +1,23 @@
+//! Helpers that every test suite shares (the API, CLI, agent and Kubernetes
+//! tests): where the repository is, and the one way a test waits for
+//! something, a condition polled until a deadline ([`wait_for`]).
+
+mod wait;
+
+use std::path::{Path, PathBuf};
+
+pub use wait::{Probe, wait_for};
+
+/// The repository root: the nearest directory holding `spin.toml` above the
+/// package whose tests are running (cargo sets `CARGO_MANIFEST_DIR` when it
+/// runs a test). Found at run time, not baked in at compile time, because
+/// several checkouts share one cached target directory and a test binary
+/// built in one may be reused by another.
+pub fn repo_root() -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start.ancestors().find(|dir| dir.join("spin.toml").is_file()).map(Path::to_path_buf).unwrap_or_else(|| {
+        panic!("no spin.toml above {}: run the tests with cargo from the repository", start.display())
+    })
+}

@@ -386,7 +386,7 @@ mod tests {
     /// What the control plane serves for cluster `prod` with a `team-a` grant:
     /// the core's own renderer, so the merge is tested on the real shape.
     fn incoming() -> String {
-        let cluster = lanyard_core::store::ClusterRecord {
+        let cluster = lanyard_core::records::ClusterRecord {
             id: "c_0123456789abcdef01234567".into(),
             org: "acme".into(),
             name: "prod".into(),

@@ -27,7 +27,8 @@ use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::model::Observed;
 use crate::rbac::{self, DesiredGrant};
-use crate::store::{ClusterRecord, Heartbeat, Store};
+use crate::records::{ClusterRecord, Heartbeat};
+use crate::store::Store;
 
 /// Most jobs one lease returns.
 pub const LEASE_MAX: i64 = 500;

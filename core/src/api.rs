@@ -25,7 +25,8 @@ use crate::model::{
     ClusterKind, Email, GrantSpec, GrantStatus, MemberStatus, Namespace, OrgRole, Role, Scope, ScopeKind,
     display_status,
 };
-use crate::store::{ClusterRecord, GrantWithStatus, Member, Store};
+use crate::records::{ClusterRecord, GrantWithStatus, Member};
+use crate::store::Store;
 
 /// Cluster tokens one member may mint per minute (the exec plugin caches them).
 pub const TOKEN_MINTS_PER_MINUTE: i64 = 30;
@@ -322,7 +323,7 @@ impl Cx<'_> {
     }
 
     fn agent_online(&self, cluster_id: &str) -> Result<bool, ApiError> {
-        self.store.agent_online(cluster_id, self.env.now, self.config.agent_offline_after()?)
+        Ok(self.store.agent_online(cluster_id, self.env.now, self.config.agent_offline_after()?)?)
     }
 
     fn authorize(&self, action: Action) -> Result<(), ApiError> {

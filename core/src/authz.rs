@@ -12,7 +12,7 @@
 use crate::error::ApiError;
 use crate::identity::Session;
 use crate::model::{MemberStatus, OrgRole};
-use crate::store::{ClusterRecord, Member};
+use crate::records::{ClusterRecord, Member};
 
 /// An authenticated, admitted caller.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@
 
 use base64::Engine as _;
 
-use crate::store::ClusterRecord;
+use crate::records::ClusterRecord;
 
 /// The name of the cluster, user and context entries.
 pub fn entry_name(cluster: &ClusterRecord) -> String {

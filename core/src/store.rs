@@ -106,59 +106,63 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::ids::{self, IdKind};
-use crate::kv::{KeyValue, StoreError};
-use crate::model::{ClusterKind, Email, GrantSpec, MemberStatus, Namespace, Observed, OrgRole, Role, Scope, ScopeKind};
+use crate::kv::{self, KeyValue};
+use crate::model::{ClusterKind, Email, GrantSpec, MemberStatus, Namespace, Observed};
+use crate::records::{
+    ClusterDeletion, ClusterRecord, CredentialRotation, Deactivation, GrantRecord, GrantWithStatus, Heartbeat, Invite,
+    Job, Member, MemberProfile, Pin, Revocation,
+};
 
 /// How long a create waits for an in-flight writer before it completes an
 /// abandoned claim itself.
 pub const CLAIM_PATIENCE: Duration = Duration::from_secs(3);
 const CLAIM_POLL: Duration = Duration::from_millis(20);
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::unavailable(e)
-    }
-}
-
-/// A registered cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterRecord {
-    pub id: String,
-    pub org: String,
-    pub name: String,
-    pub kind: ClusterKind,
-    pub proxy_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_pem: Option<String>,
-    /// SHA-256 of the agent credential; the credential itself is never stored.
-    pub agent_credential_hash: String,
-    pub created_at: u64,
-    pub created_by: String,
-}
-
-/// The tombstone of a deleted cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterDeletion {
-    pub by: String,
-    pub at: u64,
-}
-
-/// An agent credential issued by a rotation (slot 1 on; slot 0 is the
-/// registration's, in the [`ClusterRecord`]). Written once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CredentialRotation {
-    /// SHA-256 of the new credential; the credential itself is never stored.
-    pub hash: String,
-    pub created_at: u64,
-    pub created_by: String,
-    /// Every older credential is refused from this instant (unix seconds),
-    /// and earlier once the agent authenticates with this or a newer one.
-    pub previous_valid_until: u64,
+/// Every way a store operation can fail. It names what went wrong in the
+/// store's terms; the API layer alone turns it into a wire error
+/// (`crate::api_error_map`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The key-value store itself failed.
+    #[error(transparent)]
+    Kv(#[from] kv::StoreError),
+    /// A record could not be encoded as JSON.
+    #[error("encoding a record: {0}")]
+    Encode(String),
+    /// The value at `key` is not the record it should be.
+    #[error("record at {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The system has no randomness for a new secret.
+    #[error("no randomness: {0}")]
+    NoRandomness(String),
+    /// Writers kept moving a claim under this one; it gave up (never seen in practice).
+    #[error("{0}")]
+    Contention(String),
+    /// A record this call just wrote is not there when read back.
+    #[error("{0}")]
+    Vanished(&'static str),
+    /// A live cluster of this name is already registered in the organisation.
+    #[error("a cluster named {name} is already registered in this organisation")]
+    DuplicateCluster { name: Namespace },
+    /// Exactly this grant (member, role, scope) is already live on the cluster.
+    #[error("this member already holds exactly this role at this scope on this cluster")]
+    DuplicateGrant,
+    /// The email is already in the organisation's directory.
+    #[error("{email} is already in the organisation's directory")]
+    MemberExists { email: Email },
+    /// There is no such thing (the name says what: `member`, `grant`).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The member is pinned to another sign-in identity than the session's.
+    #[error("{email} ({member_id}) is pinned to another sign-in identity")]
+    IdentityPinned { email: Email, member_id: String },
+    /// The member minted too many tokens; they may try again in `retry_after` seconds.
+    #[error("token mint rate limit reached; retry in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
 }
 
 /// How many of a cluster's newest credential slots authentication looks at:
@@ -166,125 +170,14 @@ pub struct CredentialRotation {
 /// this many credentials are ever valid at once).
 pub const AGENT_CREDENTIAL_WINDOW: i64 = 8;
 
-/// The agent's last sign of life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    pub at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-}
-
-impl Heartbeat {
-    /// Whether this heartbeat is at most `offline_after` seconds old at `now`.
-    pub fn is_fresh(&self, now: u64, offline_after: u64) -> bool {
-        now.saturating_sub(self.at) <= offline_after
-    }
-}
-
-/// A grant as stored. Immutable once written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GrantRecord {
-    pub id: String,
-    pub cluster_id: String,
-    pub member_id: String,
-    pub email: Email,
-    pub role: Role,
-    pub scope: ScopeKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<Namespace>,
-    pub epoch: i64,
-    pub fingerprint: String,
-    pub generation: i64,
-    pub created_at: u64,
-    pub created_by: String,
-}
-
-impl GrantRecord {
-    pub fn scope(&self) -> Scope {
-        match &self.namespace {
-            Some(ns) => Scope::Namespace(ns.clone()),
-            None => Scope::Cluster,
-        }
-    }
-}
-
-/// What changed, for the agent. Reconcile is level-triggered: a job only says
-/// "look again"; its content is for logs and metrics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Job {
-    GrantCreated { grant_id: String, epoch: i64, at: u64 },
-    GrantDeleted { grant_id: String, epoch: i64, at: u64 },
-    RevokeAll { epoch: i64, at: u64 },
-}
-
-/// A member's own record, written when they sign in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberProfile {
-    pub id: String,
-    pub email: Email,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub issuer: String,
-    pub subject: String,
-    pub role: OrgRole,
-    pub joined_at: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Invite {
-    pub email: Email,
-    pub invited_by: String,
-    pub at: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deactivation {
-    pub by: String,
-    pub at: u64,
-}
-
-/// The sign-in identity a member is pinned to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pin {
-    pub issuer: String,
-    pub subject: String,
-    pub at: u64,
-}
-
-impl Pin {
-    fn is(&self, identity: &Identity) -> bool {
-        self.issuer == identity.issuer && self.subject == identity.subject
-    }
-}
-
 /// How often a sign-in starts over on a pin whose generation moved under it
-/// before it answers `unavailable`: each restart means another writer made
+/// before it fails with [`StoreError::Contention`]: each restart means another writer made
 /// progress, so this is never reached in practice.
 const PIN_ATTEMPTS: usize = 16;
 
-/// A member as the directory shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub id: String,
-    pub email: Email,
-    pub name: Option<String>,
-    pub status: MemberStatus,
-    pub role: Option<OrgRole>,
-}
-
-/// A live grant with what the agent last reported for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantWithStatus {
-    pub grant: GrantRecord,
-    pub observed: Option<Observed>,
-}
-
-/// The outcome of revoke-all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Revocation {
-    pub revoked: usize,
-    pub epoch: i64,
+/// Whether `pin` is the (issuer, subject) of `identity`.
+fn pin_is(pin: &Pin, identity: &Identity) -> bool {
+    pin.issuer == identity.issuer && pin.subject == identity.subject
 }
 
 fn org_key(org: &str) -> String {
@@ -297,12 +190,12 @@ pub fn member_id(org: &str, email: &Email) -> String {
     IdKind::Member.derive(&[org, email.as_str()])
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(v).map_err(|e| ApiError::unavailable(format!("encoding a record: {e}")))
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::unavailable(format!("record at {key} is corrupt: {e}")))
+fn from_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_owned(), reason: e.to_string() })
 }
 
 /// An append-only log: `{prefix}/seq` counts, `{prefix}/{n}` holds entry n.
@@ -316,18 +209,18 @@ impl<'a> Log<'a> {
         Log { kv, prefix }
     }
 
-    fn append(&self, entry: &[u8]) -> Result<i64, StoreError> {
+    fn append(&self, entry: &[u8]) -> Result<i64, kv::StoreError> {
         let n = self.kv.increment(&format!("{}/seq", self.prefix), 1)?;
         self.kv.set(&format!("{}/{n}", self.prefix), entry)?;
         Ok(n)
     }
 
-    fn len(&self) -> Result<i64, StoreError> {
+    fn len(&self) -> Result<i64, kv::StoreError> {
         self.kv.increment(&format!("{}/seq", self.prefix), 0)
     }
 
     /// Entries `from..=to` that exist (a slot whose writer died is skipped).
-    fn range(&self, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    fn range(&self, from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>, kv::StoreError> {
         if to < from {
             return Ok(Vec::new());
         }
@@ -337,7 +230,7 @@ impl<'a> Log<'a> {
     }
 
     /// Distinct string entries, in first-appearance order.
-    fn distinct(&self) -> Result<Vec<String>, StoreError> {
+    fn distinct(&self) -> Result<Vec<String>, kv::StoreError> {
         let mut seen = std::collections::HashSet::new();
         Ok(self
             .range(1, self.len()?)?
@@ -376,7 +269,7 @@ impl<'a> Store<'a> {
         self
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
+    fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
         match self.kv.get(key)? {
             Some(bytes) => Ok(Some(from_json(key, &bytes)?)),
             None => Ok(None),
@@ -389,8 +282,8 @@ impl<'a> Store<'a> {
         &self,
         claim_key: &str,
         record_key: &str,
-        still_current: &dyn Fn() -> Result<bool, StoreError>,
-    ) -> Result<Claim, StoreError> {
+        still_current: &dyn Fn() -> Result<bool, kv::StoreError>,
+    ) -> Result<Claim, kv::StoreError> {
         if self.kv.increment(claim_key, 1)? == 1 {
             return Ok(Claim::Won);
         }
@@ -432,12 +325,12 @@ impl<'a> Store<'a> {
     }
 
     /// The name's current incarnation.
-    fn name_incarnation(&self, org: &str, name: &str) -> Result<i64, StoreError> {
+    fn name_incarnation(&self, org: &str, name: &str) -> Result<i64, kv::StoreError> {
         self.kv.increment(&format!("{}/gen", Self::name_key(org, name)), 0)
     }
 
     /// Release incarnation `i` of a name (once, whoever calls it).
-    fn release_name(&self, org: &str, name: &str, incarnation: i64) -> Result<(), StoreError> {
+    fn release_name(&self, org: &str, name: &str, incarnation: i64) -> Result<(), kv::StoreError> {
         let key = Self::name_key(org, name);
         if self.kv.increment(&format!("{key}/released/{incarnation}"), 1)? == 1 {
             self.kv.increment(&format!("{key}/gen"), 1)?;
@@ -457,7 +350,7 @@ impl<'a> Store<'a> {
         ca_pem: Option<&str>,
         created_by: &str,
         now: u64,
-    ) -> Result<(ClusterRecord, String), ApiError> {
+    ) -> Result<(ClusterRecord, String), StoreError> {
         let id = loop {
             let incarnation = self.name_incarnation(org, name.as_str())?;
             let id = Self::cluster_id(org, name.as_str(), incarnation);
@@ -473,14 +366,11 @@ impl<'a> Store<'a> {
                         self.release_name(org, name.as_str(), incarnation)?;
                         continue;
                     }
-                    return Err(ApiError::Conflict {
-                        code: "duplicate_cluster",
-                        message: format!("a cluster named {name} is already registered in this organisation"),
-                    });
+                    return Err(StoreError::DuplicateCluster { name: name.clone() });
                 }
             }
         };
-        let credential = ids::new_secret("lya_").map_err(|e| ApiError::unavailable(format!("no randomness: {e}")))?;
+        let credential = ids::new_secret("lya_").map_err(|e| StoreError::NoRandomness(e.to_string()))?;
         let record = ClusterRecord {
             id: id.clone(),
             org: org.to_owned(),
@@ -498,7 +388,7 @@ impl<'a> Store<'a> {
     }
 
     /// A cluster that exists and is not deleted.
-    pub fn cluster(&self, id: &str) -> Result<Option<ClusterRecord>, ApiError> {
+    pub fn cluster(&self, id: &str) -> Result<Option<ClusterRecord>, StoreError> {
         if !IdKind::Cluster.accepts(id) {
             return Ok(None);
         }
@@ -506,7 +396,7 @@ impl<'a> Store<'a> {
     }
 
     /// The organisation's clusters that are not deleted, in registration order.
-    pub fn clusters(&self, org: &str) -> Result<Vec<ClusterRecord>, ApiError> {
+    pub fn clusters(&self, org: &str) -> Result<Vec<ClusterRecord>, StoreError> {
         let ids = Log::new(self.kv, format!("v1/org/{}/clusters", org_key(org))).distinct()?;
         let mut clusters = self.live_clusters(&ids)?;
         clusters.retain(|c| c.org == org);
@@ -514,7 +404,7 @@ impl<'a> Store<'a> {
     }
 
     /// The records of `ids` that exist and have no tombstone, in order.
-    fn live_clusters(&self, ids: &[String]) -> Result<Vec<ClusterRecord>, ApiError> {
+    fn live_clusters(&self, ids: &[String]) -> Result<Vec<ClusterRecord>, StoreError> {
         let keys: Vec<String> =
             ids.iter().flat_map(|id| [format!("v1/cluster/{id}"), format!("v1/cluster/{id}/deleted")]).collect();
         let values = self.kv.get_many(&keys)?;
@@ -529,7 +419,7 @@ impl<'a> Store<'a> {
 
     /// Delete a cluster: revoke everything, tombstone it, revoke again,
     /// release its name, then clear what is left (see the module documentation).
-    pub fn delete_cluster(&self, cluster: &ClusterRecord, by: &str, now: u64) -> Result<(), ApiError> {
+    pub fn delete_cluster(&self, cluster: &ClusterRecord, by: &str, now: u64) -> Result<(), StoreError> {
         let c = &cluster.id;
         // Revoke before the tombstone, so that a failure leaves a cluster that a retry can delete,
         // and again after it, so that a grant created or a token minted while the tombstone was
@@ -547,7 +437,7 @@ impl<'a> Store<'a> {
     }
 
     /// Delete the jobs, the heartbeat and the credential slots of a deleted cluster.
-    fn clear_cluster_leftovers(&self, c: &str) -> Result<(), StoreError> {
+    fn clear_cluster_leftovers(&self, c: &str) -> Result<(), kv::StoreError> {
         let mut keys = vec![format!("v1/cluster/{c}/heartbeat"), format!("v1/cluster/{c}/jobs/acked")];
         let jobs = Log::new(self.kv, format!("v1/cluster/{c}/jobs")).len()?;
         keys.extend((1..=jobs).map(|n| format!("v1/cluster/{c}/jobs/{n}")));
@@ -569,8 +459,8 @@ impl<'a> Store<'a> {
         created_by: &str,
         previous_valid_until: u64,
         now: u64,
-    ) -> Result<String, ApiError> {
-        let credential = ids::new_secret("lya_").map_err(|e| ApiError::unavailable(format!("no randomness: {e}")))?;
+    ) -> Result<String, StoreError> {
+        let credential = ids::new_secret("lya_").map_err(|e| StoreError::NoRandomness(e.to_string()))?;
         let rotation = CredentialRotation {
             hash: ids::secret_hash(&credential),
             created_at: now,
@@ -589,7 +479,7 @@ impl<'a> Store<'a> {
         cluster: &ClusterRecord,
         credential: &str,
         now: u64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         struct Slot {
             n: i64,
             hash: String,
@@ -630,27 +520,27 @@ impl<'a> Store<'a> {
         Ok(true)
     }
 
-    pub fn heartbeat(&self, cluster_id: &str) -> Result<Option<Heartbeat>, ApiError> {
+    pub fn heartbeat(&self, cluster_id: &str) -> Result<Option<Heartbeat>, StoreError> {
         self.get_json(&format!("v1/cluster/{cluster_id}/heartbeat"))
     }
 
-    pub fn record_heartbeat(&self, cluster_id: &str, beat: &Heartbeat) -> Result<(), ApiError> {
+    pub fn record_heartbeat(&self, cluster_id: &str, beat: &Heartbeat) -> Result<(), StoreError> {
         Ok(self.kv.set(&format!("v1/cluster/{cluster_id}/heartbeat"), &to_json(beat)?)?)
     }
 
     /// Whether the cluster's agent has sent a heartbeat within `offline_after` seconds.
-    pub fn agent_online(&self, cluster_id: &str, now: u64, offline_after: u64) -> Result<bool, ApiError> {
+    pub fn agent_online(&self, cluster_id: &str, now: u64, offline_after: u64) -> Result<bool, StoreError> {
         Ok(self.heartbeat(cluster_id)?.is_some_and(|h| h.is_fresh(now, offline_after)))
     }
 
     // ----- grants ---------------------------------------------------------
 
     /// The cluster's current revocation epoch.
-    pub fn epoch(&self, cluster_id: &str) -> Result<i64, ApiError> {
+    pub fn epoch(&self, cluster_id: &str) -> Result<i64, StoreError> {
         Ok(self.kv.increment(&format!("v1/cluster/{cluster_id}/epoch"), 0)?)
     }
 
-    /// Create a grant; `duplicate_grant` if exactly this grant is live.
+    /// Create a grant; [`StoreError::DuplicateGrant`] if exactly this grant is live.
     pub fn create_grant(
         &self,
         cluster_id: &str,
@@ -658,7 +548,7 @@ impl<'a> Store<'a> {
         member_id: &str,
         created_by: &str,
         now: u64,
-    ) -> Result<GrantRecord, ApiError> {
+    ) -> Result<GrantRecord, StoreError> {
         let epoch = self.epoch(cluster_id)?;
         let fp = spec.fingerprint();
         let base = format!("v1/cluster/{cluster_id}/e/{epoch}");
@@ -670,7 +560,7 @@ impl<'a> Store<'a> {
             let claim_key = format!("{base}/claim/{fp}/{generation}");
             let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
             match self.claim(&claim_key, &record_key, &still_current)? {
-                Claim::Exists => return Err(ApiError::duplicate_grant()),
+                Claim::Exists => return Err(StoreError::DuplicateGrant),
                 Claim::Retry => continue,
                 Claim::Won | Claim::Abandoned => {}
             }
@@ -696,7 +586,7 @@ impl<'a> Store<'a> {
     }
 
     /// A live grant by id.
-    pub fn grant(&self, cluster_id: &str, grant_id: &str) -> Result<Option<GrantRecord>, ApiError> {
+    pub fn grant(&self, cluster_id: &str, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
         if !IdKind::Grant.accepts(grant_id) {
             return Ok(None);
         }
@@ -706,7 +596,7 @@ impl<'a> Store<'a> {
     }
 
     /// Every live grant of the cluster, with its reported status.
-    pub fn grants(&self, cluster_id: &str) -> Result<Vec<GrantWithStatus>, ApiError> {
+    pub fn grants(&self, cluster_id: &str) -> Result<Vec<GrantWithStatus>, StoreError> {
         let epoch = self.epoch(cluster_id)?;
         self.grants_at(cluster_id, epoch)
     }
@@ -714,7 +604,7 @@ impl<'a> Store<'a> {
     /// The grants of revocation epoch `epoch` (live iff it is the current
     /// one). For a caller that must use one epoch for several decisions, e.g.
     /// a token's `rev` and the grant that justifies it.
-    pub fn grants_at(&self, cluster_id: &str, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
+    pub fn grants_at(&self, cluster_id: &str, epoch: i64) -> Result<Vec<GrantWithStatus>, StoreError> {
         let ids = Log::new(self.kv, format!("v1/cluster/{cluster_id}/e/{epoch}/grants")).distinct()?;
         let mut keys = Vec::with_capacity(ids.len() * 2);
         for id in &ids {
@@ -736,9 +626,9 @@ impl<'a> Store<'a> {
         Ok(out)
     }
 
-    /// Delete a live grant. `not_found` if there is none with that id.
-    pub fn delete_grant(&self, cluster_id: &str, grant_id: &str, now: u64) -> Result<GrantRecord, ApiError> {
-        let grant = self.grant(cluster_id, grant_id)?.ok_or_else(|| ApiError::not_found("grant"))?;
+    /// Delete a live grant. [`StoreError::NotFound`] if there is none with that id.
+    pub fn delete_grant(&self, cluster_id: &str, grant_id: &str, now: u64) -> Result<GrantRecord, StoreError> {
+        let grant = self.grant(cluster_id, grant_id)?.ok_or(StoreError::NotFound("grant"))?;
         let record_key = format!("v1/cluster/{cluster_id}/grant/{grant_id}");
         self.kv.delete_many(&[format!("{record_key}/observed"), record_key])?;
         let base = format!("v1/cluster/{cluster_id}/e/{}", grant.epoch);
@@ -752,7 +642,7 @@ impl<'a> Store<'a> {
 
     /// Revoke every grant of the cluster at once, by advancing its epoch, then
     /// clear the old epoch's records (best effort: they are dead already).
-    pub fn revoke_all(&self, cluster_id: &str, now: u64) -> Result<Revocation, ApiError> {
+    pub fn revoke_all(&self, cluster_id: &str, now: u64) -> Result<Revocation, StoreError> {
         let before = self.epoch(cluster_id)?;
         let doomed = self.grants_at(cluster_id, before)?;
         let epoch = self.kv.increment(&format!("v1/cluster/{cluster_id}/epoch"), 1)?;
@@ -771,18 +661,18 @@ impl<'a> Store<'a> {
     }
 
     /// Record what the agent observed for a grant.
-    pub fn record_observed(&self, cluster_id: &str, grant_id: &str, observed: &Observed) -> Result<(), ApiError> {
+    pub fn record_observed(&self, cluster_id: &str, grant_id: &str, observed: &Observed) -> Result<(), StoreError> {
         Ok(self.kv.set(&format!("v1/cluster/{cluster_id}/grant/{grant_id}/observed"), &to_json(observed)?)?)
     }
 
     // ----- jobs -----------------------------------------------------------
 
-    pub fn enqueue(&self, cluster_id: &str, job: &Job) -> Result<i64, ApiError> {
+    pub fn enqueue(&self, cluster_id: &str, job: &Job) -> Result<i64, StoreError> {
         Ok(Log::new(self.kv, format!("v1/cluster/{cluster_id}/jobs")).append(&to_json(job)?)?)
     }
 
     /// Jobs after sequence number `after`, at most `limit`.
-    pub fn jobs_after(&self, cluster_id: &str, after: i64, limit: i64) -> Result<Vec<(i64, Job)>, ApiError> {
+    pub fn jobs_after(&self, cluster_id: &str, after: i64, limit: i64) -> Result<Vec<(i64, Job)>, StoreError> {
         let log = Log::new(self.kv, format!("v1/cluster/{cluster_id}/jobs"));
         let last = log.len()?.min(after.saturating_add(limit));
         log.range(after + 1, last)?
@@ -792,14 +682,14 @@ impl<'a> Store<'a> {
     }
 
     /// The agent's acknowledged job cursor (0 before the first ack).
-    pub fn acked_jobs(&self, cluster_id: &str) -> Result<i64, ApiError> {
+    pub fn acked_jobs(&self, cluster_id: &str) -> Result<i64, StoreError> {
         Ok(self.get_json(&format!("v1/cluster/{cluster_id}/jobs/acked"))?.unwrap_or(0))
     }
 
     /// Acknowledge jobs up to `through` (never beyond the last job, never
     /// backwards). A racing ack may win with a lower value: that only makes a
     /// level-triggered agent look once more.
-    pub fn ack_jobs(&self, cluster_id: &str, through: i64) -> Result<i64, ApiError> {
+    pub fn ack_jobs(&self, cluster_id: &str, through: i64) -> Result<i64, StoreError> {
         let last = Log::new(self.kv, format!("v1/cluster/{cluster_id}/jobs")).len()?;
         let acked = self.acked_jobs(cluster_id)?.max(through.min(last));
         self.kv.set(&format!("v1/cluster/{cluster_id}/jobs/acked"), &to_json(&acked)?)?;
@@ -809,7 +699,7 @@ impl<'a> Store<'a> {
     /// Record the agent's results for live grants; results for grants that
     /// are gone (deleted, revoked) are ignored, so a late report never
     /// resurrects anything. Returns how many were recorded.
-    pub fn record_reports(&self, cluster_id: &str, results: &[(String, Observed)]) -> Result<usize, ApiError> {
+    pub fn record_reports(&self, cluster_id: &str, results: &[(String, Observed)]) -> Result<usize, StoreError> {
         let live: std::collections::HashSet<String> =
             self.grants(cluster_id)?.into_iter().map(|g| g.grant.id).collect();
         let mut recorded = 0;
@@ -822,7 +712,7 @@ impl<'a> Store<'a> {
         Ok(recorded)
     }
 
-    /// Count a token mint by `member_id` at `now` and refuse it (`429`) if the
+    /// Count a token mint by `member_id` at `now` and refuse it ([`StoreError::RateLimited`]) if the
     /// member minted more than `per_minute` in the last 60 seconds.
     ///
     /// A sliding window over two fixed ones: the previous minute's count is
@@ -832,7 +722,7 @@ impl<'a> Store<'a> {
     /// `…/windows` lists the minutes that have a counter, so every counter is
     /// deleted once it is older than the previous minute, even after a gap.
     /// Refused attempts count too: hammering keeps a caller limited.
-    pub fn limit_token_mints(&self, member_id: &str, per_minute: i64, now: u64) -> Result<(), ApiError> {
+    pub fn limit_token_mints(&self, member_id: &str, per_minute: i64, now: u64) -> Result<(), StoreError> {
         let prefix = format!("v1/rate/k8s-token/{member_id}");
         let window = now / 60;
         let count = self.kv.increment(&format!("{prefix}/{window}"), 1)?;
@@ -862,7 +752,7 @@ impl<'a> Store<'a> {
         }
         // When the estimate (with this minute's count as it is) falls within the limit.
         let retry_after = (elapsed + 1..60).find(|&e| estimate(e) <= per_minute).map_or(60 - elapsed, |e| e - elapsed);
-        Err(ApiError::RateLimited { retry_after: retry_after.max(1) as u64 })
+        Err(StoreError::RateLimited { retry_after: retry_after.max(1) as u64 })
     }
 
     // ----- members --------------------------------------------------------
@@ -876,7 +766,7 @@ impl<'a> Store<'a> {
     /// pinned to the first (issuer, subject) that signs in with its email; a
     /// session of another identity is refused until an admin releases the pin
     /// ([`Store::release_identity`]).
-    pub fn admit(&self, identity: &Identity, now: u64) -> Result<Member, ApiError> {
+    pub fn admit(&self, identity: &Identity, now: u64) -> Result<Member, StoreError> {
         let org = &identity.org;
         let id = member_id(org, &identity.email);
         let key = Self::member_key(org, &id);
@@ -885,14 +775,11 @@ impl<'a> Store<'a> {
         let values = self.kv.get_many(&keys)?;
         let existing: Option<MemberProfile> = values[0].as_deref().map(|b| from_json(&keys[0], b)).transpose()?;
         let pinned = match values[2].as_deref().map(|b| from_json::<Pin>(&keys[2], b)).transpose()? {
-            Some(pin) => pin.is(identity),
+            Some(pin) => pin_is(&pin, identity),
             None => self.pin(&key, identity, existing.as_ref(), now)?,
         };
         if !pinned {
-            return Err(ApiError::Forbidden(format!(
-                "{} is a member of this organisation through another sign-in account, so this session cannot act                  as them; if the account changed, ask an organisation admin to release the member's sign-in identity                  (PATCH /api/v1/members/{id} with {{\"release_identity\": true}}), then sign in again",
-                identity.email
-            )));
+            return Err(StoreError::IdentityPinned { email: identity.email.clone(), member_id: id });
         }
         let joined_at = existing.as_ref().map_or(now, |p| p.joined_at);
         let profile = MemberProfile {
@@ -925,13 +812,19 @@ impl<'a> Store<'a> {
     /// no pin yet, and say whether the member is (now) pinned to `identity`.
     /// A member who signed in before pins existed is pinned to the identity of
     /// its profile, not to whoever signs in first after the upgrade.
-    fn pin(&self, key: &str, identity: &Identity, profile: Option<&MemberProfile>, now: u64) -> Result<bool, ApiError> {
+    fn pin(
+        &self,
+        key: &str,
+        identity: &Identity,
+        profile: Option<&MemberProfile>,
+        now: u64,
+    ) -> Result<bool, StoreError> {
         let gen_key = format!("{key}/pin/gen");
         for _ in 0..PIN_ATTEMPTS {
             let generation = self.kv.increment(&gen_key, 0)?;
             let pin_key = format!("{key}/pin/{generation}");
             if let Some(pin) = self.get_json::<Pin>(&pin_key)? {
-                return Ok(pin.is(identity));
+                return Ok(pin_is(&pin, identity));
             }
             let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
             match self.claim(&format!("{pin_key}/claim"), &pin_key, &still_current)? {
@@ -945,16 +838,16 @@ impl<'a> Store<'a> {
                     self.kv.set(&pin_key, &to_json(&pin)?)?;
                     // A claim given up as abandoned meanwhile holds nothing: start over.
                     if still_current()? {
-                        return Ok(pin.is(identity));
+                        return Ok(pin_is(&pin, identity));
                     }
                 }
             }
         }
-        Err(ApiError::unavailable(format!("the pin at {key} kept moving; gave up after {PIN_ATTEMPTS} attempts")))
+        Err(StoreError::Contention(format!("the pin at {key} kept moving; gave up after {PIN_ATTEMPTS} attempts")))
     }
 
     /// Give up pin generation `generation` (once, whoever else tries too).
-    fn release_pin(&self, key: &str, generation: i64) -> Result<(), ApiError> {
+    fn release_pin(&self, key: &str, generation: i64) -> Result<(), StoreError> {
         if self.kv.increment(&format!("{key}/pin/{generation}/released"), 1)? == 1 {
             self.kv.increment(&format!("{key}/pin/gen"), 1)?;
         }
@@ -964,9 +857,9 @@ impl<'a> Store<'a> {
     /// Release a member's sign-in identity: the next sign-in with the
     /// member's email pins it again, and takes over the member with its
     /// grants and status. For an account that changed at the identity
-    /// provider; `not_found` if there is no such member.
-    pub fn release_identity(&self, org: &str, id: &str) -> Result<Member, ApiError> {
-        let member = self.member(org, id)?.ok_or_else(|| ApiError::not_found("member"))?;
+    /// provider; [`StoreError::NotFound`] if there is no such member.
+    pub fn release_identity(&self, org: &str, id: &str) -> Result<Member, StoreError> {
+        let member = self.member(org, id)?.ok_or(StoreError::NotFound("member"))?;
         let key = Self::member_key(org, id);
         let generation = self.kv.increment(&format!("{key}/pin/gen"), 0)?;
         if self.kv.get(&format!("{key}/pin/{generation}"))?.is_some() {
@@ -976,7 +869,7 @@ impl<'a> Store<'a> {
     }
 
     /// A member's directory entry, whatever their status.
-    pub fn member(&self, org: &str, id: &str) -> Result<Option<Member>, ApiError> {
+    pub fn member(&self, org: &str, id: &str) -> Result<Option<Member>, StoreError> {
         if !IdKind::Member.accepts(id) {
             return Ok(None);
         }
@@ -986,7 +879,7 @@ impl<'a> Store<'a> {
         Self::member_from(&keys, id, &values)
     }
 
-    fn member_from(keys: &[String], id: &str, values: &[Option<Vec<u8>>]) -> Result<Option<Member>, ApiError> {
+    fn member_from(keys: &[String], id: &str, values: &[Option<Vec<u8>>]) -> Result<Option<Member>, StoreError> {
         let profile: Option<MemberProfile> = values[0].as_deref().map(|b| from_json(&keys[0], b)).transpose()?;
         let invite: Option<Invite> = values[1].as_deref().map(|b| from_json(&keys[1], b)).transpose()?;
         let deactivated = values[2].is_some();
@@ -1004,12 +897,12 @@ impl<'a> Store<'a> {
         Ok(Some(Member { id: id.to_owned(), email, name, status, role }))
     }
 
-    pub fn member_by_email(&self, org: &str, email: &Email) -> Result<Option<Member>, ApiError> {
+    pub fn member_by_email(&self, org: &str, email: &Email) -> Result<Option<Member>, StoreError> {
         self.member(org, &member_id(org, email))
     }
 
     /// The whole directory of an organisation.
-    pub fn members(&self, org: &str) -> Result<Vec<Member>, ApiError> {
+    pub fn members(&self, org: &str) -> Result<Vec<Member>, StoreError> {
         let ids = Log::new(self.kv, format!("v1/org/{}/members", org_key(org))).distinct()?;
         let mut keys = Vec::with_capacity(ids.len() * 3);
         for id in &ids {
@@ -1027,14 +920,11 @@ impl<'a> Store<'a> {
         Ok(out)
     }
 
-    /// Invite an email to the organisation. `member_exists` if already known.
-    pub fn invite(&self, org: &str, email: &Email, by: &str, now: u64) -> Result<Member, ApiError> {
+    /// Invite an email to the organisation. [`StoreError::MemberExists`] if already known.
+    pub fn invite(&self, org: &str, email: &Email, by: &str, now: u64) -> Result<Member, StoreError> {
         let id = member_id(org, email);
         if self.member(org, &id)?.is_some() {
-            return Err(ApiError::Conflict {
-                code: "member_exists",
-                message: format!("{email} is already in the organisation's directory"),
-            });
+            return Err(StoreError::MemberExists { email: email.clone() });
         }
         let key = Self::member_key(org, &id);
         Log::new(self.kv, format!("v1/org/{}/members", org_key(org))).append(id.as_bytes())?;
@@ -1042,7 +932,7 @@ impl<'a> Store<'a> {
             &format!("{key}/invite"),
             &to_json(&Invite { email: email.clone(), invited_by: by.to_owned(), at: now })?,
         )?;
-        self.member(org, &id)?.ok_or_else(|| ApiError::unavailable("invite vanished right after it was written"))
+        self.member(org, &id)?.ok_or(StoreError::Vanished("invite vanished right after it was written"))
     }
 
     /// Deactivate (or reactivate) a member.
@@ -1062,9 +952,9 @@ impl<'a> Store<'a> {
         deactivated: bool,
         by: &str,
         now: u64,
-    ) -> Result<Member, ApiError> {
+    ) -> Result<Member, StoreError> {
         if self.member(org, id)?.is_none() {
-            return Err(ApiError::not_found("member"));
+            return Err(StoreError::NotFound("member"));
         }
         let key = format!("{}/deactivated", Self::member_key(org, id));
         if deactivated {
@@ -1074,12 +964,12 @@ impl<'a> Store<'a> {
             self.delete_member_grants(org, id, now)?;
             self.kv.delete(&key)?;
         }
-        self.member(org, id)?.ok_or_else(|| ApiError::not_found("member"))
+        self.member(org, id)?.ok_or(StoreError::NotFound("member"))
     }
 
     /// Delete every live grant of a member on the organisation's clusters;
     /// returns how many this call deleted.
-    fn delete_member_grants(&self, org: &str, member_id: &str, now: u64) -> Result<usize, ApiError> {
+    fn delete_member_grants(&self, org: &str, member_id: &str, now: u64) -> Result<usize, StoreError> {
         let mut deleted = 0;
         for cluster in self.clusters(org)? {
             for g in self.grants(&cluster.id)? {
@@ -1089,7 +979,7 @@ impl<'a> Store<'a> {
                 match self.delete_grant(&cluster.id, &g.grant.id, now) {
                     Ok(_) => deleted += 1,
                     // Deleted meanwhile by someone else: just as good.
-                    Err(ApiError::NotFound(_)) => {}
+                    Err(StoreError::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -1102,7 +992,7 @@ impl<'a> Store<'a> {
         &self,
         org: &str,
         member_ids: &[&str],
-    ) -> Result<std::collections::HashSet<String>, ApiError> {
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
         let keys: Vec<String> =
             member_ids.iter().map(|m| format!("{}/deactivated", Self::member_key(org, m))).collect();
         let values = self.kv.get_many(&keys)?;

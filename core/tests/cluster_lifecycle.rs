@@ -9,13 +9,17 @@ use std::thread;
 
 use lanyard_core::kv::{KeyValue, MemoryKv};
 use lanyard_core::model::{ClusterKind, Namespace};
-use lanyard_core::store::{AGENT_CREDENTIAL_WINDOW, ClusterRecord, Store};
+use lanyard_core::records::ClusterRecord;
+use lanyard_core::store::{AGENT_CREDENTIAL_WINDOW, Store};
 
 const NOW: u64 = 1_800_000_000;
 
+/// Register a cluster; a failure as the API answers it (the store's error, mapped).
 fn register(kv: &MemoryKv, name: &str) -> Result<(ClusterRecord, String), lanyard_core::ApiError> {
     let name = Namespace::parse(name).unwrap();
-    Store::new(kv).register_cluster("acme", &name, ClusterKind::Standard, "https://p.example", None, "admin@ex.io", NOW)
+    Store::new(kv)
+        .register_cluster("acme", &name, ClusterKind::Standard, "https://p.example", None, "admin@ex.io", NOW)
+        .map_err(lanyard_core::ApiError::from)
 }
 
 fn valid(kv: &MemoryKv, cluster: &ClusterRecord, credential: &str, at: u64) -> bool {

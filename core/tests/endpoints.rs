@@ -274,7 +274,7 @@ fn the_mint_limit_slides_across_minute_boundaries() {
     for i in 0..30 {
         store.limit_token_mints("m_1", 30, minute + 58).unwrap_or_else(|e| panic!("mint {i}: {e}"));
     }
-    let err = store.limit_token_mints("m_1", 30, minute + 61).unwrap_err();
+    let err = lanyard_core::ApiError::from(store.limit_token_mints("m_1", 30, minute + 61).unwrap_err());
     assert_eq!(err.status(), 429);
     let lanyard_core::ApiError::RateLimited { retry_after } = err else { unreachable!() };
     assert!((1..=60).contains(&retry_after), "{retry_after}");

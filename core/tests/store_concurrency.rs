@@ -6,9 +6,10 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use lanyard_core::ApiError;
 use lanyard_core::kv::{KeyValue, MemoryKv};
 use lanyard_core::model::{Email, GrantSpec, Namespace, Role, Scope};
-use lanyard_core::store::{Store, member_id};
+use lanyard_core::store::{Store, StoreError, member_id};
 
 const CLUSTER: &str = "c_000000000000000000000001";
 const NOW: u64 = 1_800_000_000;
@@ -18,8 +19,20 @@ fn spec(email: &str, role: Role, ns: Option<&str>) -> GrantSpec {
     GrantSpec::new(Email::parse(email).unwrap(), role, scope).unwrap()
 }
 
-fn create(kv: &MemoryKv, s: &GrantSpec) -> Result<String, lanyard_core::ApiError> {
-    Store::new(kv).create_grant(CLUSTER, s, "m_x", "admin@ex.io", NOW).map(|g| g.id)
+/// A store failure as the API answers it (the one mapping, in the API layer).
+trait AsApi {
+    fn api(self) -> ApiError;
+}
+
+impl AsApi for StoreError {
+    fn api(self) -> ApiError {
+        ApiError::from(self)
+    }
+}
+
+/// Create a grant; a failure as the API answers it (the store's error, mapped).
+fn create(kv: &MemoryKv, s: &GrantSpec) -> Result<String, ApiError> {
+    Store::new(kv).create_grant(CLUSTER, s, "m_x", "admin@ex.io", NOW).map(|g| g.id).map_err(ApiError::from)
 }
 
 fn live_ids(kv: &MemoryKv) -> Vec<String> {
@@ -125,7 +138,7 @@ fn deleted_grants_can_be_created_again_and_double_deletes_are_harmless() {
     let a = create(&kv, &s).unwrap();
     assert_eq!(create(&kv, &s).unwrap_err().code(), "duplicate_grant");
     Store::new(&kv).delete_grant(CLUSTER, &a, NOW).unwrap();
-    assert_eq!(Store::new(&kv).delete_grant(CLUSTER, &a, NOW).unwrap_err().code(), "not_found");
+    assert_eq!(Store::new(&kv).delete_grant(CLUSTER, &a, NOW).unwrap_err().api().code(), "not_found");
     let b = create(&kv, &s).unwrap();
     assert_ne!(a, b, "a recreated grant has a new id");
     assert_eq!(live_ids(&kv), vec![b]);
@@ -222,7 +235,7 @@ fn a_member_is_pinned_to_the_identity_that_first_signed_in() {
         (identity("https://sso.acme", "mallory", "alice@ex.io"), "another subject of the same issuer"),
         (identity("https://other-idp", "alice-1", "alice@ex.io"), "the same subject at another issuer"),
     ] {
-        let err = store.admit(&other, NOW + 1).unwrap_err();
+        let err = store.admit(&other, NOW + 1).unwrap_err().api();
         assert_eq!(err.status(), 403, "{what}");
         assert!(
             err.message().contains("release_identity") && err.message().contains(&m.id),
@@ -261,7 +274,7 @@ fn concurrent_first_sign_ins_of_different_identities_pin_exactly_one() {
         assert_eq!(winners.len(), 1, "round {round}: exactly one identity is admitted: {results:?}");
         for (_, r) in &results {
             if let Err(e) = r {
-                assert_eq!(e.status(), 403, "round {round}: {e:?}");
+                assert_eq!(e.clone().api().status(), 403, "round {round}: {e:?}");
             }
         }
         // At rest the pin is the winner's, for every later sign-in.
@@ -282,18 +295,18 @@ fn an_admin_release_lets_the_next_sign_in_pin_the_member_again() {
     let new = identity("https://new-idp", "u-9", "moved@ex.io");
     let m = store.admit(&old, NOW).unwrap();
     store.set_deactivated("acme", &m.id, true, "admin@ex.io", NOW).unwrap();
-    assert_eq!(store.admit(&new, NOW).unwrap_err().status(), 403);
+    assert_eq!(store.admit(&new, NOW).unwrap_err().api().status(), 403);
     assert_eq!(store.release_identity("acme", &m.id).unwrap().id, m.id);
     // The first sign-in after the release takes the member over, status included.
     let taken = store.admit(&new, NOW + 1).unwrap();
     assert_eq!((taken.id.as_str(), taken.status), (m.id.as_str(), lanyard_core::model::MemberStatus::Deactivated));
-    assert_eq!(store.admit(&old, NOW + 2).unwrap_err().status(), 403, "the old identity is now refused");
+    assert_eq!(store.admit(&old, NOW + 2).unwrap_err().api().status(), 403, "the old identity is now refused");
     // Releasing twice before anyone signs in releases once; an unknown member is not found.
     store.release_identity("acme", &m.id).unwrap();
     store.release_identity("acme", &m.id).unwrap();
     store.admit(&old, NOW + 3).unwrap();
-    assert_eq!(store.admit(&new, NOW + 4).unwrap_err().status(), 403);
-    assert_eq!(store.release_identity("acme", "m_000000000000000000000000").unwrap_err().code(), "not_found");
+    assert_eq!(store.admit(&new, NOW + 4).unwrap_err().api().status(), 403);
+    assert_eq!(store.release_identity("acme", "m_000000000000000000000000").unwrap_err().api().code(), "not_found");
 }
 
 #[test]
@@ -308,7 +321,7 @@ fn an_abandoned_pin_claim_is_given_up_after_the_patience() {
     let store = Store::new(&kv).with_claim_patience(Duration::from_millis(200));
     assert_eq!(store.admit(&me, NOW).unwrap().id, id);
     assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the in-flight writer first");
-    assert_eq!(store.admit(&identity("https://sso", "s-2", "crash@ex.io"), NOW).unwrap_err().status(), 403);
+    assert_eq!(store.admit(&identity("https://sso", "s-2", "crash@ex.io"), NOW).unwrap_err().api().status(), 403);
 }
 
 #[test]
@@ -323,7 +336,7 @@ fn a_member_from_before_pinning_is_pinned_to_its_recorded_identity() {
     kv.set(&key, profile.to_string().as_bytes()).unwrap();
     let store = Store::new(&kv);
     assert_eq!(
-        store.admit(&identity("https://sso", "first-after-upgrade", "early@ex.io"), NOW).unwrap_err().status(),
+        store.admit(&identity("https://sso", "first-after-upgrade", "early@ex.io"), NOW).unwrap_err().api().status(),
         403
     );
     assert_eq!(store.admit(&real, NOW).unwrap().id, id);

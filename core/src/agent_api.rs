@@ -44,7 +44,7 @@ pub(crate) fn precheck(endpoint: Endpoint, head: &Request, store: &Store, now: u
 }
 
 pub(crate) fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiError> {
-    let store = Store::new(env.kv);
+    let store = Store::new(env.kv, env.clock);
     let cluster = precheck(endpoint, req, &store, env.now)?;
     let config = Config::new(env.vars);
     match endpoint {

@@ -44,7 +44,9 @@ pub fn precheck(endpoint: Endpoint, head: &Request, env: &Env) -> Option<Respons
     if endpoint.spec().auth != Auth::Agent {
         return None;
     }
-    crate::agent_api::precheck(endpoint, head, &Store::new(env.kv), env.now).err().map(|e| Response::error(&e))
+    crate::agent_api::precheck(endpoint, head, &Store::new(env.kv, env.clock), env.now)
+        .err()
+        .map(|e| Response::error(&e))
 }
 
 /// Serve one request.
@@ -71,7 +73,7 @@ fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiEr
     if endpoint == Endpoint::Jwks {
         return Ok(Response::json(200, &config.token_jwks()?));
     }
-    let store = Store::new(env.kv);
+    let store = Store::new(env.kv, env.clock);
     let session = identity::authenticate(req, &config.issuers()?, env.now)?;
     identity::check_csrf(req, &session)?;
     let member = store.admit(&session.identity, env.now)?;

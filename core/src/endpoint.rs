@@ -11,6 +11,7 @@
 //! This module also holds what every pipeline shares: the [`Env`] a component
 //! gets from its host, and the method check.
 
+use crate::clock::Clock;
 use crate::config::Variables;
 use crate::error::ApiError;
 use crate::http::{MAX_AGENT_BODY_BYTES, MAX_BODY_BYTES, Method, Request};
@@ -24,6 +25,8 @@ pub struct Env<'a> {
     pub vars: &'a dyn Variables,
     /// Unix seconds.
     pub now: u64,
+    /// For what waits (a store claim's patience).
+    pub clock: &'a dyn Clock,
 }
 
 /// The endpoints, one per component.

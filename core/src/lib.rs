@@ -13,6 +13,7 @@ pub mod agent_api;
 pub mod api;
 mod api_error_map;
 pub mod authz;
+pub mod clock;
 pub mod config;
 pub mod dev;
 pub mod endpoint;

@@ -104,10 +104,11 @@
 //!   append their own slot (the newest is the current credential) and an
 //!   agent authenticating meanwhile reads a consistent set of write-once slots.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clock::Clock;
 use crate::identity::Identity;
 use crate::ids::{self, IdKind};
 use crate::kv::{self, KeyValue};
@@ -255,12 +256,14 @@ enum Claim {
 /// The store, over any [`KeyValue`].
 pub struct Store<'a> {
     kv: &'a dyn KeyValue,
+    clock: &'a dyn Clock,
     patience: Duration,
 }
 
 impl<'a> Store<'a> {
-    pub fn new(kv: &'a dyn KeyValue) -> Self {
-        Store { kv, patience: CLAIM_PATIENCE }
+    /// The store over `kv`; `clock` times a claim's patience.
+    pub fn new(kv: &'a dyn KeyValue, clock: &'a dyn Clock) -> Self {
+        Store { kv, clock, patience: CLAIM_PATIENCE }
     }
 
     /// The same store with another claim patience (tests of abandoned claims).
@@ -287,7 +290,7 @@ impl<'a> Store<'a> {
         if self.kv.increment(claim_key, 1)? == 1 {
             return Ok(Claim::Won);
         }
-        let deadline = Instant::now() + self.patience;
+        let deadline = self.clock.monotonic() + self.patience;
         loop {
             if self.kv.get(record_key)?.is_some() {
                 return Ok(Claim::Exists);
@@ -295,10 +298,10 @@ impl<'a> Store<'a> {
             if !still_current()? {
                 return Ok(Claim::Retry);
             }
-            if Instant::now() >= deadline {
+            if self.clock.monotonic() >= deadline {
                 return Ok(Claim::Abandoned);
             }
-            std::thread::sleep(CLAIM_POLL);
+            self.clock.sleep(CLAIM_POLL);
         }
     }
 

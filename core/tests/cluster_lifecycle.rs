@@ -7,6 +7,7 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use lanyard_core::clock::SystemClock;
 use lanyard_core::kv::{KeyValue, MemoryKv};
 use lanyard_core::model::{ClusterKind, Namespace};
 use lanyard_core::records::ClusterRecord;
@@ -17,17 +18,17 @@ const NOW: u64 = 1_800_000_000;
 /// Register a cluster; a failure as the API answers it (the store's error, mapped).
 fn register(kv: &MemoryKv, name: &str) -> Result<(ClusterRecord, String), lanyard_core::ApiError> {
     let name = Namespace::parse(name).unwrap();
-    Store::new(kv)
+    Store::new(kv, &SystemClock)
         .register_cluster("acme", &name, ClusterKind::Standard, "https://p.example", None, "admin@ex.io", NOW)
         .map_err(lanyard_core::ApiError::from)
 }
 
 fn valid(kv: &MemoryKv, cluster: &ClusterRecord, credential: &str, at: u64) -> bool {
-    Store::new(kv).check_agent_credential(cluster, credential, at).unwrap()
+    Store::new(kv, &SystemClock).check_agent_credential(cluster, credential, at).unwrap()
 }
 
 fn rotate(kv: &MemoryKv, cluster: &ClusterRecord, previous_valid_until: u64) -> String {
-    Store::new(kv).rotate_agent_credential(&cluster.id, "admin@ex.io", previous_valid_until, NOW).unwrap()
+    Store::new(kv, &SystemClock).rotate_agent_credential(&cluster.id, "admin@ex.io", previous_valid_until, NOW).unwrap()
 }
 
 #[test]
@@ -114,7 +115,7 @@ fn a_deleted_cluster_is_gone_and_its_name_gets_a_fresh_id() {
     let kv = MemoryKv::new();
     let (c, credential) = register(&kv, "prod").unwrap();
     let (other, _) = register(&kv, "other").unwrap();
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     assert_eq!(register(&kv, "prod").unwrap_err().code(), "duplicate_cluster");
     store.delete_cluster(&c, "admin@ex.io", NOW).unwrap();
     assert!(store.cluster(&c.id).unwrap().is_none());
@@ -134,7 +135,7 @@ fn a_deleter_that_died_before_releasing_the_name_does_not_block_it() {
     let (c, _) = register(&kv, "prod").unwrap();
     // The tombstone alone, as a deleter that crashed right after writing it leaves it. Key layout: store.rs.
     kv.set(&format!("v1/cluster/{}/deleted", c.id), br#"{"by":"admin@ex.io","at":1800000000}"#).unwrap();
-    assert!(Store::new(&kv).cluster(&c.id).unwrap().is_none());
+    assert!(Store::new(&kv, &SystemClock).cluster(&c.id).unwrap().is_none());
     let (again, _) = register(&kv, "prod").unwrap();
     assert_ne!(again.id, c.id);
     assert_eq!(register(&kv, "prod").unwrap_err().code(), "duplicate_cluster");
@@ -150,7 +151,7 @@ fn deleting_and_registering_a_name_concurrently_leaves_at_most_one_cluster() {
             let (kv, c, barrier) = (&kv, &c, &barrier);
             let deleter = s.spawn(move || {
                 barrier.wait();
-                Store::new(kv).delete_cluster(c, "admin@ex.io", NOW).unwrap();
+                Store::new(kv, &SystemClock).delete_cluster(c, "admin@ex.io", NOW).unwrap();
             });
             let registrants: Vec<_> = (0..3)
                 .map(|_| {
@@ -170,7 +171,7 @@ fn deleting_and_registering_a_name_concurrently_leaves_at_most_one_cluster() {
         }
         let created: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert!(created.len() <= 1, "round {round}: {results:?}");
-        let live = Store::new(&kv).clusters("acme").unwrap();
+        let live = Store::new(&kv, &SystemClock).clusters("acme").unwrap();
         assert_eq!(live.len(), created.len(), "round {round}: {live:?}");
         assert!(live.iter().all(|l| l.id != c.id), "round {round}: the deleted cluster is back");
         // The next registration agrees with what is listed.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jwt_simple::prelude::Ed25519KeyPair;
+use lanyard_core::clock::SystemClock;
 use lanyard_core::dev::{self, SessionClaims};
 use lanyard_core::endpoint::Endpoint;
 use lanyard_core::http::{Method, Request, Response};
@@ -74,7 +75,7 @@ impl<K: KeyValue> Core<K> {
         if let Some(body) = body {
             req = req.with_header("content-type", "application/json").with_body(body.to_string());
         }
-        handle(endpoint, &req, &Env { kv: &self.kv, vars: &self.vars, now: NOW })
+        handle(endpoint, &req, &Env { kv: &self.kv, vars: &self.vars, now: NOW, clock: &SystemClock })
     }
 
     fn json(resp: &Response, status: u16) -> Value {
@@ -206,7 +207,7 @@ fn a_revoke_all_during_a_mint_never_yields_a_token_that_outlives_it() {
         core.kv.revoke_on_epoch_read.store(nth, Ordering::SeqCst);
         let resp = core.mint(&cluster, &dev);
         core.kv.revoke_on_epoch_read.store(0, Ordering::SeqCst);
-        let store = Store::new(&core.kv);
+        let store = Store::new(&core.kv, &SystemClock);
         if store.epoch(&cluster).unwrap() == 0 {
             // The mint read the epoch fewer than `nth` times: the revoke-all comes after it.
             store.revoke_all(&cluster, NOW).unwrap();
@@ -248,7 +249,10 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
     core.kv.failing_deletes.store(false, Ordering::SeqCst);
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod.clone()], "deactivated: out of the state");
     assert!(core.agent_state(&stage, &stage_credential).is_empty());
-    assert!(Store::new(&core.kv).grant(&prod, &dev_prod).unwrap().is_some(), "the failed request left the record");
+    assert!(
+        Store::new(&core.kv, &SystemClock).grant(&prod, &dev_prod).unwrap().is_some(),
+        "the failed request left the record"
+    );
 
     // Reactivation deletes what the failed deactivation left, so nothing revives.
     assert_eq!(core.set_status(&admin, &dev_id, "active").status, 200);
@@ -259,7 +263,7 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
     // A clean deactivation deletes the grants, with a job for each.
     let again = core.grant(&admin, &prod, "dev@acme.example");
     assert_eq!(core.set_status(&admin, &dev_id, "deactivated").status, 200);
-    assert!(Store::new(&core.kv).grant(&prod, &again).unwrap().is_none(), "deleted");
+    assert!(Store::new(&core.kv, &SystemClock).grant(&prod, &again).unwrap().is_none(), "deleted");
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod]);
     assert_eq!(core.mint(&prod, &dev).status, 403, "deactivated: no token");
 }
@@ -267,7 +271,7 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
 #[test]
 fn the_mint_limit_slides_across_minute_boundaries() {
     let kv = MemoryKv::new();
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     let minute = NOW / 60 * 60;
     // 30 at the end of one minute, then the next minute's start is refused:
     // a burst across the boundary gets no second allowance.
@@ -286,7 +290,7 @@ fn the_mint_limit_slides_across_minute_boundaries() {
 #[test]
 fn mint_counters_are_deleted_once_they_no_longer_count() {
     let kv = MemoryKv::new();
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     // A member who mints now and then over a day, with gaps.
     for hour in 0..24u64 {
         for minute in [0u64, 1, 7] {

@@ -2,11 +2,15 @@
 //! exactly as weak as Spin's (each operation locked on its own; no CAS, no
 //! transactions). Threads really run at once; nothing sleeps to synchronise.
 
+// These tests time real threads against real deadlines.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use lanyard_core::ApiError;
+use lanyard_core::clock::SystemClock;
 use lanyard_core::kv::{KeyValue, MemoryKv};
 use lanyard_core::model::{Email, GrantSpec, Namespace, Role, Scope};
 use lanyard_core::store::{Store, StoreError, member_id};
@@ -32,11 +36,15 @@ impl AsApi for StoreError {
 
 /// Create a grant; a failure as the API answers it (the store's error, mapped).
 fn create(kv: &MemoryKv, s: &GrantSpec) -> Result<String, ApiError> {
-    Store::new(kv).create_grant(CLUSTER, s, "m_x", "admin@ex.io", NOW).map(|g| g.id).map_err(ApiError::from)
+    Store::new(kv, &SystemClock)
+        .create_grant(CLUSTER, s, "m_x", "admin@ex.io", NOW)
+        .map(|g| g.id)
+        .map_err(ApiError::from)
 }
 
 fn live_ids(kv: &MemoryKv) -> Vec<String> {
-    let mut ids: Vec<String> = Store::new(kv).grants(CLUSTER).unwrap().into_iter().map(|g| g.grant.id).collect();
+    let mut ids: Vec<String> =
+        Store::new(kv, &SystemClock).grants(CLUSTER).unwrap().into_iter().map(|g| g.grant.id).collect();
     ids.sort();
     ids
 }
@@ -107,7 +115,7 @@ fn delete_racing_create_leaves_a_consistent_state() {
             let (kv, barrier, s, first) = (&kv, &barrier, &s, &first);
             sc.spawn(move || {
                 barrier.wait();
-                let _ = Store::new(kv).delete_grant(CLUSTER, first, NOW);
+                let _ = Store::new(kv, &SystemClock).delete_grant(CLUSTER, first, NOW);
             });
             for _ in 0..2 {
                 sc.spawn(move || {
@@ -137,8 +145,8 @@ fn deleted_grants_can_be_created_again_and_double_deletes_are_harmless() {
     let s = spec("again@ex.io", Role::View, None);
     let a = create(&kv, &s).unwrap();
     assert_eq!(create(&kv, &s).unwrap_err().code(), "duplicate_grant");
-    Store::new(&kv).delete_grant(CLUSTER, &a, NOW).unwrap();
-    assert_eq!(Store::new(&kv).delete_grant(CLUSTER, &a, NOW).unwrap_err().api().code(), "not_found");
+    Store::new(&kv, &SystemClock).delete_grant(CLUSTER, &a, NOW).unwrap();
+    assert_eq!(Store::new(&kv, &SystemClock).delete_grant(CLUSTER, &a, NOW).unwrap_err().api().code(), "not_found");
     let b = create(&kv, &s).unwrap();
     assert_ne!(a, b, "a recreated grant has a new id");
     assert_eq!(live_ids(&kv), vec![b]);
@@ -151,11 +159,11 @@ fn an_abandoned_claim_is_completed_by_the_next_create() {
     // A create that died right after winning its claim (generation 1, after
     // one create and delete), before writing anything else. Key layout: store.rs.
     let first = create(&kv, &s).unwrap();
-    Store::new(&kv).delete_grant(CLUSTER, &first, NOW).unwrap();
+    Store::new(&kv, &SystemClock).delete_grant(CLUSTER, &first, NOW).unwrap();
     let claim = format!("v1/cluster/{CLUSTER}/e/0/claim/{}/1", s.fingerprint());
     assert_eq!(kv.increment(&claim, 1).unwrap(), 1, "the dead writer's claim");
     let started = Instant::now();
-    let store = Store::new(&kv).with_claim_patience(Duration::from_millis(200));
+    let store = Store::new(&kv, &SystemClock).with_claim_patience(Duration::from_millis(200));
     let id = store.create_grant(CLUSTER, &s, "m_x", "admin@ex.io", NOW).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the in-flight writer first");
     assert_eq!(live_ids(&kv), vec![id.id]);
@@ -175,19 +183,19 @@ fn revoke_all_kills_every_grant_at_once_even_under_concurrent_creates() {
             (0..50).map(|i| create(kv, &spec(&format!("q{i}@ex.io"), Role::View, None)).unwrap()).collect::<Vec<_>>()
         });
         barrier.wait();
-        let r = Store::new(kv).revoke_all(CLUSTER, NOW).unwrap();
+        let r = Store::new(kv, &SystemClock).revoke_all(CLUSTER, NOW).unwrap();
         (r, creator.join().unwrap())
     });
     assert_eq!(revocation.epoch, 1);
     let live = live_ids(&kv);
     for id in &before {
         assert!(!live.contains(id), "a grant from before revoke-all survived");
-        assert!(Store::new(&kv).grant(CLUSTER, id).unwrap().is_none());
+        assert!(Store::new(&kv, &SystemClock).grant(CLUSTER, id).unwrap().is_none());
     }
     // Creates that raced the revoke-all either died with the old epoch or live
     // in the new one; none is lost from the listing while live.
     for id in &during {
-        let is_live = Store::new(&kv).grant(CLUSTER, id).unwrap().is_some();
+        let is_live = Store::new(&kv, &SystemClock).grant(CLUSTER, id).unwrap().is_some();
         assert_eq!(is_live, live.contains(id));
     }
     // The same specs can be granted again after revoke-all.
@@ -216,11 +224,11 @@ fn concurrent_first_sign_ins_list_a_member_once() {
             let (kv, barrier, identity) = (&kv, &barrier, &identity);
             sc.spawn(move || {
                 barrier.wait();
-                Store::new(kv).admit(identity, NOW).unwrap();
+                Store::new(kv, &SystemClock).admit(identity, NOW).unwrap();
             });
         }
     });
-    let members = Store::new(&kv).members("acme").unwrap();
+    let members = Store::new(&kv, &SystemClock).members("acme").unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].id, member_id("acme", &identity.email));
 }
@@ -228,7 +236,7 @@ fn concurrent_first_sign_ins_list_a_member_once() {
 #[test]
 fn a_member_is_pinned_to_the_identity_that_first_signed_in() {
     let kv = MemoryKv::new();
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     let first = identity("https://sso.acme", "alice-1", "alice@ex.io");
     let m = store.admit(&first, NOW).unwrap();
     for (other, what) in [
@@ -264,7 +272,7 @@ fn concurrent_first_sign_ins_of_different_identities_pin_exactly_one() {
                     sc.spawn(move || {
                         let me = identity("https://sso", &format!("subject-{t}"), "contested@ex.io");
                         barrier.wait();
-                        (t, Store::new(kv).admit(&me, NOW))
+                        (t, Store::new(kv, &SystemClock).admit(&me, NOW))
                     })
                 })
                 .collect();
@@ -279,18 +287,18 @@ fn concurrent_first_sign_ins_of_different_identities_pin_exactly_one() {
         }
         // At rest the pin is the winner's, for every later sign-in.
         for t in 0..threads {
-            let later =
-                Store::new(&kv).admit(&identity("https://sso", &format!("subject-{t}"), "contested@ex.io"), NOW + 1);
+            let later = Store::new(&kv, &SystemClock)
+                .admit(&identity("https://sso", &format!("subject-{t}"), "contested@ex.io"), NOW + 1);
             assert_eq!(later.is_ok(), t == winners[0], "round {round}: subject-{t}");
         }
-        assert_eq!(Store::new(&kv).members("acme").unwrap().len(), 1, "round {round}");
+        assert_eq!(Store::new(&kv, &SystemClock).members("acme").unwrap().len(), 1, "round {round}");
     }
 }
 
 #[test]
 fn an_admin_release_lets_the_next_sign_in_pin_the_member_again() {
     let kv = MemoryKv::new();
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     let old = identity("https://old-idp", "u-1", "moved@ex.io");
     let new = identity("https://new-idp", "u-9", "moved@ex.io");
     let m = store.admit(&old, NOW).unwrap();
@@ -318,7 +326,7 @@ fn an_abandoned_pin_claim_is_given_up_after_the_patience() {
     let claim = format!("v1/org/{}/member/{id}/pin/0/claim", &lanyard_core::ids::digest_hex(&["acme"])[..24]);
     assert_eq!(kv.increment(&claim, 1).unwrap(), 1, "the dead writer's claim");
     let started = Instant::now();
-    let store = Store::new(&kv).with_claim_patience(Duration::from_millis(200));
+    let store = Store::new(&kv, &SystemClock).with_claim_patience(Duration::from_millis(200));
     assert_eq!(store.admit(&me, NOW).unwrap().id, id);
     assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the in-flight writer first");
     assert_eq!(store.admit(&identity("https://sso", "s-2", "crash@ex.io"), NOW).unwrap_err().api().status(), 403);
@@ -334,7 +342,7 @@ fn a_member_from_before_pinning_is_pinned_to_its_recorded_identity() {
         "id": id, "email": "early@ex.io", "issuer": "https://sso", "subject": "real", "role": "member", "joined_at": NOW - 100
     });
     kv.set(&key, profile.to_string().as_bytes()).unwrap();
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     assert_eq!(
         store.admit(&identity("https://sso", "first-after-upgrade", "early@ex.io"), NOW).unwrap_err().api().status(),
         403
@@ -347,7 +355,7 @@ fn a_sign_in_never_undoes_a_deactivation() {
     use lanyard_core::model::MemberStatus;
     let kv = MemoryKv::new();
     let mut identity = identity("https://sso", "s1", "gone@ex.io");
-    let store = Store::new(&kv);
+    let store = Store::new(&kv, &SystemClock);
     let m = store.admit(&identity, NOW).unwrap();
     store.set_deactivated("acme", &m.id, true, "admin@ex.io", NOW).unwrap();
     identity.name = Some("Changed name".into()); // forces a profile write

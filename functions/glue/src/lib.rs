@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
+use lanyard_core::clock::SystemClock;
 use lanyard_core::config::Variables;
 use lanyard_core::http::{Body, Method, Request, Response};
 use lanyard_core::kv::{KeyValue, StoreError};
@@ -40,7 +41,7 @@ pub const STORE_LABEL: &str = "default";
 pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
     let response = match SpinKv::open() {
         Ok(kv) => {
-            let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now() };
+            let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now(), clock: &SystemClock };
             let head = read_head(&req);
             // What the head decides (an agent's credential) is decided before any body is read.
             match lanyard_core::precheck(endpoint, &head, &env) {

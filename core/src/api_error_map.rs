@@ -4,7 +4,6 @@
 //! every endpoint answers a store failure through this mapping (`?`).
 
 use crate::error::ApiError;
-use crate::kv;
 use crate::store::StoreError;
 
 impl From<StoreError> for ApiError {
@@ -33,12 +32,6 @@ impl From<StoreError> for ApiError {
 }
 
 /// A key-value failure outside the store's operations answers as the store's would.
-impl From<kv::StoreError> for ApiError {
-    fn from(e: kv::StoreError) -> Self {
-        StoreError::Kv(e).into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,7 +81,7 @@ mod tests {
     #[test]
     fn store_failures_of_the_service_hide_their_detail() {
         let cases = [
-            StoreError::Kv(kv::StoreError("sqlite: disk I/O error at /secret/path".into())),
+            StoreError::Kv(crate::kv::StoreError("sqlite: disk I/O error at /secret/path".into())),
             StoreError::Corrupt { key: "v1/cluster/c_1".into(), reason: "secret".into() },
             StoreError::Encode("secret".into()),
             StoreError::NoRandomness("secret".into()),

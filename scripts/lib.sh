@@ -64,7 +64,7 @@ build_wasm() {
 # feature set and compile wasmtime, cranelift and kube-rs a second time. With
 # this one selection `scripts/test`, `scripts/run`, `scripts/build` and the
 # benchmarks share one build of everything.
-native_packages=(--workspace --exclude 'fn-*' --exclude lanyard-glue --exclude host-fixture)
+native_packages=(--workspace --exclude 'fn-*' --exclude host-fixture)
 
 # Builds the native crates (their binaries land in target/debug, the examples
 # in target/debug/examples) without running a test.

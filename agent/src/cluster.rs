@@ -7,15 +7,19 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subje
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use lanyard_core::ids::ClusterId;
+use lanyard_core::model::Namespace;
 use lanyard_core::rbac::{
-    BindingKind, BindingRef, CLUSTER_LABEL, DesiredBinding, FIELD_MANAGER, GRANT_LABEL, MANAGED_LABEL, ObservedBinding,
+    BindingRef, CLUSTER_LABEL, DesiredBinding, FIELD_MANAGER, GRANT_LABEL, MANAGED_LABEL, ObservedBinding,
 };
+use tracing::warn;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
+/// The cluster's API, for the bindings of one Lanyard cluster.
 pub struct Cluster {
     client: Client,
-    cluster_id: String,
+    cluster_id: ClusterId,
 }
 
 /// A Kubernetes error as its text, which is what the grant shows.
@@ -27,8 +31,9 @@ pub fn kube_error_text(e: &kube::Error) -> String {
 }
 
 impl Cluster {
-    pub fn new(client: Client, cluster_id: &str) -> Self {
-        Cluster { client, cluster_id: cluster_id.to_owned() }
+    /// The bindings of `cluster_id`, through `client`.
+    pub fn new(client: Client, cluster_id: &ClusterId) -> Self {
+        Cluster { client, cluster_id: cluster_id.clone() }
     }
 
     fn selector(&self) -> ListParams {
@@ -41,10 +46,19 @@ impl Cluster {
         let rbs = Api::<RoleBinding>::all(self.client.clone()).list(&self.selector()).await?;
         let mut out = Vec::with_capacity(crbs.items.len() + rbs.items.len());
         for b in crbs.items {
-            out.push(observe(BindingKind::ClusterRoleBinding, &b.metadata, &b.role_ref, b.subjects.as_deref()));
+            let name = b.metadata.name.clone().unwrap_or_default();
+            out.push(observe(BindingRef::Cluster { name }, &b.metadata, &b.role_ref, b.subjects.as_deref()));
         }
         for b in rbs.items {
-            out.push(observe(BindingKind::RoleBinding, &b.metadata, &b.role_ref, b.subjects.as_deref()));
+            let name = b.metadata.name.clone().unwrap_or_default();
+            // The apiserver always names a RoleBinding's namespace, and it is a DNS-1123 label.
+            match b.metadata.namespace.as_deref().map(Namespace::parse) {
+                Some(Ok(namespace)) => {
+                    let target = BindingRef::Namespaced { namespace, name };
+                    out.push(observe(target, &b.metadata, &b.role_ref, b.subjects.as_deref()));
+                }
+                _ => warn!(binding = %name, "skipping a RoleBinding without a valid namespace"),
+            }
         }
         Ok(out)
     }
@@ -52,12 +66,12 @@ impl Cluster {
     fn metadata(&self, d: &DesiredBinding) -> ObjectMeta {
         let labels = BTreeMap::from([
             (MANAGED_LABEL.to_owned(), "true".to_owned()),
-            (CLUSTER_LABEL.to_owned(), self.cluster_id.clone()),
-            (GRANT_LABEL.to_owned(), d.grant_id.clone()),
+            (CLUSTER_LABEL.to_owned(), self.cluster_id.to_string()),
+            (GRANT_LABEL.to_owned(), d.grant_id.to_string()),
         ]);
         ObjectMeta {
-            name: Some(d.target.name.clone()),
-            namespace: d.target.namespace.clone(),
+            name: Some(d.target.name().to_owned()),
+            namespace: d.target.namespace().map(ToString::to_string),
             labels: Some(labels),
             ..ObjectMeta::default()
         }
@@ -74,20 +88,17 @@ impl Cluster {
             namespace: None,
         }]);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        match (&d.target.kind, &d.target.namespace) {
-            (BindingKind::ClusterRoleBinding, _) => {
+        match &d.target {
+            BindingRef::Cluster { name } => {
                 let obj = ClusterRoleBinding { metadata: self.metadata(d), role_ref, subjects };
-                Api::<ClusterRoleBinding>::all(self.client.clone())
-                    .patch(&d.target.name, &params, &Patch::Apply(&obj))
-                    .await?;
+                Api::<ClusterRoleBinding>::all(self.client.clone()).patch(name, &params, &Patch::Apply(&obj)).await?;
             }
-            (BindingKind::RoleBinding, Some(ns)) => {
+            BindingRef::Namespaced { namespace, name } => {
                 let obj = RoleBinding { metadata: self.metadata(d), role_ref, subjects };
-                Api::<RoleBinding>::namespaced(self.client.clone(), ns)
-                    .patch(&d.target.name, &params, &Patch::Apply(&obj))
+                Api::<RoleBinding>::namespaced(self.client.clone(), namespace.as_str())
+                    .patch(name, &params, &Patch::Apply(&obj))
                     .await?;
             }
-            (BindingKind::RoleBinding, None) => unreachable!("a RoleBinding always has a namespace"),
         }
         Ok(())
     }
@@ -95,14 +106,16 @@ impl Cluster {
     /// Delete a binding; one already gone is fine.
     pub async fn delete(&self, target: &BindingRef) -> Result<(), kube::Error> {
         let dp = DeleteParams::default();
-        let result = match (&target.kind, &target.namespace) {
-            (BindingKind::ClusterRoleBinding, _) => {
-                Api::<ClusterRoleBinding>::all(self.client.clone()).delete(&target.name, &dp).await.map(drop)
+        let result = match target {
+            BindingRef::Cluster { name } => {
+                Api::<ClusterRoleBinding>::all(self.client.clone()).delete(name, &dp).await.map(drop)
             }
-            (BindingKind::RoleBinding, Some(ns)) => {
-                Api::<RoleBinding>::namespaced(self.client.clone(), ns).delete(&target.name, &dp).await.map(drop)
+            BindingRef::Namespaced { namespace, name } => {
+                Api::<RoleBinding>::namespaced(self.client.clone(), namespace.as_str())
+                    .delete(name, &dp)
+                    .await
+                    .map(drop)
             }
-            (BindingKind::RoleBinding, None) => Ok(()),
         };
         match result {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
@@ -111,9 +124,9 @@ impl Cluster {
     }
 }
 
-fn observe(kind: BindingKind, meta: &ObjectMeta, role_ref: &RoleRef, subjects: Option<&[Subject]>) -> ObservedBinding {
+fn observe(target: BindingRef, meta: &ObjectMeta, role_ref: &RoleRef, subjects: Option<&[Subject]>) -> ObservedBinding {
     ObservedBinding {
-        target: BindingRef { kind, namespace: meta.namespace.clone(), name: meta.name.clone().unwrap_or_default() },
+        target,
         cluster_role: if role_ref.kind == "ClusterRole" {
             role_ref.name.clone()
         } else {

@@ -7,26 +7,31 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use lanyard_core::rbac::DesiredGrant;
+use lanyard_core::ids::{ClusterId, GrantId};
+use lanyard_core::wire::{
+    AccessState, Ack, AckReply, Heartbeat, HeartbeatReply, Lease, Report, ReportState, Reports, ReportsReply,
+};
 use reqwest::StatusCode;
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::backoff::Failure;
 
 /// Why a control-plane call failed. Each message starts with the call's name.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// No answer at all (DNS, connection, TLS, timeout).
     #[error("{call}: cannot reach the control plane at {url}: {}; check the control plane's URL and the network", chain(.source))]
     Unreachable { call: &'static str, url: String, source: reqwest::Error },
+    /// 401: the credential was revoked or replaced, or the cluster removed. Not worth retrying soon.
     #[error(
         "{call}: the control plane refused the agent credential (401: {body}); it was revoked or replaced, or the \
          cluster was removed. Put the cluster's current agent credential in the agent's Secret (or \
          LANYARD_AGENT_CREDENTIAL) and restart the agent"
     )]
     Refused { call: &'static str, body: String },
+    /// Another error status (a 5xx is transient; a 4xx a bug worth seeing in the log).
     #[error("{call}: the control plane answered {status}: {body}")]
     Status { call: &'static str, status: StatusCode, body: String },
+    /// A success whose body is not the message the call expects (protocol drift).
     #[error("{call}: unexpected response from the control plane: {}", chain(.source))]
     Response { call: &'static str, source: reqwest::Error },
 }
@@ -56,20 +61,6 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// At most this much of an error body goes into a message.
 const BODY_EXCERPT: usize = 300;
 
-/// What the control plane wants on the cluster.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AccessState {
-    pub revocation_epoch: i64,
-    pub grants: Vec<DesiredGrant>,
-}
-
-/// Unacknowledged jobs: only a wake-up signal for a level-triggered agent.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Lease {
-    pub jobs: Vec<serde_json::Value>,
-    pub through: i64,
-}
-
 /// A grant's outcome, as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -86,7 +77,7 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    pub fn new(url: &str, cluster_id: &str, credential: String) -> Result<Self> {
+    pub fn new(url: &str, cluster_id: &ClusterId, credential: String) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
@@ -123,39 +114,44 @@ impl ControlPlane {
         resp.json().await.map_err(|source| CallError::Response { call, source })
     }
 
-    pub async fn heartbeat(&self) -> Result<(), CallError> {
-        let body = json!({ "version": env!("CARGO_PKG_VERSION") });
-        let _: serde_json::Value =
-            self.call(self.http.post(format!("{}/heartbeat", self.base)).json(&body), "heartbeat").await?;
-        Ok(())
+    /// Say the agent is alive.
+    pub async fn heartbeat(&self) -> Result<HeartbeatReply, CallError> {
+        let body = Heartbeat { version: Some(env!("CARGO_PKG_VERSION").to_owned()) };
+        self.call(self.http.post(format!("{}/heartbeat", self.base)).json(&body), "heartbeat").await
     }
 
+    /// The unacknowledged jobs.
     pub async fn lease(&self) -> Result<Lease, CallError> {
-        self.call(self.http.post(format!("{}/jobs/lease", self.base)).json(&json!({})), "lease jobs").await
+        let req = self.http.post(format!("{}/jobs/lease", self.base)).header("content-type", "application/json");
+        self.call(req.body("{}"), "lease jobs").await
     }
 
-    pub async fn ack(&self, through: i64) -> Result<(), CallError> {
-        let req = self.http.post(format!("{}/jobs/ack", self.base)).json(&json!({ "through": through }));
-        let _: serde_json::Value = self.call(req, "acknowledge jobs").await?;
-        Ok(())
+    /// Acknowledge the jobs up to `through`.
+    pub async fn ack(&self, through: i64) -> Result<AckReply, CallError> {
+        let req = self.http.post(format!("{}/jobs/ack", self.base)).json(&Ack { through });
+        self.call(req, "acknowledge jobs").await
     }
 
+    /// What the control plane wants on the cluster.
     pub async fn state(&self) -> Result<AccessState, CallError> {
         self.call(self.http.get(format!("{}/state", self.base)), "read access state").await
     }
 
-    pub async fn report(&self, results: &[(String, Outcome)]) -> Result<(), CallError> {
+    /// Report grants' outcomes.
+    pub async fn report(&self, results: &[(GrantId, Outcome)]) -> Result<(), CallError> {
         // Keep each request well under the agent API's 1 MiB body limit.
         for chunk in results.chunks(1000) {
-            let results: Vec<_> = chunk
+            let results = chunk
                 .iter()
                 .map(|(id, outcome)| match outcome {
-                    Outcome::Applied => json!({ "grant_id": id, "state": "applied" }),
-                    Outcome::Failed(e) => json!({ "grant_id": id, "state": "failed", "error": e }),
+                    Outcome::Applied => Report { grant_id: id.clone(), state: ReportState::Applied, error: None },
+                    Outcome::Failed(e) => {
+                        Report { grant_id: id.clone(), state: ReportState::Failed, error: Some(e.clone()) }
+                    }
                 })
                 .collect();
-            let req = self.http.post(format!("{}/reports", self.base)).json(&json!({ "results": results }));
-            let _: serde_json::Value = self.call(req, "report results").await?;
+            let req = self.http.post(format!("{}/reports", self.base)).json(&Reports { results });
+            let _: ReportsReply = self.call(req, "report results").await?;
         }
         Ok(())
     }

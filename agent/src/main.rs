@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use lanyard_core::ids::ClusterId;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -31,8 +32,8 @@ struct Args {
     #[arg(long, env = "LANYARD_CONTROL_PLANE")]
     control_plane: String,
     /// This cluster's Lanyard id (`c_…`).
-    #[arg(long, env = "LANYARD_CLUSTER_ID")]
-    cluster_id: String,
+    #[arg(long, env = "LANYARD_CLUSTER_ID", value_parser = parse_cluster_id)]
+    cluster_id: ClusterId,
     /// File holding the agent credential (else LANYARD_AGENT_CREDENTIAL).
     #[arg(long, env = "LANYARD_AGENT_CREDENTIAL_FILE")]
     credential_file: Option<PathBuf>,
@@ -49,18 +50,31 @@ struct Args {
     backoff_min_millis: u64,
     #[arg(long, env = "LANYARD_BACKOFF_MAX_SECONDS", default_value_t = 60)]
     backoff_max_seconds: u64,
-    /// `json` or `text`.
-    #[arg(long, env = "LANYARD_LOG_FORMAT", default_value = "json")]
-    log_format: String,
+    /// How the log is written.
+    #[arg(long, env = "LANYARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+/// The agent's log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One JSON object per line (for a log pipeline).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+fn parse_cluster_id(s: &str) -> Result<ClusterId, String> {
+    ClusterId::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a cluster id (c_ and 24 hex digits): `lanyard cluster list` shows it"))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_format == "text" {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    } else {
-        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

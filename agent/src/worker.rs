@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
+use lanyard_core::ids::{ClusterId, GrantId};
 use lanyard_core::rbac::{self, Action};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
@@ -160,14 +161,14 @@ pub struct Summary {
 pub struct Worker {
     pub control: ControlPlane,
     pub cluster: Cluster,
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub timing: Timing,
     /// Last outcome reported per grant: only changes are sent.
-    reported: HashMap<String, Outcome>,
+    reported: HashMap<GrantId, Outcome>,
 }
 
 impl Worker {
-    pub fn new(control: ControlPlane, cluster: Cluster, cluster_id: String, timing: Timing) -> Self {
+    pub fn new(control: ControlPlane, cluster: Cluster, cluster_id: ClusterId, timing: Timing) -> Self {
         Worker { control, cluster, cluster_id, timing, reported: HashMap::new() }
     }
 
@@ -209,7 +210,7 @@ impl Worker {
                     if lease.jobs.is_empty() {
                         Ok(s)
                     } else {
-                        self.control.ack(lease.through).await.map(|()| s).map_err(RoundError::from)
+                        self.control.ack(lease.through).await.map(|_| s).map_err(RoundError::from)
                     }
                 }
                 Err(e) => Err(e),
@@ -255,13 +256,13 @@ impl Worker {
             .collect()
             .await;
 
-        let mut failures: HashMap<String, String> = HashMap::new();
+        let mut failures: HashMap<GrantId, String> = HashMap::new();
         for (action, result) in results {
             match (action, result) {
                 (Action::Delete(_), Ok(())) => summary.deleted += 1,
                 (Action::Delete(target), Err(e)) => {
                     summary.failed += 1;
-                    warn!(binding = %target.name, error = %kube_error_text(&e), "cannot delete an unbacked binding");
+                    warn!(binding = %target.name(), error = %kube_error_text(&e), "cannot delete an unbacked binding");
                 }
                 (Action::Apply(_) | Action::Replace(_), Ok(())) => summary.applied += 1,
                 (Action::Apply(d) | Action::Replace(d), Err(e)) => {
@@ -272,14 +273,14 @@ impl Worker {
         }
 
         // Every desired grant is applied unless its action failed; report changes only.
-        let outcomes: Vec<(String, Outcome)> = desired
+        let outcomes: Vec<(GrantId, Outcome)> = desired
             .iter()
             .map(|d| {
                 let outcome = failures.remove(&d.grant_id).map_or(Outcome::Applied, Outcome::Failed);
                 (d.grant_id.clone(), outcome)
             })
             .collect();
-        let changed: Vec<(String, Outcome)> =
+        let changed: Vec<(GrantId, Outcome)> =
             outcomes.iter().filter(|(id, o)| self.reported.get(id) != Some(o)).cloned().collect();
         if !changed.is_empty() {
             self.control.report(&changed).await?;
@@ -298,7 +299,7 @@ async fn heartbeats(control: ControlPlane, every: Duration, mut backoff: Backoff
         }
         let started = Instant::now();
         next = match control.heartbeat().await {
-            Ok(()) => {
+            Ok(_) => {
                 backoff.succeeded();
                 started + every
             }

@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 
 use fake::{Answer, FakeHttp, SlammingDoor};
 use lanyard_test_support::{Probe, wait_for};
+use lanyard_core::ids::{ClusterId, GrantId};
+use lanyard_core::wire;
 use serde_json::{Value, json};
 
 /// The measured window.
 const WINDOW: Duration = Duration::from_secs(5);
 /// The most attempts one failing endpoint may get in [`WINDOW`].
 const HANDFUL: usize = 5;
-const CLUSTER: &str = "c_0123456789abcdef0123456789";
+const CLUSTER: &str = "c_0123456789abcdef01234567";
+const GRANT: &str = "g_0123456789abcdef01234567";
 const CREDENTIAL: &str = "lya_the-agent-credential-must-never-be-logged";
 
 /// The real agent binary, with the default backoff (500 ms … 60 s), the
@@ -139,8 +142,18 @@ fn unused_kube() -> FakeHttp {
     FakeHttp::start(|_| Answer::new(503, "{}"))
 }
 
+/// An answer in the agent API's own wire type.
+fn wire(value: &impl serde::Serialize) -> Answer {
+    Answer::json(200, &serde_json::to_value(value).unwrap())
+}
+
+fn cluster_id() -> ClusterId {
+    ClusterId::parse(CLUSTER).unwrap()
+}
+
 fn lease_with_a_job() -> Answer {
-    Answer::json(200, &json!({"jobs": [{"seq": 1, "kind": "grant_changed"}], "through": 1}))
+    let job = wire::Job::GrantCreated { grant_id: GrantId::parse(GRANT).unwrap(), epoch: 0, at: 0 };
+    wire(&wire::Lease { jobs: vec![wire::LeasedJob { seq: 1, job }], acked: 0, through: 1 })
 }
 
 /// A control plane that is up except for `failing`, which answers 503; the
@@ -152,8 +165,18 @@ fn control_plane_failing(failing: &'static str, grants: Value) -> FakeHttp {
         }
         match r.path.rsplit('/').next().unwrap_or_default() {
             "lease" => lease_with_a_job(),
-            "state" => Answer::json(200, &json!({"revocation_epoch": 0, "grants": grants})),
-            _ => Answer::json(200, &json!({})),
+            "state" => {
+                let grants = serde_json::from_value(grants.clone()).unwrap();
+                wire(&wire::AccessState { cluster_id: cluster_id(), revocation_epoch: 0, grants })
+            }
+            "heartbeat" => wire(&wire::HeartbeatReply {
+                cluster_id: cluster_id(),
+                revocation_epoch: 0,
+                offline_after_seconds: 30,
+            }),
+            "ack" => wire(&wire::AckReply { acked: 1 }),
+            "reports" => wire(&wire::ReportsReply { recorded: 1, ignored: 0 }),
+            _ => Answer::new(404, r#"{"error":{"code":"not_found","message":"no endpoint at this path"}}"#),
         }
     })
 }
@@ -249,7 +272,7 @@ fn kubernetes_api_errors_back_off() {
 
 #[test]
 fn a_failing_report_backs_off() {
-    let grant = json!([{"id": "g_0123456789abcdef0123456789", "user": "lanyard:dev@acme.example", "role": "view"}]);
+    let grant = json!([{"id": GRANT, "user": "lanyard:dev@acme.example", "role": "view"}]);
     let control = control_plane_failing("/reports", grant);
     let kube = empty_kube();
     let mut agent = Agent::start(&control.url, &kube.url);

@@ -5,52 +5,26 @@
 //!
 //! Every path is built by [`path`], which percent-encodes each segment, from
 //! ids that were checked first: a cluster argument is a `c_…` id or a cluster
-//! name ([`ClusterRef`]), a grant argument a `g_…` id, and the ids the server
-//! answers with are checked the same way before they are used in a path. So
-//! no argument and no answer can add a segment (`/`), climb out of its own
-//! (`..`) or start a query (`?`).
+//! name ([`ClusterRef`]), a grant argument a `g_…` id, and the answers are
+//! read into the wire types of `lanyard_core::wire`, whose ids are checked
+//! when they are read. So no argument and no answer can add a segment (`/`),
+//! climb out of its own (`..`) or start a query (`?`).
 
 use std::time::Duration;
 
-use lanyard_core::ids::IdKind;
-use lanyard_core::model::Namespace;
+use lanyard_core::ids::{ClusterId, GrantId};
+use lanyard_core::model::ClusterName;
+use lanyard_core::wire::{self, ErrorBody, ErrorCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::Session;
 use crate::error::{ApiError, CliError, Result};
 
-/// A cluster, as `GET /api/v1/clusters` lists it (unknown fields ignored).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Cluster {
-    pub id: String,
-    pub name: String,
-    pub kind: String,
-    #[serde(default)]
-    pub agent: Agent,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Agent {
-    #[serde(default)]
-    pub online: bool,
-}
-
-/// A grant, with its reconcile status.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Grant {
-    pub id: String,
-    pub email: String,
-    pub role: String,
-    pub scope: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    pub status: String,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+pub use lanyard_core::wire::{Cluster, Grant};
 
 /// What a path segment may carry unencoded: RFC 3986's unreserved characters
 /// except `.` (so that no segment can be `.` or `..`).
@@ -62,8 +36,8 @@ pub fn path(segments: &[&str]) -> String {
 }
 
 /// The path of a cluster's sub-resource: `/api/v1/clusters/{id}/{rest…}`.
-pub fn cluster_path(cluster_id: &str, rest: &[&str]) -> String {
-    let mut segments = vec!["api", "v1", "clusters", cluster_id];
+pub fn cluster_path(cluster_id: &ClusterId, rest: &[&str]) -> String {
+    let mut segments = vec!["api", "v1", "clusters", cluster_id.as_str()];
     segments.extend_from_slice(rest);
     path(&segments)
 }
@@ -72,18 +46,18 @@ pub fn cluster_path(cluster_id: &str, rest: &[&str]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterRef {
     /// `c_` and 24 hex digits.
-    Id(String),
+    Id(ClusterId),
     /// A DNS-1123 label, as cluster names are.
-    Name(String),
+    Name(ClusterName),
 }
 
 impl ClusterRef {
     /// `arg` as a cluster id or name; anything else is a usage error (exit 2).
     pub fn parse(arg: &str) -> Result<ClusterRef> {
-        if IdKind::Cluster.accepts(arg) {
-            Ok(ClusterRef::Id(arg.to_owned()))
-        } else if Namespace::parse(arg).is_ok() {
-            Ok(ClusterRef::Name(arg.to_owned()))
+        if let Some(id) = ClusterId::parse(arg) {
+            Ok(ClusterRef::Id(id))
+        } else if let Ok(name) = ClusterName::parse(arg) {
+            Ok(ClusterRef::Name(name))
         } else {
             Err(CliError::Usage(format!(
                 "{arg:?} is neither a cluster id (c_ and 24 hex digits) nor a cluster name (lowercase letters, digits and -): \
@@ -93,20 +67,13 @@ impl ClusterRef {
     }
 }
 
-/// `id` if it is a grant id: from the command line a usage error (exit 2)
-/// otherwise, from the server's answer a transport error (exit 1).
-pub fn check_grant_id(id: &str, from_server: bool) -> Result<&str> {
-    if IdKind::Grant.accepts(id) {
-        Ok(id)
-    } else if from_server {
-        Err(CliError::Transport(format!(
-            "the control plane answered an invalid grant id {id:?}: nothing was revoked; is it a Lanyard control plane?"
-        )))
-    } else {
-        Err(CliError::Usage(format!(
+/// `id` as a grant id, or a usage error (exit 2).
+pub fn parse_grant_id(id: &str) -> Result<GrantId> {
+    GrantId::parse(id).ok_or_else(|| {
+        CliError::Usage(format!(
             "{id:?} is not a grant id (g_ and 24 hex digits): `lanyard cluster access list CLUSTER` shows the grants' ids"
-        )))
-    }
+        ))
+    })
 }
 
 /// A client for one control plane and session.
@@ -165,9 +132,11 @@ impl Api {
         resp.text().map_err(|e| CliError::Transport(format!("reading the answer of {}: {e}", self.base)))
     }
 
-    /// `POST path` with a JSON body → JSON.
-    pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
-        let req = self.http.post(self.url(path)).header("content-type", "application/json").body(body.to_string());
+    /// `POST path` with a JSON body (a wire request) → JSON.
+    pub fn post_json<B: Serialize>(&self, path: &str, body: &B) -> Result<Value> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| CliError::Failed(format!("cannot encode the request for {path}: {e}")))?;
+        let req = self.http.post(self.url(path)).header("content-type", "application/json").body(body);
         let resp = self.send(req)?;
         read_json(resp, &self.base)
     }
@@ -183,13 +152,13 @@ impl Api {
         self.get_json(&path(&["api", "v1", "clusters"]))
     }
 
+    /// The organisation's clusters.
     pub fn clusters(&self) -> Result<Vec<Cluster>> {
-        let body = self.clusters_json()?;
-        parse_field(&body, "clusters")
+        Ok(parse::<wire::ClusterList>(&self.clusters_json()?, "cluster list")?.clusters)
     }
 
     /// The cluster named `name_or_id` (its name, or its `c_…` id; anything
-    /// else is a usage error), with an id that is a cluster id.
+    /// else is a usage error).
     pub fn resolve_cluster(&self, name_or_id: &str) -> Result<Cluster> {
         let wanted = ClusterRef::parse(name_or_id)?;
         let clusters = self.clusters()?;
@@ -197,18 +166,10 @@ impl Api {
             ClusterRef::Id(id) => c.id == *id,
             ClusterRef::Name(name) => c.name == *name,
         });
-        if let Some(c) = &found
-            && !IdKind::Cluster.accepts(&c.id)
-        {
-            return Err(CliError::Transport(format!(
-                "the control plane answered an invalid id {:?} for cluster {:?}: is it a Lanyard control plane?",
-                c.id, c.name
-            )));
-        }
         found.ok_or_else(|| CliError::Api {
             api: ApiError {
                 status: 404,
-                code: "not_found".into(),
+                code: ErrorCode::NotFound,
                 message: format!("no cluster named {name_or_id:?} in your organisation"),
                 field: None,
                 retry_after: None,
@@ -218,15 +179,18 @@ impl Api {
     }
 
     /// The cluster's grants and `agent_online` (admins).
-    pub fn grants_json(&self, cluster_id: &str) -> Result<Value> {
+    pub fn grants_json(&self, cluster_id: &ClusterId) -> Result<Value> {
         self.get_json(&cluster_path(cluster_id, &["access", "grants"]))
     }
 }
 
-/// `body[field]` as `T`.
-pub fn parse_field<T: serde::de::DeserializeOwned>(body: &Value, field: &str) -> Result<T> {
-    serde_json::from_value(body.get(field).cloned().unwrap_or(Value::Null))
-        .map_err(|e| CliError::Transport(format!("the control plane answered an unexpected `{field}`: {e}")))
+/// An answer as the wire type `T` (`what` names it in the error).
+pub fn parse<T: DeserializeOwned>(body: &Value, what: &str) -> Result<T> {
+    T::deserialize(body).map_err(|e| {
+        CliError::Transport(format!(
+            "the control plane answered an unexpected {what} ({e}): is it a Lanyard control plane of this version?"
+        ))
+    })
 }
 
 fn read_json(resp: Response, base: &str) -> Result<Value> {
@@ -244,15 +208,18 @@ fn error_from(resp: Response) -> CliError {
     let status = resp.status().as_u16();
     let retry_after =
         resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let body: Value = resp.text().ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
-    let err = &body["error"];
-    let text = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
-    let api = ApiError {
-        status,
-        code: text("code").unwrap_or_else(|| "http_error".into()),
-        message: text("message").unwrap_or_else(|| format!("the control plane answered HTTP {status}")),
-        field: text("field"),
-        retry_after,
+    let body: Option<ErrorBody> = resp.text().ok().and_then(|t| serde_json::from_str(&t).ok());
+    let api = match body {
+        Some(ErrorBody { error }) => {
+            ApiError { status, code: error.code, message: error.message, field: error.field, retry_after }
+        }
+        None => ApiError {
+            status,
+            code: ErrorCode::Unknown,
+            message: format!("the control plane answered HTTP {status}"),
+            field: None,
+            retry_after,
+        },
     };
     let hint = match status {
         401 => Some("your session was rejected (expired or not trusted): log in again with `lanyard login`".to_owned()),
@@ -273,14 +240,12 @@ mod tests {
     #[test]
     fn paths_encode_every_segment() {
         assert_eq!(path(&["api", "v1", "clusters"]), "/api/v1/clusters");
+        let id = ClusterId::parse("c_0123456789abcdef01234567").unwrap();
         assert_eq!(
-            cluster_path("c_0123456789abcdef01234567", &["access", "grants", "g_1"]),
+            cluster_path(&id, &["access", "grants", "g_1"]),
             "/api/v1/clusters/c_0123456789abcdef01234567/access/grants/g_1"
         );
-        assert_eq!(
-            cluster_path("c_X/../../x?y#z", &["k8s-token"]),
-            "/api/v1/clusters/c_X%2F%2E%2E%2F%2E%2E%2Fx%3Fy%23z/k8s-token"
-        );
+        assert_eq!(path(&["c_X/../../x?y#z", "k8s-token"]), "/c_X%2F%2E%2E%2F%2E%2E%2Fx%3Fy%23z/k8s-token");
         assert_eq!(path(&[".."]), "/%2E%2E");
         assert_eq!(path(&["a%2F b"]), "/a%252F%20b");
     }
@@ -288,8 +253,8 @@ mod tests {
     #[test]
     fn cluster_arguments_are_ids_or_names() {
         let id = "c_0123456789abcdef01234567";
-        assert_eq!(ClusterRef::parse(id).unwrap(), ClusterRef::Id(id.into()));
-        assert_eq!(ClusterRef::parse("prod-1").unwrap(), ClusterRef::Name("prod-1".into()));
+        assert_eq!(ClusterRef::parse(id).unwrap(), ClusterRef::Id(ClusterId::parse(id).unwrap()));
+        assert_eq!(ClusterRef::parse("prod-1").unwrap(), ClusterRef::Name(ClusterName::parse("prod-1").unwrap()));
         for bad in [
             "",
             "c_X/../../../../api/v1/clusters/c_X/access/revoke-all?",
@@ -303,8 +268,7 @@ mod tests {
             let err = ClusterRef::parse(bad).unwrap_err();
             assert_eq!(err.exit_code(), crate::error::exit::USAGE, "{bad:?}");
         }
-        assert!(check_grant_id("g_0123456789abcdef01234567", false).is_ok());
-        assert!(matches!(check_grant_id("g_1/../x", false), Err(CliError::Usage(_))));
-        assert!(matches!(check_grant_id("g_1/../x", true), Err(CliError::Transport(_))));
+        assert!(parse_grant_id("g_0123456789abcdef01234567").is_ok());
+        assert!(matches!(parse_grant_id("g_1/../x"), Err(CliError::Usage(_))));
     }
 }

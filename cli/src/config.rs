@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use lanyard_core::config::{DEFAULT_ADMIN_VALUE, DEFAULT_ORG_CLAIM, DEFAULT_ROLE_CLAIM};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -153,14 +154,14 @@ impl SessionInfo {
             return SessionInfo::default();
         };
         let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
-        let admin = match claims.get("org_role") {
-            Some(Value::String(r)) => Some(r == "admin"),
-            Some(Value::Array(rs)) => Some(rs.iter().any(|r| r == "admin")),
+        let admin = match claims.get(DEFAULT_ROLE_CLAIM) {
+            Some(Value::String(r)) => Some(r == DEFAULT_ADMIN_VALUE),
+            Some(Value::Array(rs)) => Some(rs.iter().any(|r| r == DEFAULT_ADMIN_VALUE)),
             _ => None,
         };
         SessionInfo {
             email: text("email"),
-            org: text("org"),
+            org: text(DEFAULT_ORG_CLAIM),
             admin,
             subject: text("sub"),
             issuer: text("iss"),

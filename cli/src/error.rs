@@ -17,6 +17,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use lanyard_core::wire::ErrorCode;
+
 use crate::output::escape;
 
 /// Exit codes scripts can rely on.
@@ -33,9 +35,13 @@ pub mod exit {
 /// An error the control plane answered with: `{"error": {"code", "message", "field"?}}`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: u16,
-    pub code: String,
+    /// The error code ([`ErrorCode::Unknown`] when the body was not Lanyard's).
+    pub code: ErrorCode,
+    /// The server's message.
     pub message: String,
+    /// The field a validation error is about.
     pub field: Option<String>,
     /// Seconds from `Retry-After`, on a 429.
     pub retry_after: Option<u64>,
@@ -45,7 +51,7 @@ pub struct ApiError {
 /// breaks included, so that it stays on its line ([`escape`]).
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} {})", escape(&self.message), self.status, escape(&self.code))?;
+        write!(f, "{} ({} {})", escape(&self.message), self.status, self.code)?;
         if let Some(field) = &self.field {
             write!(f, " [field: {}]", escape(field))?;
         }

@@ -23,8 +23,8 @@
 
 use std::path::{Path, PathBuf};
 
-use lanyard_core::ids::IdKind;
-use lanyard_core::model::Namespace;
+use lanyard_core::ids::ClusterId;
+use lanyard_core::model::{ClusterName, Namespace};
 use serde::Serialize;
 use serde_norway::{Mapping, Value};
 
@@ -32,7 +32,7 @@ use crate::error::{CliError, Result};
 use crate::{config, fsutil};
 
 /// The exec plugin's `apiVersion` in the kubeconfigs Lanyard writes.
-pub const EXEC_API_VERSION: &str = "client.authentication.k8s.io/v1";
+pub const EXEC_API_VERSION: &str = lanyard_core::wire::ExecCredential::API_VERSION;
 /// The exec plugin's command in the kubeconfigs Lanyard writes.
 pub const EXEC_COMMAND: &str = "lanyard";
 
@@ -236,10 +236,10 @@ pub fn remove(doc: &mut Value, cluster: &str) -> Result<Vec<LanyardContext>> {
 pub struct Expected<'a> {
     /// The control plane the user is logged in to (normalised, no trailing slash).
     pub control_plane: &'a str,
-    /// The cluster's `c_…` id.
-    pub cluster_id: &'a str,
-    /// The cluster's name (a DNS-1123 label): the entries are `lanyard-<name>`.
-    pub cluster_name: &'a str,
+    /// The cluster's id.
+    pub cluster_id: &'a ClusterId,
+    /// The cluster's name: the entries are `lanyard-<name>`.
+    pub cluster_name: &'a ClusterName,
 }
 
 /// `value` as a mapping whose keys are all in `allowed` and include `required`.
@@ -291,12 +291,6 @@ fn single<'a>(incoming: &'a Value, key: &str) -> Result<&'a Value, String> {
 /// Whether `incoming` is exactly the kubeconfig Lanyard writes for
 /// `expected` (see the module's documentation); the reason if not.
 pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
-    if Namespace::parse(expected.cluster_name).is_err() {
-        return Err(format!("the cluster's name {:?} is not a DNS-1123 label", expected.cluster_name));
-    }
-    if !IdKind::Cluster.accepts(expected.cluster_id) {
-        return Err(format!("the cluster's id {:?} is not a cluster id", expected.cluster_id));
-    }
     let name = format!("lanyard-{}", expected.cluster_name);
 
     let cluster =
@@ -327,7 +321,8 @@ pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
     expect_text(exec, "the exec plugin", "command", EXEC_COMMAND)?;
     expect_text(exec, "the exec plugin", "interactiveMode", "Never")?;
     let args: Option<Vec<&str>> = exec["args"].as_sequence().and_then(|a| a.iter().map(Value::as_str).collect());
-    let want = ["cluster", "token", "--control-plane", expected.control_plane, "--cluster", expected.cluster_id];
+    let want =
+        ["cluster", "token", "--control-plane", expected.control_plane, "--cluster", expected.cluster_id.as_str()];
     let args_ok = args.as_deref().is_some_and(|a| {
         a.len() == want.len()
             && a.iter().zip(want).enumerate().all(|(i, (got, want))| {
@@ -381,15 +376,17 @@ pub fn remove_from_file(path: &Path, cluster: &str) -> Result<Vec<LanyardContext
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use super::*;
 
     /// What the control plane serves for cluster `prod` with a `team-a` grant:
     /// the core's own renderer, so the merge is tested on the real shape.
     fn incoming() -> String {
         let cluster = lanyard_core::records::ClusterRecord {
-            id: "c_0123456789abcdef01234567".into(),
+            id: ClusterId::parse("c_0123456789abcdef01234567").unwrap(),
             org: "acme".into(),
-            name: "prod".into(),
+            name: ClusterName::parse("prod").unwrap(),
             kind: lanyard_core::model::ClusterKind::Standard,
             proxy_url: "https://proxy.example:8443".into(),
             ca_pem: None,
@@ -465,7 +462,10 @@ x-unknown: [1, 2]
     }
 
     fn expected() -> Expected<'static> {
-        Expected { control_plane: "http://cp", cluster_id: "c_0123456789abcdef01234567", cluster_name: "prod" }
+        static CLUSTER_ID: LazyLock<ClusterId> =
+            LazyLock::new(|| ClusterId::parse("c_0123456789abcdef01234567").unwrap());
+        static CLUSTER_NAME: LazyLock<ClusterName> = LazyLock::new(|| ClusterName::parse("prod").unwrap());
+        Expected { control_plane: "http://cp", cluster_id: &CLUSTER_ID, cluster_name: &CLUSTER_NAME }
     }
 
     #[test]
@@ -508,7 +508,8 @@ x-unknown: [1, 2]
         }
         let other_cp = Expected { control_plane: "https://cp", ..expected() };
         assert!(check(&parse(&good).unwrap(), &other_cp).is_err());
-        let other_name = Expected { cluster_name: "staging", ..expected() };
+        let staging = ClusterName::parse("staging").unwrap();
+        let other_name = Expected { cluster_name: &staging, ..expected() };
         assert!(check(&parse(&good).unwrap(), &other_name).is_err());
     }
 

@@ -123,14 +123,6 @@ pub fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
 
-/// Unix seconds as RFC 3339 (UTC).
-pub fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map_or_else(|| secs.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,10 +148,5 @@ mod tests {
         let text = t.render();
         assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
         assert_eq!(text, "ERROR\nboom\\u{1b}[2J\\r\\nx\n");
-    }
-
-    #[test]
-    fn formats_timestamps() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -10,9 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
+use lanyard_core::ids::{ClusterId, digest_hex, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::error::Result;
 use crate::fsutil;
@@ -31,25 +31,15 @@ pub fn dir() -> Result<PathBuf> {
     Ok(fsutil::home()?.join(".kube/cache/lanyard"))
 }
 
-fn hex_sha256(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0u8]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The cache file of (control plane, cluster) in `dir`.
-pub fn file(dir: &Path, control_plane: &str, cluster_id: &str) -> PathBuf {
-    dir.join(format!("{}.json", &hex_sha256(&[control_plane.trim_end_matches('/'), cluster_id])[..32]))
+pub fn file(dir: &Path, control_plane: &str, cluster_id: &ClusterId) -> PathBuf {
+    dir.join(format!("{}.json", &digest_hex(&[control_plane.trim_end_matches('/'), cluster_id.as_str()])[..32]))
 }
 
 /// A credential's `status.expirationTimestamp`, as Unix seconds.
 pub fn expiry(credential: &Value) -> Option<u64> {
     let ts = credential.get("status")?.get("expirationTimestamp")?.as_str()?;
-    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
-    u64::try_from(t.timestamp()).ok()
+    parse_rfc3339(ts)
 }
 
 /// The cached credential at `path`, if it was minted with `session_token` and
@@ -57,7 +47,7 @@ pub fn expiry(credential: &Value) -> Option<u64> {
 pub fn read(path: &Path, session_token: &str, now: u64) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
     let entry: Entry = serde_json::from_str(&text).ok()?;
-    if entry.session != hex_sha256(&[session_token]) {
+    if entry.session != digest_hex(&[session_token]) {
         return None;
     }
     let exp = expiry(&entry.credential)?;
@@ -69,7 +59,7 @@ pub fn write(path: &Path, session_token: &str, credential: &Value) -> Result<()>
     if expiry(credential).is_none() {
         return Ok(());
     }
-    let entry = Entry { session: hex_sha256(&[session_token]), credential: credential.clone() };
+    let entry = Entry { session: digest_hex(&[session_token]), credential: credential.clone() };
     let text = serde_json::to_vec(&entry).unwrap_or_default();
     fsutil::write_atomic(path, &text)
 }
@@ -86,9 +76,10 @@ mod tests {
     #[test]
     fn reuses_until_shortly_before_expiry_and_only_for_the_same_session() {
         let dir = tempfile::tempdir().unwrap();
-        let path = file(dir.path(), "http://cp/", "c_1");
-        assert_eq!(path, file(dir.path(), "http://cp", "c_1"));
-        assert_ne!(path, file(dir.path(), "http://cp", "c_2"));
+        let (c1, c2) = (ClusterId::derive(&["1"]), ClusterId::derive(&["2"]));
+        let path = file(dir.path(), "http://cp/", &c1);
+        assert_eq!(path, file(dir.path(), "http://cp", &c1));
+        assert_ne!(path, file(dir.path(), "http://cp", &c2));
         let exp = 2_000_000_000u64; // 2033-05-18T03:33:20Z
         write(&path, "session-a", &credential("2033-05-18T03:33:20Z")).unwrap();
         assert!(read(&path, "session-a", exp - REFRESH_BEFORE_SECS - 1).is_some());

@@ -671,11 +671,12 @@ fn a_concurrent_reader_never_sees_a_partial_kubeconfig() {
         })
     };
     wait_until("the reader to start", Duration::from_secs(10), || reads.load(Ordering::Relaxed) > 0);
-    let expected = kubeconfig::Expected {
-        control_plane: "http://cp",
-        cluster_id: "c_0123456789abcdef01234567",
-        cluster_name: "prod",
-    };
+    let (cluster_id, cluster_name) = (
+        lanyard_core::ids::ClusterId::parse("c_0123456789abcdef01234567").unwrap(),
+        lanyard_core::model::ClusterName::parse("prod").unwrap(),
+    );
+    let expected =
+        kubeconfig::Expected { control_plane: "http://cp", cluster_id: &cluster_id, cluster_name: &cluster_name };
     for i in 0..150 {
         kubeconfig::merge_file(&env.kubeconfig, &incoming(&format!("ns-{i}")), &expected, i % 2 == 0).unwrap();
     }
@@ -732,7 +733,7 @@ fn token_plugin_caches_and_refreshes() {
         (cred["apiVersion"].as_str(), cred["kind"].as_str()),
         (Some("client.authentication.k8s.io/v1"), Some("ExecCredential"))
     );
-    let cache = token_cache::file(&env.cache_dir(), &app.url, &cluster);
+    let cache = token_cache::file(&env.cache_dir(), &app.url, &lanyard_core::ids::ClusterId::parse(&cluster).unwrap());
     assert_eq!(mode(&cache), 0o600);
     assert_eq!(mode(&env.cache_dir()), 0o700);
     let mtime = std::fs::metadata(&cache).unwrap().modified().unwrap();
@@ -752,9 +753,7 @@ fn token_plugin_caches_and_refreshes() {
     token_cache::write(&cache, &bob, &far).unwrap();
     assert_eq!(credential_token(&run(&cluster).json()), "planted");
     // Near expiry (under 60 s left): a fresh one is minted and cached.
-    let soon = chrono::DateTime::from_timestamp(unix_now() as i64 + 30, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let soon = lanyard_core::ids::rfc3339(unix_now() + 30);
     let near = json!({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
         "status": {"token": "near-expiry", "expirationTimestamp": soon}});
     token_cache::write(&cache, &bob, &near).unwrap();
@@ -883,7 +882,7 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
         ])
         .ok();
     env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"]).ok();
-    let cache = token_cache::file(&env.cache_dir(), &app.url, &cluster);
+    let cache = token_cache::file(&env.cache_dir(), &app.url, &lanyard_core::ids::ClusterId::parse(&cluster).unwrap());
     assert!(!cache.exists());
 
     let out = kubectl(&env, &["get", "--raw", "/version"]);
@@ -896,7 +895,13 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
     assert!(!sent.is_empty() && sent.iter().all(|t| *t == token), "kubectl sent {sent:?}");
     // It is the control plane's: it verifies against the published keys, for this cluster.
     let jwks: Value = reqwest::blocking::get(format!("{}/.well-known/jwks.json", app.url)).unwrap().json().unwrap();
-    let verified = lanyard_core::token::verify(&token, &jwks, &cluster, 0, unix_now());
+    let verified = lanyard_core::token::verify(
+        &token,
+        &jwks,
+        &lanyard_core::ids::ClusterId::parse(&cluster).unwrap(),
+        0,
+        unix_now(),
+    );
     assert!(verified.is_ok(), "the token kubectl sent does not verify: {verified:?}");
     let payload = lanyard_cli::config::decode_claims(&token).unwrap();
     assert_eq!(payload["aud"], cluster.as_str());
@@ -958,7 +963,10 @@ fn cluster_arguments_cannot_reach_other_endpoints() {
     out.ok();
     let token = credential_token(&out.json());
     assert_eq!(lanyard_cli::config::decode_claims(&token).unwrap()["aud"], cluster.as_str());
-    assert!(token_cache::file(&member.cache_dir(), &app.url, &cluster).exists());
+    assert!(
+        token_cache::file(&member.cache_dir(), &app.url, &lanyard_core::ids::ClusterId::parse(&cluster).unwrap())
+            .exists()
+    );
     member.run(&["cluster", "token", "--control-plane", &app.url, "--cluster", "nope"]).code(5);
 }
 

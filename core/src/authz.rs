@@ -17,15 +17,19 @@ use crate::records::{ClusterRecord, Member};
 /// An authenticated, admitted caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The verified session.
     pub session: Session,
+    /// The caller's directory entry.
     pub member: Member,
 }
 
 impl Caller {
+    /// The caller's organisation.
     pub fn org(&self) -> &str {
         &self.session.identity.org
     }
 
+    /// Whether the caller is an organisation admin.
     pub fn is_admin(&self) -> bool {
         self.session.identity.role == OrgRole::Admin
     }
@@ -36,27 +40,73 @@ impl Caller {
     }
 }
 
+/// What a caller asks to do, each named for what it authorises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// See what one may do on a cluster, and one's own grants there.
     ViewCapabilities,
-    /// Mint a cluster token or render a kubeconfig (a grant is checked too).
+    /// Mint a cluster token (a grant on the cluster is checked too).
     MintToken,
+    /// Get a kubeconfig for a cluster (a grant on the cluster is checked too).
+    GetKubeconfig,
+    /// List the organisation's clusters.
     ListClusters,
+    /// Register a cluster.
     RegisterCluster,
+    /// Delete a cluster, with every grant and token of it.
     DeleteCluster,
+    /// Rotate a cluster's agent credential.
     RotateAgentCredential,
+    /// List the members a grant can be given to.
     ListEligibleMembers,
+    /// List a cluster's grants.
     ListGrants,
+    /// Grant a member a role on a cluster.
     CreateGrant,
+    /// Revoke one grant.
     RevokeGrant,
+    /// Revoke every grant and token of a cluster.
     RevokeAll,
+    /// Read the organisation's directory.
     ReadDirectory,
+    /// Invite, deactivate, reactivate or release members.
     ManageDirectory,
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 14] = [
+        Action::ViewCapabilities,
+        Action::MintToken,
+        Action::GetKubeconfig,
+        Action::ListClusters,
+        Action::RegisterCluster,
+        Action::DeleteCluster,
+        Action::RotateAgentCredential,
+        Action::ListEligibleMembers,
+        Action::ListGrants,
+        Action::CreateGrant,
+        Action::RevokeGrant,
+        Action::RevokeAll,
+        Action::ReadDirectory,
+        Action::ManageDirectory,
+    ];
+
+    /// Whether only an organisation admin may take it.
     fn needs_admin(self) -> bool {
-        !matches!(self, Action::ViewCapabilities | Action::MintToken | Action::ListClusters)
+        match self {
+            Action::ViewCapabilities | Action::MintToken | Action::GetKubeconfig | Action::ListClusters => false,
+            Action::RegisterCluster
+            | Action::DeleteCluster
+            | Action::RotateAgentCredential
+            | Action::ListEligibleMembers
+            | Action::ListGrants
+            | Action::CreateGrant
+            | Action::RevokeGrant
+            | Action::RevokeAll
+            | Action::ReadDirectory
+            | Action::ManageDirectory => true,
+        }
     }
 }
 
@@ -90,7 +140,8 @@ pub fn visible_cluster(caller: &Caller, cluster: Option<ClusterRecord>) -> Resul
 mod tests {
     use super::*;
     use crate::identity::{Identity, Via};
-    use crate::model::{ClusterKind, Email};
+    use crate::ids::{ClusterId, MemberId};
+    use crate::model::{ClusterKind, ClusterName, Email};
 
     fn caller(role: OrgRole, status: MemberStatus) -> Caller {
         let email = Email::parse("a@ex.io").unwrap();
@@ -107,32 +158,20 @@ mod tests {
                 via: Via::Bearer,
                 csrf: String::new(),
             },
-            member: Member { id: "m".into(), email, name: None, status, role: Some(role) },
+            member: Member { id: MemberId::derive(&["m"]), email, name: None, status, role: Some(role) },
         }
     }
 
     #[test]
     fn the_whole_matrix() {
-        let all = [
-            Action::ViewCapabilities,
-            Action::MintToken,
-            Action::ListClusters,
-            Action::RegisterCluster,
-            Action::DeleteCluster,
-            Action::RotateAgentCredential,
-            Action::ListEligibleMembers,
-            Action::ListGrants,
-            Action::CreateGrant,
-            Action::RevokeGrant,
-            Action::RevokeAll,
-            Action::ReadDirectory,
-            Action::ManageDirectory,
-        ];
-        for action in all {
+        for action in Action::ALL {
             let admin = authorize(&caller(OrgRole::Admin, MemberStatus::Active), action);
             assert!(admin.is_ok(), "admin {action:?}");
             let member = authorize(&caller(OrgRole::Member, MemberStatus::Active), action);
-            let open = matches!(action, Action::ViewCapabilities | Action::MintToken | Action::ListClusters);
+            let open = matches!(
+                action,
+                Action::ViewCapabilities | Action::MintToken | Action::GetKubeconfig | Action::ListClusters
+            );
             assert_eq!(member.is_ok(), open, "member {action:?}");
             if let Err(e) = member {
                 assert_eq!(e.status(), 403);
@@ -148,9 +187,9 @@ mod tests {
     fn foreign_clusters_are_not_found() {
         let c = caller(OrgRole::Admin, MemberStatus::Active);
         let cluster = |org: &str| ClusterRecord {
-            id: "c".into(),
+            id: ClusterId::derive(&["c"]),
             org: org.into(),
-            name: "n".into(),
+            name: ClusterName::parse("n").unwrap(),
             kind: ClusterKind::Standard,
             proxy_url: "https://p".into(),
             ca_pem: None,

@@ -82,6 +82,7 @@ impl OrgBinding {
         }
     }
 
+    /// Whether the issuer may speak for `org`.
     pub fn allows(&self, org: &str) -> bool {
         self.orgs().iter().any(|o| o == org)
     }
@@ -110,14 +111,21 @@ struct IssuerEntry {
     allow_missing_email_verified: bool,
 }
 
+/// The claim that names the session's organisation, unless an issuer says otherwise.
+pub const DEFAULT_ORG_CLAIM: &str = "org";
+/// The claim that names the session's organisation role, unless an issuer says otherwise.
+pub const DEFAULT_ROLE_CLAIM: &str = "org_role";
+/// The role-claim value that makes an organisation admin, unless an issuer says otherwise.
+pub const DEFAULT_ADMIN_VALUE: &str = "admin";
+
 fn default_org_claim() -> String {
-    "org".into()
+    DEFAULT_ORG_CLAIM.into()
 }
 fn default_role_claim() -> String {
-    "org_role".into()
+    DEFAULT_ROLE_CLAIM.into()
 }
 fn default_admin_values() -> Vec<String> {
-    vec!["admin".into()]
+    vec![DEFAULT_ADMIN_VALUE.into()]
 }
 
 /// The longest organisation name a session may carry.
@@ -127,19 +135,44 @@ pub const MAX_ORG_LEN: usize = 128;
 /// `issuer` (public) and never echo keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IssuerConfigError {
+    /// Not JSON, or not an array.
     #[error("is not a JSON array of issuers (line {line}, column {column})")]
-    NotJson { line: usize, column: usize },
+    NotJson {
+        /// Where the parser stopped: line.
+        line: usize,
+        /// And column.
+        column: usize,
+    },
+    /// An empty array: nobody could sign in.
     #[error("has no issuers")]
     Empty,
+    /// One entry is wrong.
     #[error("entry {index} ({issuer}): {problem}")]
-    Entry { index: usize, issuer: String, problem: String },
+    Entry {
+        /// Its position, from 0.
+        index: usize,
+        /// Its `issuer` (public).
+        issuer: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Two entries for one issuer.
     #[error("names issuer {0} twice; give each issuer one entry")]
     DuplicateIssuer(String),
+    /// Two issuers may speak for one organisation without both allowing it.
     #[error(
         "lets both {first} and {second} speak for organisation {org:?}; bind each organisation to one issuer, \
          or set \"allow_shared_orgs\": true on both entries if they really are the same organisation's providers"
     )]
-    SharedOrg { org: String, first: String, second: String },
+    SharedOrg {
+        /// The organisation.
+        org: String,
+        /// One issuer.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// The development issuer outside development mode.
     #[error(
         "trusts the development issuer ({}), whose key anyone with the local run's state holds; remove it, \
          or set development_mode to true if this is a development deployment",
@@ -232,11 +265,14 @@ pub fn parse_issuers(raw: &str, development_mode: bool) -> Result<Vec<IssuerConf
     Ok(issuers)
 }
 
+/// The deployment's configuration: its variables, each read and checked when
+/// an endpoint needs it (a bad value is `unavailable`, named in the log).
 pub struct Config<'a> {
     vars: &'a dyn Variables,
 }
 
 impl<'a> Config<'a> {
+    /// The configuration in `vars`.
     pub fn new(vars: &'a dyn Variables) -> Self {
         Config { vars }
     }
@@ -255,6 +291,7 @@ impl<'a> Config<'a> {
         }
     }
 
+    /// Whether Cluster Access is switched on (`access_gateway_enabled`).
     pub fn gateway_enabled(&self) -> Result<bool, ApiError> {
         self.flag("access_gateway_enabled")
     }
@@ -274,6 +311,7 @@ impl<'a> Config<'a> {
             .map_err(|e| ApiError::unavailable(format!("variable session_issuers {e}")))
     }
 
+    /// The keys that sign cluster tokens (`token_signing_keys`, secret).
     pub fn signing_keys(&self) -> Result<crate::token::SigningKeys, ApiError> {
         let raw = self.var("token_signing_keys")?.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
             ApiError::unavailable("variable token_signing_keys is not set: this deployment cannot mint cluster tokens")
@@ -291,6 +329,7 @@ impl<'a> Config<'a> {
         crate::token::parse_public_jwks(&raw).map_err(|e| ApiError::unavailable(format!("variable token_jwks {e}")))
     }
 
+    /// How long a cluster token lives (`token_lifetime_seconds`, bounded).
     pub fn token_lifetime(&self) -> Result<u64, ApiError> {
         use crate::token::{DEFAULT_LIFETIME_SECS, MAX_LIFETIME_SECS, MIN_LIFETIME_SECS};
         match self.var("token_lifetime_seconds")?.filter(|v| !v.trim().is_empty()) {
@@ -307,10 +346,12 @@ impl<'a> Config<'a> {
         }
     }
 
+    /// The control plane's URL as clients reach it (`public_url`), if set.
     pub fn public_url(&self) -> Result<Option<String>, ApiError> {
         Ok(self.var("public_url")?.map(|v| v.trim().trim_end_matches('/').to_owned()).filter(|v| !v.is_empty()))
     }
 
+    /// After how many seconds without a heartbeat an agent is offline.
     pub fn agent_offline_after(&self) -> Result<u64, ApiError> {
         match self.var("agent_offline_after_seconds")? {
             None => Ok(90),
@@ -404,13 +445,13 @@ mod tests {
         let dev = entry(crate::dev::DEV_ISSUER, json!({"orgs": ["demo"]}));
         vars.insert("session_issuers".to_owned(), Value::Array(vec![dev]).to_string());
         let err = Config::new(&vars).issuers().unwrap_err();
-        assert_eq!(err.code(), "unavailable");
+        assert_eq!(err.code().as_str(), "unavailable");
         let ApiError::Unavailable { detail } = &err else { unreachable!() };
         assert!(detail.contains("development_mode") && !detail.contains(JWKS_SECRET_LOOKING), "{detail}");
         vars.insert("development_mode".to_owned(), "true".to_owned());
         assert!(Config::new(&vars).issuers().is_ok());
         vars.insert("development_mode".to_owned(), "yes please".to_owned());
-        assert_eq!(Config::new(&vars).issuers().unwrap_err().code(), "unavailable");
+        assert_eq!(Config::new(&vars).issuers().unwrap_err().code().as_str(), "unavailable");
         // A JSON error names the position only.
         vars.insert("development_mode".to_owned(), "true".to_owned());
         vars.insert("session_issuers".to_owned(), format!(r#"[{{"issuer": "{JWKS_SECRET_LOOKING}", "audience": 1}}]"#));

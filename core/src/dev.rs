@@ -7,6 +7,10 @@
 use jwt_simple::prelude::*;
 use serde_json::{Value, json};
 
+use crate::config::{DEFAULT_ADMIN_VALUE, DEFAULT_ORG_CLAIM, DEFAULT_ROLE_CLAIM};
+use crate::model::Email;
+use crate::random::{NoRandomness, Random};
+
 /// The development issuer's `iss`.
 pub const DEV_ISSUER: &str = "https://dev-issuer.lanyard.localhost";
 /// The audience Lanyard's sessions carry by default.
@@ -15,9 +19,13 @@ pub const AUDIENCE: &str = "lanyard";
 /// What a session token says about its holder.
 #[derive(Debug, Clone)]
 pub struct SessionClaims {
+    /// The `email` claim (marked verified).
     pub email: String,
+    /// The `org` claim.
     pub org: String,
+    /// Whether `org_role` is `admin` (else `member`).
     pub admin: bool,
+    /// The `name` claim, if any.
     pub name: Option<String>,
     /// Seconds from `now` until expiry.
     pub ttl_secs: u64,
@@ -28,15 +36,15 @@ pub fn mint_session(key: &Ed25519KeyPair, issuer: &str, audience: &str, c: &Sess
     let mut custom = serde_json::Map::new();
     custom.insert("email".into(), c.email.clone().into());
     custom.insert("email_verified".into(), true.into());
-    custom.insert("org".into(), c.org.clone().into());
-    custom.insert("org_role".into(), if c.admin { "admin" } else { "member" }.into());
+    custom.insert(DEFAULT_ORG_CLAIM.into(), c.org.clone().into());
+    custom.insert(DEFAULT_ROLE_CLAIM.into(), if c.admin { DEFAULT_ADMIN_VALUE } else { "member" }.into());
     if let Some(name) = &c.name {
         custom.insert("name".into(), name.clone().into());
     }
     let mut claims = jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_secs(c.ttl_secs))
         .with_issuer(issuer)
         .with_audience(audience)
-        .with_subject(format!("dev|{}", c.email.trim().to_lowercase()));
+        .with_subject(format!("dev|{}", Email::parse(&c.email).map_or_else(|| c.email.clone(), |e| e.to_string())));
     claims.issued_at = Some(UnixTimeStamp::from_secs(now));
     claims.invalid_before = Some(UnixTimeStamp::from_secs(now));
     claims.expires_at = Some(UnixTimeStamp::from_secs(now + c.ttl_secs));
@@ -44,11 +52,14 @@ pub fn mint_session(key: &Ed25519KeyPair, issuer: &str, audience: &str, c: &Sess
     key.sign(claims).unwrap_or_default()
 }
 
-/// A fresh signing key with its thumbprint as key id.
-pub fn new_key() -> Ed25519KeyPair {
-    let key = Ed25519KeyPair::generate();
+/// A fresh signing key from `random`, with its thumbprint as key id.
+pub fn new_key(random: &dyn Random) -> Result<Ed25519KeyPair, NoRandomness> {
+    let mut seed = [0u8; ed25519_compact::Seed::BYTES];
+    random.fill(&mut seed)?;
+    let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(seed));
+    let key = Ed25519KeyPair::from_bytes(&pair[..]).map_err(|e| NoRandomness(format!("building the key: {e}")))?;
     let kid = key.jwk_thumbprint();
-    key.with_key_id(&kid)
+    Ok(key.with_key_id(&kid))
 }
 
 /// The `session_issuers` entry that trusts `key` as `issuer` for the
@@ -67,7 +78,7 @@ mod tests {
 
     #[test]
     fn minted_sessions_verify_against_the_issuer_entry() {
-        let key = new_key();
+        let key = new_key(&crate::random::SystemRandom).unwrap();
         let entry: IssuerConfig = serde_json::from_value(issuer_entry(&key, DEV_ISSUER, AUDIENCE, &["demo"])).unwrap();
         let claims =
             SessionClaims { email: "Dev@Ex.io".into(), org: "demo".into(), admin: true, name: None, ttl_secs: 60 };

@@ -3,19 +3,20 @@
 //! [`ENDPOINTS`] says, for each [`Endpoint`], which component serves it, its
 //! Spin routes and the methods each route serves, whether the access gateway
 //! switch turns it off, and how its caller authenticates (which also sets the
-//! body limit). The request pipelines ([`crate::api`], [`crate::agent_api`])
-//! take their rules from here, and `tests/api/tests/endpoints.rs` checks
+//! body limit). The request pipeline ([`crate::api`], agent API included)
+//! takes its rules from here, and `tests/api/tests/endpoints.rs` checks
 //! `spin.toml`, the component crates and `openapi.yaml` against it: adding an
 //! endpoint is one entry here, its handler, and its component.
 //!
 //! This module also holds what every pipeline shares: the [`Env`] a component
-//! gets from its host, and the method check.
+//! gets from its host (store, variables, time, randomness), and the method check.
 
 use crate::clock::Clock;
 use crate::config::Variables;
 use crate::error::ApiError;
 use crate::http::{MAX_AGENT_BODY_BYTES, MAX_BODY_BYTES, Method, Request};
 use crate::kv::KeyValue;
+use crate::random::Random;
 
 /// What a component gets from its host.
 pub struct Env<'a> {
@@ -27,6 +28,8 @@ pub struct Env<'a> {
     pub now: u64,
     /// For what waits (a store claim's patience).
     pub clock: &'a dyn Clock,
+    /// For the secrets it makes (agent credentials).
+    pub random: &'a dyn Random,
 }
 
 /// The endpoints, one per component.
@@ -85,8 +88,8 @@ pub enum Auth {
 pub struct Route {
     /// The route as `spin.toml` writes it (`:name` parameters, `/...` wildcard).
     pub path: &'static str,
-    /// The methods, upper case.
-    pub methods: &'static [&'static str],
+    /// The methods.
+    pub methods: &'static [Method],
 }
 
 /// Everything the pipeline and the manifest need to know about an endpoint.
@@ -104,7 +107,7 @@ pub struct EndpointSpec {
     pub auth: Auth,
 }
 
-const fn route(path: &'static str, methods: &'static [&'static str]) -> Route {
+const fn route(path: &'static str, methods: &'static [Method]) -> Route {
     Route { path, methods }
 }
 
@@ -127,8 +130,8 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::Capabilities,
         "capabilities",
         &[
-            route("/org/clusters/:cluster_id/access/capabilities", &["GET"]),
-            route("/api/v1/clusters/:cluster_id/access/capabilities", &["GET"]),
+            route("/org/clusters/:cluster_id/access/capabilities", &[Method::Get]),
+            route("/api/v1/clusters/:cluster_id/access/capabilities", &[Method::Get]),
         ],
         GATED,
         Auth::Session,
@@ -137,8 +140,8 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::Members,
         "members",
         &[
-            route("/org/clusters/:cluster_id/access/members", &["GET"]),
-            route("/api/v1/clusters/:cluster_id/access/members", &["GET"]),
+            route("/org/clusters/:cluster_id/access/members", &[Method::Get]),
+            route("/api/v1/clusters/:cluster_id/access/members", &[Method::Get]),
         ],
         GATED,
         Auth::Session,
@@ -147,8 +150,8 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::Grants,
         "grants",
         &[
-            route("/org/clusters/:cluster_id/access/grants", &["GET", "POST"]),
-            route("/api/v1/clusters/:cluster_id/access/grants", &["GET", "POST"]),
+            route("/org/clusters/:cluster_id/access/grants", &[Method::Get, Method::Post]),
+            route("/api/v1/clusters/:cluster_id/access/grants", &[Method::Get, Method::Post]),
         ],
         GATED,
         Auth::Session,
@@ -157,8 +160,8 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::Grant,
         "grant",
         &[
-            route("/org/clusters/:cluster_id/access/grants/:grant_id", &["DELETE"]),
-            route("/api/v1/clusters/:cluster_id/access/grants/:grant_id", &["DELETE"]),
+            route("/org/clusters/:cluster_id/access/grants/:grant_id", &[Method::Delete]),
+            route("/api/v1/clusters/:cluster_id/access/grants/:grant_id", &[Method::Delete]),
         ],
         GATED,
         Auth::Session,
@@ -167,32 +170,47 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::RevokeAll,
         "revoke-all",
         &[
-            route("/org/clusters/:cluster_id/access/revoke-all", &["POST"]),
-            route("/api/v1/clusters/:cluster_id/access/revoke-all", &["POST"]),
+            route("/org/clusters/:cluster_id/access/revoke-all", &[Method::Post]),
+            route("/api/v1/clusters/:cluster_id/access/revoke-all", &[Method::Post]),
         ],
         GATED,
         Auth::Session,
     ),
-    spec(Endpoint::Clusters, "clusters", &[route("/api/v1/clusters", &["GET", "POST"])], ALWAYS, Auth::Session),
-    spec(Endpoint::Cluster, "cluster", &[route("/api/v1/clusters/:cluster_id", &["DELETE"])], ALWAYS, Auth::Session),
+    spec(
+        Endpoint::Clusters,
+        "clusters",
+        &[route("/api/v1/clusters", &[Method::Get, Method::Post])],
+        ALWAYS,
+        Auth::Session,
+    ),
+    spec(
+        Endpoint::Cluster,
+        "cluster",
+        &[route("/api/v1/clusters/:cluster_id", &[Method::Delete])],
+        ALWAYS,
+        Auth::Session,
+    ),
     spec(
         Endpoint::AgentCredential,
         "agent-credential",
-        &[route("/api/v1/clusters/:cluster_id/agent-credential", &["POST"])],
+        &[route("/api/v1/clusters/:cluster_id/agent-credential", &[Method::Post])],
         ALWAYS,
         Auth::Session,
     ),
     spec(
         Endpoint::Directory,
         "directory",
-        &[route("/api/v1/members", &["GET", "POST"]), route("/api/v1/members/:member_id", &["PATCH"])],
+        &[
+            route("/api/v1/members", &[Method::Get, Method::Post]),
+            route("/api/v1/members/:member_id", &[Method::Patch]),
+        ],
         ALWAYS,
         Auth::Session,
     ),
     spec(
         Endpoint::AgentHeartbeat,
         "agent-heartbeat",
-        &[route("/agent/v1/clusters/:cluster_id/heartbeat", &["POST"])],
+        &[route("/agent/v1/clusters/:cluster_id/heartbeat", &[Method::Post])],
         ALWAYS,
         Auth::Agent,
     ),
@@ -200,8 +218,8 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::AgentJobs,
         "agent-jobs",
         &[
-            route("/agent/v1/clusters/:cluster_id/jobs/lease", &["POST"]),
-            route("/agent/v1/clusters/:cluster_id/jobs/ack", &["POST"]),
+            route("/agent/v1/clusters/:cluster_id/jobs/lease", &[Method::Post]),
+            route("/agent/v1/clusters/:cluster_id/jobs/ack", &[Method::Post]),
         ],
         ALWAYS,
         Auth::Agent,
@@ -209,21 +227,21 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
     spec(
         Endpoint::AgentReports,
         "agent-reports",
-        &[route("/agent/v1/clusters/:cluster_id/reports", &["POST"])],
+        &[route("/agent/v1/clusters/:cluster_id/reports", &[Method::Post])],
         ALWAYS,
         Auth::Agent,
     ),
     spec(
         Endpoint::AgentState,
         "agent-state",
-        &[route("/agent/v1/clusters/:cluster_id/state", &["GET"])],
+        &[route("/agent/v1/clusters/:cluster_id/state", &[Method::Get])],
         ALWAYS,
         Auth::Agent,
     ),
     spec(
         Endpoint::K8sToken,
         "k8s-token",
-        &[route("/api/v1/clusters/:cluster_id/k8s-token", &["POST"])],
+        &[route("/api/v1/clusters/:cluster_id/k8s-token", &[Method::Post])],
         GATED,
         Auth::Session,
     ),
@@ -231,13 +249,13 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Endpoint::Kubeconfig,
         "kubeconfig",
         &[
-            route("/api/v1/clusters/:cluster_id/kubeconfig", &["GET", "POST"]),
-            route("/org/clusters/:cluster_id/access/kubeconfig", &["GET", "POST"]),
+            route("/api/v1/clusters/:cluster_id/kubeconfig", &[Method::Get, Method::Post]),
+            route("/org/clusters/:cluster_id/access/kubeconfig", &[Method::Get, Method::Post]),
         ],
         GATED,
         Auth::Session,
     ),
-    spec(Endpoint::Jwks, "jwks", &[route("/.well-known/jwks.json", &["GET"])], GATED, Auth::Public),
+    spec(Endpoint::Jwks, "jwks", &[route("/.well-known/jwks.json", &[Method::Get])], GATED, Auth::Public),
     spec(Endpoint::NotFound, "not-found", &[route("/...", &[])], ALWAYS, Auth::Public),
 ];
 
@@ -253,10 +271,10 @@ impl Endpoint {
         if self.spec().auth == Auth::Agent { MAX_AGENT_BODY_BYTES } else { MAX_BODY_BYTES }
     }
 
-    /// The methods the request's route serves: the route Spin matched
-    /// (`spin-matched-route`), or none if it is not one of this endpoint's.
-    pub fn methods(self, req: &Request) -> &'static [&'static str] {
-        let matched = req.router_header("spin-matched-route");
+    /// The methods the request's route serves: the route the host matched,
+    /// or none if it is not one of this endpoint's.
+    pub fn methods(self, req: &Request) -> &'static [Method] {
+        let matched = req.route.as_deref();
         self.spec().routes.iter().find(|r| Some(r.path) == matched).map_or(&[], |r| r.methods)
     }
 }
@@ -264,14 +282,7 @@ impl Endpoint {
 /// `405` unless the request's route serves its method (`HEAD` as `GET`).
 pub fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
     let allowed = endpoint.methods(req);
-    let method = match req.method {
-        Method::Head | Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        _ => "",
-    };
-    if allowed.contains(&method) { Ok(()) } else { Err(ApiError::MethodNotAllowed(allowed)) }
+    if allowed.contains(&req.method.served_as()) { Ok(()) } else { Err(ApiError::MethodNotAllowed(allowed)) }
 }
 
 #[cfg(test)]
@@ -314,7 +325,7 @@ mod tests {
 
     #[test]
     fn methods_follow_the_matched_route() {
-        let on = |route: &str, method: Method| Request::new(method, "/").with_header("spin-matched-route", route);
+        let on = |route: &str, method: Method| Request::new(method, "/").on_route(route, &[]);
         let dir = Endpoint::Directory;
         assert!(check_method(dir, &on("/api/v1/members", Method::Post)).is_ok());
         assert!(check_method(dir, &on("/api/v1/members/:member_id", Method::Patch)).is_ok());

@@ -5,39 +5,69 @@
 //! Messages are written for the person who hits them and never contain a
 //! token, a key or a credential.
 
-use serde::Serialize;
+use crate::method::Method;
+use crate::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// Every error an endpoint can answer with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
+    /// 400: the request is not what the endpoint reads (the message says how).
     #[error("{0}")]
     Malformed(String),
+    /// 401: no valid session or credential (the message says why).
     #[error("{0}")]
     Unauthenticated(String),
+    /// 403: authenticated, but not allowed (the message says who may).
     #[error("{0}")]
     Forbidden(String),
+    /// 403: a cookie-authenticated write without the CSRF header.
     #[error(
         "this request is authenticated by the session cookie and changes state, so it must carry the X-CSRF-Token header"
     )]
     CsrfRequired,
+    /// 404: no such thing, or another organisation's.
     #[error("{0}")]
     NotFound(String),
+    /// 404: the access gateway is switched off.
     #[error("Cluster Access is not enabled on this deployment")]
     AccessUnavailable,
+    /// 405: the route serves only these methods.
     #[error("method not allowed here")]
-    MethodNotAllowed(&'static [&'static str]),
+    MethodNotAllowed(&'static [Method]),
+    /// 409: the request conflicts with what exists (`code` says how).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict {
+        /// Which conflict.
+        code: ErrorCode,
+        /// What exists, and what to do.
+        message: String,
+    },
+    /// 413: the body is longer than the endpoint reads.
     #[error("request body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The endpoint's limit in bytes.
+        limit: usize,
+    },
+    /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 422: a field is invalid.
     #[error("{message}")]
-    Validation { field: &'static str, message: String },
+    Validation {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it and what it should be.
+        message: String,
+    },
+    /// 422: the member cannot hold a grant.
     #[error("{0}")]
     MemberNotEligible(String),
+    /// 429: try again in `retry_after` seconds.
     #[error("too many requests; retry in {retry_after} seconds")]
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// The deployment lacks a setting this endpoint needs; the message names
     /// it and how to set it (it never carries a value).
     #[error("{0}")]
@@ -45,36 +75,29 @@ pub enum ApiError {
     /// A dependency (the key-value store, a variable) failed. The detail is for
     /// the log, never for the client.
     #[error("the service is temporarily unavailable; retry shortly")]
-    Unavailable { detail: String },
-}
-
-/// The JSON body of every error response.
-#[derive(Debug, Serialize)]
-pub struct ErrorBody<'a> {
-    pub error: ErrorDetail<'a>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ErrorDetail<'a> {
-    pub code: &'a str,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'a str>,
+    Unavailable {
+        /// What failed, for the log.
+        detail: String,
+    },
 }
 
 impl ApiError {
+    /// A validation error of `field`.
     pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
         ApiError::Validation { field, message: message.into() }
     }
 
+    /// `{what} not found`.
     pub fn not_found(what: &str) -> Self {
         ApiError::NotFound(format!("{what} not found"))
     }
 
+    /// A malformed request.
     pub fn malformed(message: impl Into<String>) -> Self {
         ApiError::Malformed(message.into())
     }
 
+    /// A failed dependency; `detail` goes to the log only.
     pub fn unavailable(detail: impl std::fmt::Display) -> Self {
         ApiError::Unavailable { detail: detail.to_string() }
     }
@@ -96,24 +119,24 @@ impl ApiError {
         }
     }
 
-    /// The stable, snake_case error code.
-    pub fn code(&self) -> &'static str {
+    /// The stable error code.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Malformed(_) => "malformed_request",
-            ApiError::Unauthenticated(_) => "unauthenticated",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::CsrfRequired => "csrf_required",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::AccessUnavailable => "access_unavailable",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Conflict { code, .. } => code,
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Validation { .. } => "validation_failed",
-            ApiError::MemberNotEligible(_) => "member_not_eligible",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::NotConfigured(_) => "not_configured",
-            ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Malformed(_) => ErrorCode::MalformedRequest,
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::CsrfRequired => ErrorCode::CsrfRequired,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::AccessUnavailable => ErrorCode::AccessUnavailable,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::Conflict { code, .. } => *code,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::Validation { .. } => ErrorCode::ValidationFailed,
+            ApiError::MemberNotEligible(_) => ErrorCode::MemberNotEligible,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::NotConfigured(_) => ErrorCode::NotConfigured,
+            ApiError::Unavailable { .. } => ErrorCode::Unavailable,
         }
     }
 
@@ -125,10 +148,12 @@ impl ApiError {
         }
     }
 
+    /// The message for the person who hit it.
     pub fn message(&self) -> String {
         match self {
             ApiError::MethodNotAllowed(allowed) => {
-                format!("method not allowed here; use {}", allowed.join(" or "))
+                let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                format!("method not allowed here; use {}", names.join(" or "))
             }
             other => other.to_string(),
         }
@@ -136,21 +161,25 @@ impl ApiError {
 
     /// The JSON body of the response.
     pub fn body(&self) -> Vec<u8> {
-        let body = ErrorBody { error: ErrorDetail { code: self.code(), message: self.message(), field: self.field() } };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code(), message: self.message(), field: self.field().map(str::to_owned) },
+        };
         serde_json::to_vec(&body)
             .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
     }
 
+    /// Exactly this grant exists.
     pub fn duplicate_grant() -> Self {
         ApiError::Conflict {
-            code: "duplicate_grant",
+            code: ErrorCode::DuplicateGrant,
             message: "this member already holds exactly this role at this scope on this cluster".into(),
         }
     }
 
+    /// A sandbox cluster was asked for Cluster Access.
     pub fn cluster_access_unsupported() -> Self {
         ApiError::Conflict {
-            code: "cluster_access_unsupported",
+            code: ErrorCode::ClusterAccessUnsupported,
             message: "sandbox clusters do not support Cluster Access".into(),
         }
     }
@@ -190,7 +219,7 @@ mod tests {
             (ApiError::NotConfigured("x"), 503, "not_configured"),
         ];
         for (err, status, code) in cases {
-            assert_eq!((err.status(), err.code()), (status, code));
+            assert_eq!((err.status(), err.code().as_str()), (status, code));
         }
     }
 

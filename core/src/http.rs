@@ -1,11 +1,19 @@
 //! The HTTP shape the core works on, independent of Spin: a buffered request
-//! (with its body already cut at [`MAX_BODY_BYTES`]), a response, and the one
-//! JSON body reader every endpoint uses.
+//! (with its body already cut at the endpoint's limit), a response, and the
+//! one JSON body reader every endpoint uses.
+//!
+//! The host's routing arrives already read: the route that matched, its
+//! parameters and the request's origin are fields of [`Request`], filled in
+//! by the glue from Spin's `spin-*` headers. The core knows nothing of how
+//! Spin spells them.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+pub use crate::method::Method;
 
 /// The largest request body a user-facing endpoint accepts. A grant is ~200
 /// bytes; a cluster registration with a CA certificate ~2 KiB.
@@ -13,67 +21,76 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024;
 /// The largest body of the agent API (a report on thousands of grants).
 pub const MAX_AGENT_BODY_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Options,
-    Other,
-}
-
-impl Method {
-    pub fn parse(s: &str) -> Method {
-        match s {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "PATCH" => Method::Patch,
-            "DELETE" => Method::Delete,
-            "OPTIONS" => Method::Options,
-            _ => Method::Other,
-        }
-    }
-
-    /// Whether the method changes state (and so needs CSRF under a cookie).
-    pub fn is_write(self) -> bool {
-        !matches!(self, Method::Get | Method::Head | Method::Options)
-    }
-}
-
 /// The request body as the shell read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     /// The whole body, within the endpoint's limit.
     Complete(Vec<u8>),
     /// The body was longer than `limit`; the rest was not read.
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The endpoint's limit in bytes.
+        limit: usize,
+    },
 }
 
+/// How a request presents a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    /// No `Authorization` header.
+    Absent,
+    /// An `Authorization` header that is not `Bearer <token>`.
+    Malformed,
+    /// `Authorization: Bearer <token>`.
+    Token(&'a str),
+}
+
+/// A request as an endpoint sees it.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The method.
     pub method: Method,
     /// Path without the query string.
     pub path: String,
-    /// Header names in lower case.
+    /// The route template the host matched (`/api/v1/clusters/:cluster_id`), if any.
+    pub route: Option<String>,
+    /// The matched route's parameters (`cluster_id` → `c_…`): only those it declares.
+    pub params: BTreeMap<String, String>,
+    /// `scheme://authority` as the client addressed the host, if the host says.
+    pub origin: Option<String>,
+    /// Header names in lower case (the host's routing headers are not among them).
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, as the host read it.
     pub body: Body,
 }
 
 impl Request {
+    /// A request with no route, headers or body.
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Request { method, path: path.into(), headers: Vec::new(), body: Body::Complete(Vec::new()) }
+        Request {
+            method,
+            path: path.into(),
+            route: None,
+            params: BTreeMap::new(),
+            origin: None,
+            headers: Vec::new(),
+            body: Body::Complete(Vec::new()),
+        }
     }
 
+    /// The same request as routed to `route` with these parameters.
+    pub fn on_route(mut self, route: &str, params: &[(&str, &str)]) -> Self {
+        self.route = Some(route.to_owned());
+        self.params = params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self
+    }
+
+    /// The same request with a header added.
     pub fn with_header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
 
+    /// The same request with a body (cut at [`MAX_BODY_BYTES`], as a host would).
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         let body = body.into();
         self.body =
@@ -82,6 +99,7 @@ impl Request {
     }
 
     /// The first value of a header, if it is valid UTF-8.
+    /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
@@ -94,39 +112,18 @@ impl Request {
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
     }
 
-    /// A header Spin's router sets (`spin-*`). Spin adds its own value after
-    /// any the client sent, so the last value is the router's.
-    pub fn router_header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    }
-
-    /// A route parameter, as Spin passes it: `:cluster_id` arrives in the
-    /// `spin-path-match-cluster-id` header. Only a parameter that the matched
-    /// route (`spin-matched-route`) declares is read: Spin adds
-    /// `spin-path-match-*` headers only for the route's own parameters, so on
-    /// any other route such a header can only have come from the client.
+    /// A parameter of the matched route (`cluster_id` for `:cluster_id`).
     pub fn param(&self, name: &str) -> Option<&str> {
-        let route = self.router_header("spin-matched-route")?;
-        if !route.split('/').any(|segment| segment.strip_prefix(':') == Some(name)) {
-            return None;
-        }
-        self.router_header(&format!("spin-path-match-{}", name.replace('_', "-")))
+        self.params.get(name).map(String::as_str)
     }
 
-    /// The token of an `Authorization: Bearer <token>` header: `None` without
-    /// the header, `Some(None)` when it is not a non-empty bearer token.
-    pub fn bearer_token(&self) -> Option<Option<&str>> {
-        let auth = self.header("authorization")?;
-        Some(
-            auth.strip_prefix("Bearer ")
-                .or_else(|| auth.strip_prefix("bearer "))
-                .map(str::trim)
-                .filter(|t| !t.is_empty()),
-        )
+    /// The request's bearer token, if it presents one.
+    pub fn bearer(&self) -> Bearer<'_> {
+        let Some(auth) = self.header("authorization") else { return Bearer::Absent };
+        match auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).map(str::trim) {
+            Some(token) if !token.is_empty() => Bearer::Token(token),
+            _ => Bearer::Malformed,
+        }
     }
 
     /// A cookie's value.
@@ -168,10 +165,14 @@ impl Request {
     }
 }
 
+/// An endpoint's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// Headers, names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
     /// A line for the component's log (stderr), e.g. the detail of a store
     /// failure that the client only sees as `unavailable`. Never a secret.
@@ -179,6 +180,7 @@ pub struct Response {
 }
 
 impl Response {
+    /// A JSON body.
     pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
             Ok(body) => {
@@ -206,14 +208,16 @@ impl Response {
         self
     }
 
+    /// `204`, no body.
     pub fn no_content() -> Response {
         Response { status: 204, headers: Vec::new(), body: Vec::new(), log: None }
     }
 
+    /// The error's status and JSON body (`Allow` on a 405, `Retry-After` on a 429).
     pub fn error(err: &ApiError) -> Response {
         let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
         if let ApiError::MethodNotAllowed(allowed) = err {
-            headers.push(("allow".into(), allowed.join(", ")));
+            headers.push(("allow".into(), allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")));
         }
         if let ApiError::RateLimited { retry_after } = err {
             headers.push(("retry-after".into(), retry_after.to_string()));
@@ -225,6 +229,7 @@ impl Response {
         Response { status: err.status(), headers, body: err.body(), log }
     }
 
+    /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
@@ -250,7 +255,7 @@ mod tests {
         assert!(post("application/json", r#"{"a":1}"#).json::<Thing>().is_ok());
         assert!(post("application/json; charset=utf-8", r#"{"a":1}"#).json::<Thing>().is_ok());
         assert_eq!(post("text/plain", r#"{"a":1}"#).json::<Thing>().unwrap_err().status(), 415);
-        assert_eq!(post("application/json", "{").json::<Thing>().unwrap_err().code(), "malformed_request");
+        assert_eq!(post("application/json", "{").json::<Thing>().unwrap_err().code().as_str(), "malformed_request");
         assert_eq!(post("application/json", r#"{"a":"x"}"#).json::<Thing>().unwrap_err().status(), 400);
         assert_eq!(post("application/json", r#"{"a":1,"b":2}"#).json::<Thing>().unwrap_err().status(), 400);
         let big = format!(r#"{{"a":1,"pad":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
@@ -258,22 +263,20 @@ mod tests {
     }
 
     #[test]
-    fn cookies_and_params() {
+    fn cookies_bearers_and_params() {
         let r = Request::new(Method::Get, "/")
             .with_header("cookie", "a=1; lanyard_session=tok.en.x; b=2")
-            .with_header("spin-path-match-cluster-id", "c_forged")
-            .with_header("spin-matched-route", "/x/:cluster_id/:forged")
-            .with_header("spin-path-match-member-id", "m_forged")
-            .with_header("spin-matched-route", "/api/v1/clusters/:cluster_id/access/grants/:grant_id")
-            .with_header("spin-path-match-cluster-id", "c_1")
-            .with_header("spin-path-match-grant-id", "g_1");
+            .on_route("/api/v1/clusters/:cluster_id", &[("cluster_id", "c_1")]);
         assert_eq!(r.cookie("lanyard_session"), Some("tok.en.x"));
         assert_eq!(r.cookie("missing"), None);
-        assert_eq!(r.param("cluster_id"), Some("c_1"), "the router's value, not the client's");
-        assert_eq!(r.param("grant_id"), Some("g_1"));
-        assert_eq!(r.param("member_id"), None, "the route declares no member_id: the header is the client's");
-        assert_eq!(r.param("forged"), None, "only the router's (last) matched route counts");
-        let no_route = Request::new(Method::Get, "/").with_header("spin-path-match-cluster-id", "c_1");
-        assert_eq!(no_route.param("cluster_id"), None, "without a matched route there are no parameters");
+        assert_eq!(r.param("cluster_id"), Some("c_1"));
+        assert_eq!(r.param("grant_id"), None);
+        assert_eq!(r.bearer(), Bearer::Absent);
+        let with = |v: &str| Request::new(Method::Get, "/").with_header("authorization", v);
+        assert_eq!(with("Bearer abc").bearer(), Bearer::Token("abc"));
+        assert_eq!(with("bearer  abc ").bearer(), Bearer::Token("abc"));
+        for bad in ["Bearer ", "Bearer    ", "Basic abc", "abc", ""] {
+            assert_eq!(with(bad).bearer(), Bearer::Malformed, "{bad:?}");
+        }
     }
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::config::{IssuerConfig, MAX_ORG_LEN, OrgBinding};
 use crate::error::ApiError;
-use crate::http::Request;
+use crate::http::{Bearer, Request};
 use crate::ids;
 use crate::model::{Email, OrgRole};
 
@@ -36,25 +36,35 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// A verified SSO identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The issuer that signed the session.
     pub issuer: String,
+    /// The subject at that issuer.
     pub subject: String,
+    /// The verified email.
     pub email: Email,
+    /// The display name, if the session has one.
     pub name: Option<String>,
+    /// The organisation, one the issuer is bound to.
     pub org: String,
+    /// The organisation role, from the issuer's role claim.
     pub role: OrgRole,
 }
 
 /// How the session reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
+    /// `Authorization: Bearer` (the CLI).
     Bearer,
+    /// The session cookie (a browser): writes need the CSRF header.
     Cookie,
 }
 
 /// A verified session.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// Who.
     pub identity: Identity,
+    /// How it was presented.
     pub via: Via,
     /// The CSRF value bound to this session.
     pub csrf: String,
@@ -72,17 +82,18 @@ pub fn csrf_token(session_token: &str) -> String {
 
 /// Authenticate a request: bearer first, then the session cookie.
 pub fn authenticate(req: &Request, issuers: &[IssuerConfig], now: u64) -> Result<Session, ApiError> {
-    let (token, via) = if let Some(bearer) = req.bearer_token() {
-        let token = bearer.ok_or_else(|| {
-            ApiError::Unauthenticated("the Authorization header must be `Bearer <session token>`".into())
-        })?;
-        (token, Via::Bearer)
-    } else if let Some(token) = req.cookie(SESSION_COOKIE).filter(|t| !t.is_empty()) {
-        (token, Via::Cookie)
-    } else {
-        return Err(ApiError::Unauthenticated(
-            "sign in first: send your session as `Authorization: Bearer <token>` or the lanyard_session cookie".into(),
-        ));
+    let (token, via) = match (req.bearer(), req.cookie(SESSION_COOKIE).filter(|t| !t.is_empty())) {
+        (Bearer::Token(token), _) => (token, Via::Bearer),
+        (Bearer::Malformed, _) => {
+            return Err(ApiError::Unauthenticated("the Authorization header must be `Bearer <session token>`".into()));
+        }
+        (Bearer::Absent, Some(token)) => (token, Via::Cookie),
+        (Bearer::Absent, None) => {
+            return Err(ApiError::Unauthenticated(
+                "sign in first: send your session as `Authorization: Bearer <token>` or the lanyard_session cookie"
+                    .into(),
+            ));
+        }
     };
     let identity = verify_session(token, issuers, now)?;
     Ok(Session { identity, via, csrf: csrf_token(token) })
@@ -110,7 +121,7 @@ pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result
     let kid = meta.key_id();
 
     // The most telling failure among the keys that could have signed it.
-    let mut failure: Option<ApiError> = None;
+    let mut failure: Option<Refusal> = None;
     for issuer in issuers {
         let Some(keys) = issuer.jwks.get("keys").and_then(Value::as_array) else { continue };
         for jwk in keys {
@@ -128,17 +139,64 @@ pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result
             };
             match outcome {
                 Ok(claims) => return identity_from_claims(claims, issuer),
-                Err(e) => {
-                    let rank =
-                        |e: &ApiError| matches!(e, ApiError::Unauthenticated(m) if m.contains("signature")) as u8;
-                    if failure.as_ref().is_none_or(|f| rank(f) >= rank(&e)) {
-                        failure = Some(e);
+                Err(refusal) => {
+                    if failure.as_ref().is_none_or(|f| f.rank() <= refusal.rank()) {
+                        failure = Some(refusal);
                     }
                 }
             }
         }
     }
-    Err(failure.unwrap_or_else(|| unauthenticated("the session token is not signed by a trusted issuer")))
+    Err(failure
+        .map_or_else(|| unauthenticated("the session token is not signed by a trusted issuer"), Refusal::into_error))
+}
+
+/// Why one key refused a session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// The signature does not verify with this key.
+    Signature,
+    /// Signed by this key, but expired.
+    Expired,
+    /// Signed by this key, but not valid yet.
+    NotYetValid,
+    /// Signed by this key, but for another issuer.
+    Issuer,
+    /// Signed by this key, but for another audience.
+    Audience,
+    /// The key in the configuration is not a valid JWK (the operator's to fix).
+    BadKey {
+        /// The issuer whose key it is.
+        issuer: String,
+    },
+}
+
+impl Refusal {
+    /// How telling the refusal is: a bad signature only says that this key
+    /// did not sign the token, while any other refusal comes from the key that
+    /// did, so it is the one to report.
+    fn rank(&self) -> u8 {
+        match self {
+            Refusal::Signature => 0,
+            Refusal::Expired | Refusal::NotYetValid | Refusal::Issuer | Refusal::Audience | Refusal::BadKey { .. } => 1,
+        }
+    }
+
+    fn into_error(self) -> ApiError {
+        let reason = match self {
+            Refusal::Signature => "the session token's signature is not valid",
+            Refusal::Expired => "the session has expired; sign in again",
+            Refusal::NotYetValid => "the session token is not valid yet",
+            Refusal::Issuer => "the session token is not from a trusted issuer",
+            Refusal::Audience => "the session token is for another audience",
+            Refusal::BadKey { issuer } => {
+                return ApiError::unavailable(format!(
+                    "a key of issuer {issuer} in session_issuers is not a valid JWK"
+                ));
+            }
+        };
+        ApiError::Unauthenticated(reason.into())
+    }
 }
 
 type Claims = JWTClaims<serde_json::Map<String, Value>>;
@@ -161,7 +219,7 @@ fn verify_with_jwk(
     jwk: &Value,
     issuer: &IssuerConfig,
     now: u64,
-) -> Option<Result<Claims, ApiError>> {
+) -> Option<Result<Claims, Refusal>> {
     let kty = jwk.get("kty").and_then(Value::as_str)?;
     let crv = jwk.get("crv").and_then(Value::as_str);
     let jwk_text = jwk.to_string();
@@ -173,9 +231,7 @@ fn verify_with_jwk(
         max_token_length: Some(MAX_TOKEN_BYTES),
         ..Default::default()
     };
-    let bad_key = || {
-        Err(ApiError::unavailable(format!("a key of issuer {} in session_issuers is not a valid JWK", issuer.issuer)))
-    };
+    let bad_key = || Err(Refusal::BadKey { issuer: issuer.issuer.clone() });
     let result = match (alg, kty, crv) {
         ("EdDSA", "OKP", Some("Ed25519")) => match Ed25519PublicKey::from_jwk(&jwk_text) {
             Ok(k) => k.verify_token::<serde_json::Map<String, Value>>(token, Some(options)),
@@ -191,19 +247,12 @@ fn verify_with_jwk(
         },
         _ => return None,
     };
-    Some(result.map_err(|e| {
-        let reason = match e.downcast_ref::<JWTError>() {
-            Some(JWTError::TokenHasExpired) => "the session has expired; sign in again",
-            Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => "the session token is not valid yet",
-            Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => {
-                "the session token is not from a trusted issuer"
-            }
-            Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => {
-                "the session token is for another audience"
-            }
-            _ => "the session token's signature is not valid",
-        };
-        ApiError::Unauthenticated(reason.into())
+    Some(result.map_err(|e| match e.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => Refusal::Expired,
+        Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => Refusal::NotYetValid,
+        Some(JWTError::RequiredIssuerMismatch) | Some(JWTError::RequiredIssuerMissing) => Refusal::Issuer,
+        Some(JWTError::RequiredAudienceMismatch) | Some(JWTError::RequiredAudienceMissing) => Refusal::Audience,
+        _ => Refusal::Signature,
     }))
 }
 
@@ -301,6 +350,7 @@ fn session_org(custom: &serde_json::Map<String, Value>, issuer: &IssuerConfig) -
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // Throwaway keys of other algorithms, from the OS.
 pub(crate) mod tests {
     use super::*;
     use crate::http::Method;

@@ -30,7 +30,7 @@ pub fn render(cluster: &ClusterRecord, control_plane: &str, namespace: Option<&s
     }
     out.push_str(&format!("users:\n- name: {name}\n  user:\n    exec:\n"));
     out.push_str("      apiVersion: client.authentication.k8s.io/v1\n      command: lanyard\n      args:\n");
-    for arg in ["cluster", "token", "--control-plane", control_plane, "--cluster", &cluster.id] {
+    for arg in ["cluster", "token", "--control-plane", control_plane, "--cluster", cluster.id.as_str()] {
         out.push_str(&format!("      - {}\n", q(arg)));
     }
     out.push_str("      interactiveMode: Never\n      provideClusterInfo: false\n");
@@ -46,13 +46,14 @@ pub fn render(cluster: &ClusterRecord, control_plane: &str, namespace: Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ClusterKind;
+    use crate::ids::ClusterId;
+    use crate::model::{ClusterKind, ClusterName};
 
     fn cluster(ca: Option<&str>) -> ClusterRecord {
         ClusterRecord {
-            id: "c_0123456789abcdef01234567".into(),
+            id: ClusterId::parse("c_0123456789abcdef01234567").unwrap(),
             org: "acme".into(),
-            name: "prod".into(),
+            name: ClusterName::parse("prod").unwrap(),
             kind: ClusterKind::Standard,
             proxy_url: "https://proxy.example:8443".into(),
             ca_pem: ca.map(str::to_owned),

@@ -15,21 +15,26 @@ use std::sync::Mutex;
 /// A failure of the key-value store itself (not a missing key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("key-value store: {0}")]
-pub struct StoreError(pub String);
+pub struct KvError(pub String);
 
+/// A key-value store as Spin gives it to a component.
 pub trait KeyValue {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
-    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// The value at `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Set the value at `key`.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Delete `key` (a missing key is fine).
+    fn delete(&self, key: &str) -> Result<(), KvError>;
     /// Atomically add `delta` to the integer at `key` (missing = 0) and return
     /// the new value. Read a counter with `increment(key, 0)`: counters are
     /// never read with `get`, since backends encode them differently.
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
     /// Values for `keys`, in order.
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
-    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+    /// Delete `keys`.
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         keys.iter().try_for_each(|k| self.delete(k))
     }
 }
@@ -47,6 +52,7 @@ enum Entry {
 }
 
 impl MemoryKv {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -61,6 +67,7 @@ impl MemoryKv {
         self.lock().len()
     }
 
+    /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -84,7 +91,7 @@ impl MemoryKv {
 }
 
 impl KeyValue for MemoryKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         Ok(match self.lock().get(key) {
             Some(Entry::Bytes(b)) => Some(b.clone()),
             Some(Entry::Counter(n)) => Some(n.to_be_bytes().to_vec()),
@@ -92,27 +99,27 @@ impl KeyValue for MemoryKv {
         })
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.lock().insert(key.to_owned(), Entry::Bytes(value.to_vec()));
         Ok(())
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    fn delete(&self, key: &str) -> Result<(), KvError> {
         self.lock().remove(key);
         Ok(())
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         let mut map = self.lock();
         let current = match map.get(key) {
             None => 0,
             Some(Entry::Counter(n)) => *n,
             Some(Entry::Bytes(b)) => match <[u8; 8]>::try_from(b.as_slice()) {
                 Ok(be) => i64::from_be_bytes(be),
-                Err(_) => return Err(StoreError(format!("value at {key} is not a counter"))),
+                Err(_) => return Err(KvError(format!("value at {key} is not a counter"))),
             },
         };
-        let next = current.checked_add(delta).ok_or_else(|| StoreError(format!("counter at {key} would overflow")))?;
+        let next = current.checked_add(delta).ok_or_else(|| KvError(format!("counter at {key} would overflow")))?;
         map.insert(key.to_owned(), Entry::Counter(next));
         Ok(next)
     }

@@ -1,15 +1,28 @@
-//! Lanyard's core library, shared by every Spin component (and, later, the
-//! agent and the CLI).
+//! Lanyard's core library, shared by every Spin component, the agent and the CLI.
 //!
-//! It is the functional core of the control plane: domain types that make bad
-//! states unrepresentable ([`model`]), the error contract ([`error`]),
-//! session verification ([`identity`]), authorization decided once
-//! ([`authz`]), the domain records ([`records`]), the store layout over a
-//! small key-value trait ([`store`], [`kv`]), and the endpoints themselves ([`api`]) as functions from a request
-//! and an environment to a response. No Spin types appear here, so all of it
-//! compiles and is tested natively as well as for `wasm32-wasip2`.
+//! It is the functional core of the control plane, in layers that only ever
+//! import downwards (ARCHITECTURE.md lists them):
+//!
+//! * **foundations**: injected time and randomness ([`clock`], [`random`]),
+//!   the key-value interface ([`kv`]), ids, digests and secrets ([`ids`]),
+//!   HTTP methods ([`method`]);
+//! * **the domain**: types that make bad states unrepresentable ([`model`]),
+//!   what a grant means in RBAC ([`rbac`]), the stored records ([`records`]);
+//! * **the wire**: every message of both APIs, defined once ([`wire`]), and
+//!   the error contract ([`error`]);
+//! * **services**: the request shape ([`http`]), configuration ([`config`]),
+//!   sessions ([`identity`]), authorization decided once ([`authz`]), cluster
+//!   tokens ([`token`]), kubeconfigs ([`kubeconfig`]), the store layout over
+//!   the key-value interface ([`store`]), the development issuer ([`dev`]);
+//! * **the endpoints**: the table that describes each once ([`endpoint`]) and
+//!   their handlers ([`api`]), as functions from a request and an
+//!   environment to a response.
+//!
+//! No Spin types appear here, so all of it compiles and is tested natively
+//! as well as for `wasm32-wasip2`.
 
-pub mod agent_api;
+#![deny(missing_docs)]
+
 pub mod api;
 mod api_error_map;
 pub mod authz;
@@ -23,12 +36,15 @@ pub mod identity;
 pub mod ids;
 pub mod kubeconfig;
 pub mod kv;
+pub mod method;
 pub mod model;
+pub mod random;
 pub mod rbac;
 pub mod records;
 pub mod store;
 pub mod token;
+pub mod wire;
 
-pub use api::{handle, precheck};
+pub use api::{Admission, admit, handle, serve};
 pub use endpoint::{Endpoint, Env};
 pub use error::ApiError;

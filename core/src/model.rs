@@ -9,21 +9,27 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::ids::{ClusterId, MemberId};
 
 /// A role a grant gives, each bound to the built-in ClusterRole of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// Read most objects in the scope (not secrets).
     View,
+    /// Read and write most objects in the scope.
     Edit,
+    /// Everything in a namespace, including its RBAC.
     Admin,
+    /// Full control of the cluster (cluster scope only).
     ClusterAdmin,
 }
 
 impl Role {
+    /// Every role, least to most.
     pub const ALL: [Role; 4] = [Role::View, Role::Edit, Role::Admin, Role::ClusterAdmin];
 
+    /// The role's wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::View => "view",
@@ -38,6 +44,7 @@ impl Role {
         self.as_str()
     }
 
+    /// The role of a wire name.
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -49,73 +56,108 @@ impl fmt::Display for Role {
     }
 }
 
-/// A valid DNS-1123 label: `a-z0-9-`, starting and ending alphanumeric, 1 to 63
-/// characters. The only way to get one is [`Namespace::parse`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Namespace(String);
-
-impl Namespace {
-    pub const MAX_LEN: usize = 63;
-
-    pub fn parse(s: &str) -> Result<Namespace, NamespaceError> {
-        let bytes = s.as_bytes();
-        if bytes.is_empty() {
-            return Err(NamespaceError::Empty);
-        }
-        if bytes.len() > Self::MAX_LEN {
-            return Err(NamespaceError::TooLong(bytes.len()));
-        }
-        let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
-        if !bytes.iter().all(|&b| allowed(b)) {
-            return Err(NamespaceError::InvalidCharacter);
-        }
-        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-            return Err(NamespaceError::BadEdge);
-        }
-        Ok(Namespace(s.to_owned()))
+/// Check that `s` is a DNS-1123 label: `a-z0-9-`, starting and ending
+/// alphanumeric, 1 to 63 characters.
+fn check_dns_label(s: &str) -> Result<(), LabelError> {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() {
+        return Err(LabelError::Empty);
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    if bytes.len() > DNS_LABEL_MAX_LEN {
+        return Err(LabelError::TooLong(bytes.len()));
     }
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    if !bytes.iter().all(|&b| allowed(b)) {
+        return Err(LabelError::InvalidCharacter);
+    }
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return Err(LabelError::BadEdge);
+    }
+    Ok(())
 }
 
-impl<'de> Deserialize<'de> for Namespace {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Namespace::parse(&s).map_err(serde::de::Error::custom)
-    }
+/// The longest DNS-1123 label.
+pub const DNS_LABEL_MAX_LEN: usize = 63;
+
+macro_rules! dns_label_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// `s` if it is a DNS-1123 label, or why not.
+            pub fn parse(s: &str) -> Result<$name, LabelError> {
+                check_dns_label(s).map(|()| $name(s.to_owned()))
+            }
+
+            /// The label as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for Namespace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+dns_label_type!(
+    /// A Kubernetes namespace name: a valid DNS-1123 label. The only way to
+    /// get one is [`Namespace::parse`] (or deserializing, which parses).
+    Namespace
+);
+dns_label_type!(
+    /// A cluster's name in its organisation: a DNS-1123 label, unique among
+    /// the organisation's live clusters.
+    ClusterName
+);
 
 /// Why a string is not a DNS-1123 label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NamespaceError {
+pub enum LabelError {
+    /// Nothing at all.
     #[error("must not be empty")]
     Empty,
+    /// Longer than [`DNS_LABEL_MAX_LEN`] bytes (the length it has).
     #[error("must be at most 63 characters (got {0})")]
     TooLong(usize),
+    /// A character other than `a-z`, `0-9` and `-`.
     #[error("may contain only lowercase letters a-z, digits 0-9 and '-'")]
     InvalidCharacter,
+    /// Starts or ends with `-`.
     #[error("must start and end with a lowercase letter or digit")]
     BadEdge,
 }
 
-/// Where a grant applies.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Where a grant applies. On the wire and in the store it is two fields,
+/// `"scope": "cluster"|"namespace"` and `"namespace"` (only with the
+/// latter), which a containing struct flattens in (`#[serde(flatten)]`);
+/// a namespace scope without its namespace, or a cluster scope with one, does
+/// not deserialize.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "ScopeFields", into = "ScopeFields")]
 pub enum Scope {
+    /// The whole cluster: a ClusterRoleBinding.
     Cluster,
+    /// One namespace: a RoleBinding in it.
     Namespace(Namespace),
 }
 
 impl Scope {
+    /// The scope's wire name.
     pub fn kind(&self) -> ScopeKind {
         match self {
             Scope::Cluster => ScopeKind::Cluster,
@@ -123,6 +165,7 @@ impl Scope {
         }
     }
 
+    /// The namespace of a namespace scope.
     pub fn namespace(&self) -> Option<&Namespace> {
         match self {
             Scope::Cluster => None,
@@ -131,15 +174,51 @@ impl Scope {
     }
 }
 
+/// The serialized form of a [`Scope`].
+#[derive(Serialize, Deserialize)]
+struct ScopeFields {
+    scope: ScopeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<Namespace>,
+}
+
+impl TryFrom<ScopeFields> for Scope {
+    type Error = &'static str;
+
+    fn try_from(f: ScopeFields) -> Result<Scope, Self::Error> {
+        match (f.scope, f.namespace) {
+            (ScopeKind::Cluster, None) => Ok(Scope::Cluster),
+            (ScopeKind::Namespace, Some(ns)) => Ok(Scope::Namespace(ns)),
+            (ScopeKind::Cluster, Some(_)) => Err("a cluster scope has no namespace"),
+            (ScopeKind::Namespace, None) => Err("a namespace scope names its namespace"),
+        }
+    }
+}
+
+impl From<Scope> for ScopeFields {
+    fn from(scope: Scope) -> ScopeFields {
+        match scope {
+            Scope::Cluster => ScopeFields { scope: ScopeKind::Cluster, namespace: None },
+            Scope::Namespace(ns) => ScopeFields { scope: ScopeKind::Namespace, namespace: Some(ns) },
+        }
+    }
+}
+
 /// The wire name of a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeKind {
+    /// `cluster`.
     Cluster,
+    /// `namespace`.
     Namespace,
 }
 
 impl ScopeKind {
+    /// Every scope kind.
+    pub const ALL: [ScopeKind; 2] = [ScopeKind::Cluster, ScopeKind::Namespace];
+
+    /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             ScopeKind::Cluster => "cluster",
@@ -147,12 +226,9 @@ impl ScopeKind {
         }
     }
 
+    /// The scope kind of a wire name.
     pub fn parse(s: &str) -> Option<ScopeKind> {
-        match s {
-            "cluster" => Some(ScopeKind::Cluster),
-            "namespace" => Some(ScopeKind::Namespace),
-            _ => None,
-        }
+        ScopeKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -169,8 +245,10 @@ impl ScopeKind {
 pub struct Email(String);
 
 impl Email {
+    /// The longest email address.
     pub const MAX_LEN: usize = 254;
 
+    /// `s` as an email address (trimmed, lower case), if it is one.
     pub fn parse(s: &str) -> Option<Email> {
         let s = s.trim();
         if !s.is_ascii() {
@@ -194,6 +272,7 @@ impl Email {
         Some(Email(s))
     }
 
+    /// The address as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -223,22 +302,24 @@ pub struct GrantSpec {
 impl GrantSpec {
     /// The one place the role × scope rule lives: `cluster-admin` is full
     /// control of the cluster, which a namespace binding cannot give.
-    pub fn new(email: Email, role: Role, scope: Scope) -> Result<GrantSpec, ApiError> {
+    pub fn new(email: Email, role: Role, scope: Scope) -> Result<GrantSpec, GrantSpecError> {
         if role == Role::ClusterAdmin && matches!(scope, Scope::Namespace(_)) {
-            return Err(ApiError::validation(
-                "role",
-                "cluster-admin is full control of the cluster and can only be granted at cluster scope",
-            ));
+            return Err(GrantSpecError::ClusterAdminInNamespace);
         }
         Ok(GrantSpec { email, role, scope })
     }
 
+    /// The member's email.
     pub fn email(&self) -> &Email {
         &self.email
     }
+
+    /// The role.
     pub fn role(&self) -> Role {
         self.role
     }
+
+    /// The scope.
     pub fn scope(&self) -> &Scope {
         &self.scope
     }
@@ -252,22 +333,74 @@ impl GrantSpec {
     }
 }
 
+/// What a grant says, whoever shows it: on which cluster, for which member,
+/// which role at which scope. The stored grant ([`crate::records::GrantRecord`])
+/// and the grant on the wire ([`crate::wire::Grant`]) both carry it, flattened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantTerms {
+    /// The cluster it is on.
+    pub cluster_id: ClusterId,
+    /// The member it is for.
+    pub member_id: MemberId,
+    /// The member's email when it was granted (their Kubernetes user derives from it).
+    pub email: Email,
+    /// The role it gives.
+    pub role: Role,
+    /// Where: `"scope"` and, for a namespace, `"namespace"`.
+    #[serde(flatten)]
+    pub scope: Scope,
+}
+
+/// Why a role cannot be granted at a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GrantSpecError {
+    /// `cluster-admin` asked for at namespace scope.
+    #[error("cluster-admin is full control of the cluster and can only be granted at cluster scope")]
+    ClusterAdminInNamespace,
+}
+
 /// The reconcile status of a grant as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {
+    /// The agent has not applied it yet.
     Pending,
+    /// Its binding is in place.
     Applied,
+    /// The agent could not apply it (the grant's `error` says why).
     Failed,
+    /// The cluster's agent is not connected.
     ClusterOffline,
+}
+
+impl GrantStatus {
+    /// The status's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Pending => "pending",
+            GrantStatus::Applied => "applied",
+            GrantStatus::Failed => "failed",
+            GrantStatus::ClusterOffline => "cluster_offline",
+        }
+    }
 }
 
 /// What the agent last reported for a grant. Absent means nothing yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Observed {
-    Applied { at: u64 },
-    Failed { at: u64, error: String },
+    /// The binding was applied.
+    Applied {
+        /// Unix seconds of the report.
+        at: u64,
+    },
+    /// The binding could not be applied.
+    Failed {
+        /// Unix seconds of the report.
+        at: u64,
+        /// Why, as Kubernetes said it.
+        error: String,
+    },
 }
 
 /// The status a grant shows: a pure function of what the agent reported and
@@ -286,8 +419,20 @@ pub fn display_status(observed: Option<&Observed>, agent_online: bool) -> (Grant
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClusterKind {
+    /// A cluster that supports Cluster Access.
     Standard,
+    /// A sandbox: no Cluster Access.
     Sandbox,
+}
+
+impl ClusterKind {
+    /// The kind's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterKind::Standard => "standard",
+            ClusterKind::Sandbox => "sandbox",
+        }
+    }
 }
 
 /// A member's standing in the organisation's directory.
@@ -306,7 +451,9 @@ pub enum MemberStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrgRole {
+    /// Manages access, clusters and the directory.
     Admin,
+    /// Uses the access they are granted.
     Member,
 }
 
@@ -320,23 +467,23 @@ mod tests {
         for s in ok {
             assert_eq!(Namespace::parse(s).map(|n| n.as_str().to_owned()), Ok(s.to_owned()), "{s}");
         }
-        let bad: &[(&str, NamespaceError)] = &[
-            ("", NamespaceError::Empty),
-            (&"a".repeat(64), NamespaceError::TooLong(64)),
-            ("Team-a", NamespaceError::InvalidCharacter),
-            ("TEAM", NamespaceError::InvalidCharacter),
-            ("-team", NamespaceError::BadEdge),
-            ("team-", NamespaceError::BadEdge),
-            ("-", NamespaceError::BadEdge),
-            ("team.a", NamespaceError::InvalidCharacter),
-            ("team_a", NamespaceError::InvalidCharacter),
-            ("team a", NamespaceError::InvalidCharacter),
-            (" team", NamespaceError::InvalidCharacter),
-            ("tëam", NamespaceError::InvalidCharacter),
-            ("团队", NamespaceError::InvalidCharacter),
-            ("team\n", NamespaceError::InvalidCharacter),
-            ("a/b", NamespaceError::InvalidCharacter),
-            ("..", NamespaceError::InvalidCharacter),
+        let bad: &[(&str, LabelError)] = &[
+            ("", LabelError::Empty),
+            (&"a".repeat(64), LabelError::TooLong(64)),
+            ("Team-a", LabelError::InvalidCharacter),
+            ("TEAM", LabelError::InvalidCharacter),
+            ("-team", LabelError::BadEdge),
+            ("team-", LabelError::BadEdge),
+            ("-", LabelError::BadEdge),
+            ("team.a", LabelError::InvalidCharacter),
+            ("team_a", LabelError::InvalidCharacter),
+            ("team a", LabelError::InvalidCharacter),
+            (" team", LabelError::InvalidCharacter),
+            ("tëam", LabelError::InvalidCharacter),
+            ("团队", LabelError::InvalidCharacter),
+            ("team\n", LabelError::InvalidCharacter),
+            ("a/b", LabelError::InvalidCharacter),
+            ("..", LabelError::InvalidCharacter),
         ];
         for (s, want) in bad {
             assert_eq!(Namespace::parse(s).as_ref(), Err(want), "{s:?}");
@@ -353,8 +500,7 @@ mod tests {
             assert!(GrantSpec::new(email.clone(), role, Scope::Cluster).is_ok(), "{role} at cluster");
             let at_ns = GrantSpec::new(email.clone(), role, ns.clone());
             if role == Role::ClusterAdmin {
-                let err = at_ns.unwrap_err();
-                assert_eq!(err.field(), Some("role"));
+                assert_eq!(at_ns.unwrap_err(), GrantSpecError::ClusterAdminInNamespace);
             } else {
                 assert!(at_ns.is_ok(), "{role} at namespace");
             }
@@ -410,6 +556,20 @@ mod tests {
         }
         assert_eq!(Email::parse("KIM@EX.IO").unwrap().as_str(), "kim@ex.io");
         assert_eq!(Email::parse("a@xn--bcher-kva.example").unwrap().as_str(), "a@xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn wire_names_are_the_serde_names() {
+        for s in [GrantStatus::Pending, GrantStatus::Applied, GrantStatus::Failed, GrantStatus::ClusterOffline] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for k in [ClusterKind::Standard, ClusterKind::Sandbox] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for k in ScopeKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(ScopeKind::parse(k.as_str()), Some(k));
+        }
     }
 
     #[test]

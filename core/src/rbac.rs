@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids;
+use crate::ids::{self, ClusterId, GrantId};
 use crate::model::{Email, Namespace, Role};
 
 /// Label on every binding Lanyard manages.
@@ -34,33 +34,59 @@ pub fn kube_user(email: &Email) -> String {
 /// A grant as the agent receives it (the agent API's access state).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredGrant {
-    pub id: String,
+    /// The grant's id (the binding's name derives from it).
+    pub id: GrantId,
+    /// The member's Kubernetes user name ([`kube_user`]).
     pub user: String,
+    /// The role, bound as the built-in ClusterRole of the same name.
     pub role: Role,
+    /// The namespace of a namespace-scoped grant; none for a cluster-wide one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<Namespace>,
 }
 
-/// The kind of binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum BindingKind {
-    ClusterRoleBinding,
-    RoleBinding,
+/// Which binding object: a ClusterRoleBinding, or a RoleBinding in its
+/// namespace. Ordered so that a plan is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BindingRef {
+    /// A ClusterRoleBinding of this name.
+    Cluster {
+        /// The object's name.
+        name: String,
+    },
+    /// A RoleBinding of this name in `namespace`.
+    Namespaced {
+        /// The namespace the RoleBinding lives in.
+        namespace: Namespace,
+        /// The object's name.
+        name: String,
+    },
 }
 
-/// Which binding object: kind, namespace (RoleBindings only) and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BindingRef {
-    pub kind: BindingKind,
-    pub namespace: Option<String>,
-    pub name: String,
+impl BindingRef {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        match self {
+            BindingRef::Cluster { name } | BindingRef::Namespaced { name, .. } => name,
+        }
+    }
+
+    /// The RoleBinding's namespace; none for a ClusterRoleBinding.
+    pub fn namespace(&self) -> Option<&Namespace> {
+        match self {
+            BindingRef::Cluster { .. } => None,
+            BindingRef::Namespaced { namespace, .. } => Some(namespace),
+        }
+    }
 }
 
 /// A binding as Lanyard wants it on the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredBinding {
+    /// Which object.
     pub target: BindingRef,
-    pub grant_id: String,
+    /// The grant it realises (its [`GRANT_LABEL`]).
+    pub grant_id: GrantId,
     /// The ClusterRole bound.
     pub cluster_role: String,
     /// The one subject: a user.
@@ -70,27 +96,31 @@ pub struct DesiredBinding {
 /// A Lanyard-managed binding as observed on the cluster (only what matters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedBinding {
+    /// Which object.
     pub target: BindingRef,
+    /// The role it refers to: a ClusterRole's name, or `Kind/name` for any other kind.
     pub cluster_role: String,
     /// `(kind, name)` of each subject.
     pub subjects: Vec<(String, String)>,
+    /// Its [`GRANT_LABEL`], if it has one.
     pub grant_label: Option<String>,
 }
 
 /// The binding name of a grant: `lanyard-` and 20 hex digits of a hash of the
 /// cluster and grant ids.
-pub fn binding_name(cluster_id: &str, grant_id: &str) -> String {
-    format!("lanyard-{}", &ids::digest_hex(&[cluster_id, grant_id])[..20])
+pub fn binding_name(cluster_id: &ClusterId, grant_id: &GrantId) -> String {
+    format!("lanyard-{}", &ids::digest_hex(&[cluster_id.as_str(), grant_id.as_str()])[..20])
 }
 
 /// The binding a grant becomes.
-pub fn desired_binding(cluster_id: &str, grant: &DesiredGrant) -> DesiredBinding {
-    let (kind, namespace) = match &grant.namespace {
-        Some(ns) => (BindingKind::RoleBinding, Some(ns.as_str().to_owned())),
-        None => (BindingKind::ClusterRoleBinding, None),
+pub fn desired_binding(cluster_id: &ClusterId, grant: &DesiredGrant) -> DesiredBinding {
+    let name = binding_name(cluster_id, &grant.id);
+    let target = match &grant.namespace {
+        Some(ns) => BindingRef::Namespaced { namespace: ns.clone(), name },
+        None => BindingRef::Cluster { name },
     };
     DesiredBinding {
-        target: BindingRef { kind, namespace, name: binding_name(cluster_id, &grant.id) },
+        target,
         grant_id: grant.id.clone(),
         cluster_role: grant.role.cluster_role().to_owned(),
         user: grant.user.clone(),
@@ -139,11 +169,15 @@ mod tests {
 
     fn grant(id: &str, role: Role, ns: Option<&str>) -> DesiredGrant {
         DesiredGrant {
-            id: id.into(),
+            id: GrantId::derive(&[id]),
             user: kube_user(&Email::parse("dev@ex.io").unwrap()),
             role,
             namespace: ns.map(|n| Namespace::parse(n).unwrap()),
         }
+    }
+
+    fn cluster(name: &str) -> ClusterId {
+        ClusterId::derive(&[name])
     }
 
     fn observed(d: &DesiredBinding) -> ObservedBinding {
@@ -151,38 +185,35 @@ mod tests {
             target: d.target.clone(),
             cluster_role: d.cluster_role.clone(),
             subjects: vec![("User".into(), d.user.clone())],
-            grant_label: Some(d.grant_id.clone()),
+            grant_label: Some(d.grant_id.to_string()),
         }
     }
 
     #[test]
     fn grants_map_to_the_right_binding_for_every_role_and_scope() {
         for role in Role::ALL {
-            let c = desired_binding("c1", &grant("g1", role, None));
-            assert_eq!(c.target.kind, BindingKind::ClusterRoleBinding);
-            assert_eq!(c.target.namespace, None);
+            let c = desired_binding(&cluster("c1"), &grant("g1", role, None));
+            assert!(matches!(c.target, BindingRef::Cluster { .. }));
+            assert_eq!(c.target.namespace(), None);
             assert_eq!(c.cluster_role, role.as_str());
             assert_eq!(c.user, "lanyard:dev@ex.io");
-            let n = desired_binding("c1", &grant("g1", role, Some("team-a")));
-            assert_eq!(n.target.kind, BindingKind::RoleBinding);
-            assert_eq!(n.target.namespace.as_deref(), Some("team-a"));
+            let n = desired_binding(&cluster("c1"), &grant("g1", role, Some("team-a")));
+            assert!(matches!(n.target, BindingRef::Namespaced { .. }));
+            assert_eq!(n.target.namespace().map(Namespace::as_str), Some("team-a"));
             assert_eq!(n.cluster_role, role.as_str());
         }
-        let name = binding_name("c1", "g1");
+        let g1 = GrantId::derive(&["g1"]);
+        let name = binding_name(&cluster("c1"), &g1);
         assert!(name.starts_with("lanyard-") && name.len() == 28);
-        assert_ne!(name, binding_name("c2", "g1"));
+        assert_ne!(name, binding_name(&cluster("c2"), &g1));
     }
 
     #[test]
     fn plan_creates_missing_deletes_unbacked_and_leaves_good_alone() {
-        let a = desired_binding("c", &grant("a", Role::View, Some("ns")));
-        let b = desired_binding("c", &grant("b", Role::Edit, None));
+        let a = desired_binding(&cluster("c"), &grant("a", Role::View, Some("ns")));
+        let b = desired_binding(&cluster("c"), &grant("b", Role::Edit, None));
         let stray = ObservedBinding {
-            target: BindingRef {
-                kind: BindingKind::RoleBinding,
-                namespace: Some("ns".into()),
-                name: "lanyard-old".into(),
-            },
+            target: BindingRef::Namespaced { namespace: Namespace::parse("ns").unwrap(), name: "lanyard-old".into() },
             cluster_role: "view".into(),
             subjects: vec![("User".into(), "x".into())],
             grant_label: Some("gone".into()),
@@ -195,7 +226,7 @@ mod tests {
 
     #[test]
     fn plan_restores_drifted_bindings() {
-        let a = desired_binding("c", &grant("a", Role::Admin, Some("ns")));
+        let a = desired_binding(&cluster("c"), &grant("a", Role::Admin, Some("ns")));
         let mut extra_subject = observed(&a);
         extra_subject.subjects.push(("User".into(), "intruder".into()));
         assert_eq!(plan(std::slice::from_ref(&a), &[extra_subject]), vec![Action::Apply(a.clone())]);

@@ -6,28 +6,39 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ClusterKind, Email, MemberStatus, Namespace, Observed, OrgRole, Role, Scope, ScopeKind};
+use crate::ids::{ClusterId, GrantId, MemberId};
+use crate::model::{ClusterKind, ClusterName, Email, GrantTerms, MemberStatus, Observed, OrgRole};
 
 /// A registered cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
-    pub id: String,
+    /// Its id, derived from (organisation, name, incarnation).
+    pub id: ClusterId,
+    /// The organisation it belongs to.
     pub org: String,
-    pub name: String,
+    /// Its name, unique among the organisation's live clusters.
+    pub name: ClusterName,
+    /// Standard or sandbox.
     pub kind: ClusterKind,
+    /// Where kubectl reaches its access proxy.
     pub proxy_url: String,
+    /// The proxy's CA certificates (PEM), if not publicly trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
     /// SHA-256 of the agent credential; the credential itself is never stored.
     pub agent_credential_hash: String,
+    /// Unix seconds of registration.
     pub created_at: u64,
+    /// Who registered it (audit).
     pub created_by: String,
 }
 
 /// The tombstone of a deleted cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterDeletion {
+    /// Who deleted it (audit).
     pub by: String,
+    /// Unix seconds of the deletion.
     pub at: u64,
 }
 
@@ -37,7 +48,9 @@ pub struct ClusterDeletion {
 pub struct CredentialRotation {
     /// SHA-256 of the new credential; the credential itself is never stored.
     pub hash: String,
+    /// Unix seconds of the rotation.
     pub created_at: u64,
+    /// Who rotated it (audit).
     pub created_by: String,
     /// Every older credential is refused from this instant (unix seconds),
     /// and earlier once the agent authenticates with this or a newer one.
@@ -47,7 +60,9 @@ pub struct CredentialRotation {
 /// The agent's last sign of life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// Unix seconds of the heartbeat.
     pub at: u64,
+    /// The agent's version, as it reported it (at most 64 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 }
@@ -62,28 +77,21 @@ impl Heartbeat {
 /// A grant as stored. Immutable once written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantRecord {
-    pub id: String,
-    pub cluster_id: String,
-    pub member_id: String,
-    pub email: Email,
-    pub role: Role,
-    pub scope: ScopeKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<Namespace>,
+    /// Its id, derived from (cluster, epoch, fingerprint, generation).
+    pub id: GrantId,
+    /// Cluster, member, role and scope (stored as their own fields).
+    #[serde(flatten)]
+    pub terms: GrantTerms,
+    /// The revocation epoch it was created in: live only while that is the cluster's epoch.
     pub epoch: i64,
+    /// The fingerprint of (member, role, scope) that makes exact duplicates one.
     pub fingerprint: String,
+    /// The generation of that fingerprint this grant claimed.
     pub generation: i64,
+    /// Unix seconds of creation.
     pub created_at: u64,
+    /// Who granted it (audit).
     pub created_by: String,
-}
-
-impl GrantRecord {
-    pub fn scope(&self) -> Scope {
-        match &self.namespace {
-            Some(ns) => Scope::Namespace(ns.clone()),
-            None => Scope::Cluster,
-        }
-    }
 }
 
 /// What changed, for the agent. Reconcile is level-triggered: a job only says
@@ -91,65 +99,113 @@ impl GrantRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
-    GrantCreated { grant_id: String, epoch: i64, at: u64 },
-    GrantDeleted { grant_id: String, epoch: i64, at: u64 },
-    RevokeAll { epoch: i64, at: u64 },
+    /// A grant was created.
+    GrantCreated {
+        /// The grant.
+        grant_id: GrantId,
+        /// The epoch it was created in.
+        epoch: i64,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// A grant was deleted.
+    GrantDeleted {
+        /// The grant.
+        grant_id: GrantId,
+        /// The epoch it belonged to.
+        epoch: i64,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Every grant of the cluster was revoked: `epoch` is the new one.
+    RevokeAll {
+        /// The new revocation epoch.
+        epoch: i64,
+        /// Unix seconds.
+        at: u64,
+    },
 }
 
 /// A member's own record, written when they sign in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberProfile {
-    pub id: String,
+    /// The member's id.
+    pub id: MemberId,
+    /// Their email, from the session.
     pub email: Email,
+    /// Their display name, from the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The issuer of the session that wrote this profile.
     pub issuer: String,
+    /// The subject of that session.
     pub subject: String,
+    /// Their organisation role, from the session's claims.
     pub role: OrgRole,
+    /// Unix seconds of their first sign-in.
     pub joined_at: u64,
 }
 
+/// An admin's invitation of an email to the organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
+    /// The invited email.
     pub email: Email,
+    /// Who invited them (audit).
     pub invited_by: String,
+    /// Unix seconds.
     pub at: u64,
 }
 
+/// The marker of a deactivated member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deactivation {
+    /// Who deactivated them (audit).
     pub by: String,
+    /// Unix seconds.
     pub at: u64,
 }
 
 /// The sign-in identity a member is pinned to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
+    /// The identity's issuer.
     pub issuer: String,
+    /// The identity's subject at that issuer.
     pub subject: String,
+    /// Unix seconds of the pinning sign-in.
     pub at: u64,
 }
 
 /// A member as the directory shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    pub id: String,
+    /// Their id.
+    pub id: MemberId,
+    /// Their email.
     pub email: Email,
+    /// Their display name, once they signed in.
     pub name: Option<String>,
+    /// Invited, active or deactivated.
     pub status: MemberStatus,
+    /// Their organisation role, once they signed in.
     pub role: Option<OrgRole>,
 }
 
 /// A live grant with what the agent last reported for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantWithStatus {
+    /// The grant.
     pub grant: GrantRecord,
+    /// The agent's last report on it, if any.
     pub observed: Option<Observed>,
 }
 
 /// The outcome of revoke-all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revocation {
+    /// How many live grants it revoked.
     pub revoked: usize,
+    /// The cluster's new revocation epoch.
     pub epoch: i64,
 }

@@ -15,6 +15,7 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::ids::{ClusterId, MemberId};
 
 /// The `iss` of every cluster token.
 pub const ISSUER: &str = "lanyard";
@@ -32,15 +33,20 @@ pub struct TokenClaims {
     pub rev: i64,
     /// The Kubernetes user the proxy impersonates.
     pub user: String,
+    /// The member's email (for the proxy's audit log).
     pub email: String,
 }
 
 /// A verified cluster token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
-    pub member_id: String,
-    pub cluster_id: String,
+    /// The member it was minted for (`sub`).
+    pub member_id: MemberId,
+    /// The cluster it is for (`aud`).
+    pub cluster_id: ClusterId,
+    /// Unix seconds of `exp`.
     pub expires_at: u64,
+    /// The Lanyard claims.
     pub claims: TokenClaims,
 }
 
@@ -52,12 +58,16 @@ pub struct SigningKeys {
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
+    /// Past its `exp`.
     #[error("the token is expired")]
     Expired,
+    /// Its `aud` is another cluster.
     #[error("the token is for another cluster")]
     WrongCluster,
+    /// Minted before the cluster's last revoke-all.
     #[error("the token was revoked")]
     Revoked,
+    /// Not a token this deployment signed (or malformed).
     #[error("the token is not validly signed by this deployment")]
     Invalid,
 }
@@ -101,8 +111,8 @@ impl SigningKeys {
     /// Mint a token; returns it and its expiry (unix seconds).
     pub fn mint(
         &self,
-        member_id: &str,
-        cluster_id: &str,
+        member_id: &MemberId,
+        cluster_id: &ClusterId,
         claims: TokenClaims,
         lifetime_secs: u64,
         now: u64,
@@ -110,8 +120,8 @@ impl SigningKeys {
         let expires_at = now + lifetime_secs;
         let mut c = jwt_simple::claims::Claims::with_custom_claims(claims, Duration::from_secs(lifetime_secs))
             .with_issuer(ISSUER)
-            .with_subject(member_id)
-            .with_audience(cluster_id);
+            .with_subject(member_id.as_str())
+            .with_audience(cluster_id.as_str());
         c.issued_at = Some(UnixTimeStamp::from_secs(now));
         c.invalid_before = Some(UnixTimeStamp::from_secs(now));
         c.expires_at = Some(UnixTimeStamp::from_secs(expires_at));
@@ -160,7 +170,7 @@ pub fn parse_public_jwks(raw: &str) -> Result<Value, String> {
 pub fn verify(
     token: &str,
     jwks: &Value,
-    cluster_id: &str,
+    cluster_id: &ClusterId,
     current_epoch: i64,
     now: u64,
 ) -> Result<VerifiedToken, TokenError> {
@@ -188,7 +198,8 @@ pub fn verify(
             _ => TokenError::Invalid,
         }
     })?;
-    let audience_ok = claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id])));
+    let audience_ok =
+        claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id.as_str()])));
     if !audience_ok {
         return Err(TokenError::WrongCluster);
     }
@@ -196,8 +207,8 @@ pub fn verify(
         return Err(TokenError::Revoked);
     }
     Ok(VerifiedToken {
-        member_id: claims.subject.ok_or(TokenError::Invalid)?,
-        cluster_id: cluster_id.to_owned(),
+        member_id: claims.subject.as_deref().and_then(MemberId::parse).ok_or(TokenError::Invalid)?,
+        cluster_id: cluster_id.clone(),
         expires_at: claims.expires_at.map_or(0, |e| e.as_secs()),
         claims: claims.custom,
     })
@@ -207,10 +218,19 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    fn member() -> MemberId {
+        MemberId::derive(&["m_1"])
+    }
+
+    fn cluster() -> ClusterId {
+        ClusterId::derive(&["c_1"])
+    }
+
     const NOW: u64 = 1_800_000_000;
 
     fn keys(n: usize) -> (SigningKeys, Vec<String>) {
-        let jwks: Vec<String> = (0..n).map(|_| crate::dev::new_key().to_jwk()).collect();
+        let jwks: Vec<String> =
+            (0..n).map(|_| crate::dev::new_key(&crate::random::SystemRandom).unwrap().to_jwk()).collect();
         let raw = format!("[{}]", jwks.join(","));
         (SigningKeys::parse(&raw).unwrap(), jwks)
     }
@@ -222,13 +242,13 @@ mod tests {
     #[test]
     fn a_minted_token_carries_the_promised_claims() {
         let (k, _) = keys(1);
-        let (token, exp) = k.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
+        let (token, exp) = k.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
         assert_eq!(exp, NOW + 900);
         let meta = Token::decode_metadata(&token).unwrap();
         assert_eq!(meta.algorithm(), "EdDSA");
         assert!(meta.key_id().is_some());
-        let v = verify(&token, &k.jwks(), "c_1", 2, NOW + 10).unwrap();
-        assert_eq!((v.member_id.as_str(), v.cluster_id.as_str(), v.expires_at), ("m_1", "c_1", NOW + 900));
+        let v = verify(&token, &k.jwks(), &cluster(), 2, NOW + 10).unwrap();
+        assert_eq!((&v.member_id, &v.cluster_id, v.expires_at), (&member(), &cluster(), NOW + 900));
         assert_eq!(v.claims, claims());
         // The payload has iss, sub, aud, iat, exp, rev.
         let payload = token.split('.').nth(1).unwrap();
@@ -244,31 +264,31 @@ mod tests {
     #[test]
     fn expired_tampered_foreign_and_revoked_tokens_fail() {
         let (k, _) = keys(1);
-        let (token, _) = k.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
-        assert_eq!(verify(&token, &k.jwks(), "c_1", 2, NOW + 901), Err(TokenError::Expired));
-        assert_eq!(verify(&token, &k.jwks(), "c_2", 2, NOW), Err(TokenError::WrongCluster));
-        assert_eq!(verify(&token, &k.jwks(), "c_1", 3, NOW), Err(TokenError::Revoked));
+        let (token, _) = k.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
+        assert_eq!(verify(&token, &k.jwks(), &cluster(), 2, NOW + 901), Err(TokenError::Expired));
+        assert_eq!(verify(&token, &k.jwks(), &ClusterId::derive(&["c_2"]), 2, NOW), Err(TokenError::WrongCluster));
+        assert_eq!(verify(&token, &k.jwks(), &cluster(), 3, NOW), Err(TokenError::Revoked));
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = parts[1].replacen('e', "f", 1);
-        assert_eq!(verify(&parts.join("."), &k.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&parts.join("."), &k.jwks(), &cluster(), 2, NOW), Err(TokenError::Invalid));
         let (other, _) = keys(1);
-        assert_eq!(verify(&token, &other.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid));
-        assert_eq!(verify("garbage", &k.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify(&token, &other.jwks(), &cluster(), 2, NOW), Err(TokenError::Invalid));
+        assert_eq!(verify("garbage", &k.jwks(), &cluster(), 2, NOW), Err(TokenError::Invalid));
     }
 
     #[test]
     fn rotation_keeps_old_tokens_until_their_key_is_removed() {
         let (old, old_jwks) = keys(1);
-        let (token, _) = old.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
-        let new_jwk = crate::dev::new_key().to_jwk();
+        let (token, _) = old.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
+        let new_jwk = crate::dev::new_key(&crate::random::SystemRandom).unwrap().to_jwk();
         let rotated = SigningKeys::parse(&format!("[{new_jwk},{}]", old_jwks[0])).unwrap();
         assert_eq!(rotated.jwks()["keys"].as_array().unwrap().len(), 2);
-        assert!(verify(&token, &rotated.jwks(), "c_1", 2, NOW).is_ok(), "still valid during the rotation");
-        let (fresh, _) = rotated.mint("m_1", "c_1", claims(), 900, NOW).unwrap();
+        assert!(verify(&token, &rotated.jwks(), &cluster(), 2, NOW).is_ok(), "still valid during the rotation");
+        let (fresh, _) = rotated.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
         assert_ne!(Token::decode_metadata(&fresh).unwrap().key_id(), Token::decode_metadata(&token).unwrap().key_id());
         let after = SigningKeys::parse(&format!("[{new_jwk}]")).unwrap();
-        assert_eq!(verify(&token, &after.jwks(), "c_1", 2, NOW), Err(TokenError::Invalid), "removed key");
-        assert!(verify(&fresh, &after.jwks(), "c_1", 2, NOW).is_ok());
+        assert_eq!(verify(&token, &after.jwks(), &cluster(), 2, NOW), Err(TokenError::Invalid), "removed key");
+        assert!(verify(&fresh, &after.jwks(), &cluster(), 2, NOW).is_ok());
     }
 
     #[test]

@@ -8,18 +8,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use lanyard_core::clock::SystemClock;
+use lanyard_core::ids::Secret;
 use lanyard_core::kv::{KeyValue, MemoryKv};
-use lanyard_core::model::{ClusterKind, Namespace};
+use lanyard_core::model::{ClusterKind, ClusterName};
+use lanyard_core::random::SystemRandom;
 use lanyard_core::records::ClusterRecord;
+use lanyard_core::store::clusters::NewCluster;
 use lanyard_core::store::{AGENT_CREDENTIAL_WINDOW, Store};
 
 const NOW: u64 = 1_800_000_000;
 
 /// Register a cluster; a failure as the API answers it (the store's error, mapped).
 fn register(kv: &MemoryKv, name: &str) -> Result<(ClusterRecord, String), lanyard_core::ApiError> {
-    let name = Namespace::parse(name).unwrap();
+    let name = ClusterName::parse(name).unwrap();
+    let credential = Secret::new("lya_", &SystemRandom).unwrap();
+    let new = NewCluster {
+        org: "acme",
+        name: &name,
+        kind: ClusterKind::Standard,
+        proxy_url: "https://p.example",
+        ca_pem: None,
+    };
     Store::new(kv, &SystemClock)
-        .register_cluster("acme", &name, ClusterKind::Standard, "https://p.example", None, "admin@ex.io", NOW)
+        .register_cluster(new, &credential, "admin@ex.io", NOW)
+        .map(|record| (record, credential.expose().to_owned()))
         .map_err(lanyard_core::ApiError::from)
 }
 
@@ -28,7 +40,11 @@ fn valid(kv: &MemoryKv, cluster: &ClusterRecord, credential: &str, at: u64) -> b
 }
 
 fn rotate(kv: &MemoryKv, cluster: &ClusterRecord, previous_valid_until: u64) -> String {
-    Store::new(kv, &SystemClock).rotate_agent_credential(&cluster.id, "admin@ex.io", previous_valid_until, NOW).unwrap()
+    let credential = Secret::new("lya_", &SystemRandom).unwrap();
+    Store::new(kv, &SystemClock)
+        .rotate_agent_credential(&cluster.id, &credential, "admin@ex.io", previous_valid_until, NOW)
+        .unwrap();
+    credential.expose().to_owned()
 }
 
 #[test]
@@ -116,7 +132,7 @@ fn a_deleted_cluster_is_gone_and_its_name_gets_a_fresh_id() {
     let (c, credential) = register(&kv, "prod").unwrap();
     let (other, _) = register(&kv, "other").unwrap();
     let store = Store::new(&kv, &SystemClock);
-    assert_eq!(register(&kv, "prod").unwrap_err().code(), "duplicate_cluster");
+    assert_eq!(register(&kv, "prod").unwrap_err().code().as_str(), "duplicate_cluster");
     store.delete_cluster(&c, "admin@ex.io", NOW).unwrap();
     assert!(store.cluster(&c.id).unwrap().is_none());
     assert_eq!(store.clusters("acme").unwrap(), vec![other.clone()]);
@@ -125,7 +141,7 @@ fn a_deleted_cluster_is_gone_and_its_name_gets_a_fresh_id() {
     assert_ne!(again.id, c.id);
     assert!(!valid(&kv, &again, &credential, NOW), "the old credential is worthless on the new cluster");
     assert_eq!(store.epoch(&again.id).unwrap(), 0);
-    let names: Vec<String> = store.clusters("acme").unwrap().into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = store.clusters("acme").unwrap().into_iter().map(|c| c.name.to_string()).collect();
     assert_eq!(names, ["other", "prod"]);
 }
 
@@ -138,7 +154,7 @@ fn a_deleter_that_died_before_releasing_the_name_does_not_block_it() {
     assert!(Store::new(&kv, &SystemClock).cluster(&c.id).unwrap().is_none());
     let (again, _) = register(&kv, "prod").unwrap();
     assert_ne!(again.id, c.id);
-    assert_eq!(register(&kv, "prod").unwrap_err().code(), "duplicate_cluster");
+    assert_eq!(register(&kv, "prod").unwrap_err().code().as_str(), "duplicate_cluster");
 }
 
 #[test]
@@ -166,10 +182,10 @@ fn deleting_and_registering_a_name_concurrently_leaves_at_most_one_cluster() {
         });
         for r in &results {
             if let Err(e) = r {
-                assert_eq!(e.code(), "duplicate_cluster", "round {round}");
+                assert_eq!(e.code().as_str(), "duplicate_cluster", "round {round}");
             }
         }
-        let created: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let created: Vec<&lanyard_core::ids::ClusterId> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert!(created.len() <= 1, "round {round}: {results:?}");
         let live = Store::new(&kv, &SystemClock).clusters("acme").unwrap();
         assert_eq!(live.len(), created.len(), "round {round}: {live:?}");
@@ -177,7 +193,7 @@ fn deleting_and_registering_a_name_concurrently_leaves_at_most_one_cluster() {
         // The next registration agrees with what is listed.
         match register(&kv, "prod") {
             Ok(_) => assert!(live.is_empty(), "round {round}: a second prod beside {live:?}"),
-            Err(e) => assert_eq!((e.code(), live.len()), ("duplicate_cluster", 1), "round {round}"),
+            Err(e) => assert_eq!((e.code().as_str(), live.len()), ("duplicate_cluster", 1), "round {round}"),
         }
     }
 }

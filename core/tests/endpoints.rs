@@ -1,4 +1,4 @@
-//! The endpoints driven in-process through [`lanyard_core::handle`], for the
+//! The endpoints driven in-process through [`lanyard_core::serve`], for the
 //! properties that need a key-value store that misbehaves on cue: a
 //! revoke-all landing in the middle of a token mint, a store that fails half
 //! way through a deactivation, and the mint rate limit at minute boundaries
@@ -13,12 +13,23 @@ use lanyard_core::clock::SystemClock;
 use lanyard_core::dev::{self, SessionClaims};
 use lanyard_core::endpoint::Endpoint;
 use lanyard_core::http::{Method, Request, Response};
-use lanyard_core::kv::{KeyValue, MemoryKv, StoreError};
+use lanyard_core::ids::{ClusterId, GrantId, MemberId};
+use lanyard_core::kv::{KeyValue, KvError, MemoryKv};
+use lanyard_core::random::SystemRandom;
 use lanyard_core::store::Store;
-use lanyard_core::{Env, handle, token};
+use lanyard_core::{Env, serve, token};
 use serde_json::{Value, json};
 
 const NOW: u64 = 1_800_000_000;
+
+/// An id the API answered with, as the store takes it.
+fn cluster_id(id: &str) -> ClusterId {
+    ClusterId::parse(id).unwrap()
+}
+
+fn grant_id(id: &str) -> GrantId {
+    GrantId::parse(id).unwrap()
+}
 
 /// A control plane in-process: the variables a deployment would set, a
 /// session issuer, and a key-value store.
@@ -31,8 +42,8 @@ struct Core<K: KeyValue> {
 
 impl<K: KeyValue> Core<K> {
     fn new(kv: K) -> Self {
-        let issuer = dev::new_key();
-        let signing = format!("[{}]", dev::new_key().to_jwk());
+        let issuer = dev::new_key(&lanyard_core::random::SystemRandom).unwrap();
+        let signing = format!("[{}]", dev::new_key(&lanyard_core::random::SystemRandom).unwrap().to_jwk());
         let jwks = token::SigningKeys::parse(&signing).unwrap().jwks().to_string();
         let mut vars = BTreeMap::new();
         vars.insert("access_gateway_enabled".to_owned(), "true".to_owned());
@@ -66,16 +77,16 @@ impl<K: KeyValue> Core<K> {
         for (name, value) in params {
             path = path.replace(&format!(":{name}"), value);
         }
-        let mut req = Request::new(method, path)
-            .with_header("authorization", format!("Bearer {auth}"))
-            .with_header("spin-matched-route", route);
-        for (name, value) in params {
-            req = req.with_header(&format!("spin-path-match-{}", name.replace('_', "-")), *value);
-        }
+        let mut req =
+            Request::new(method, path).with_header("authorization", format!("Bearer {auth}")).on_route(route, params);
         if let Some(body) = body {
             req = req.with_header("content-type", "application/json").with_body(body.to_string());
         }
-        handle(endpoint, &req, &Env { kv: &self.kv, vars: &self.vars, now: NOW, clock: &SystemClock })
+        serve(
+            endpoint,
+            &req,
+            &Env { kv: &self.kv, vars: &self.vars, now: NOW, clock: &SystemClock, random: &SystemRandom },
+        )
     }
 
     fn json(resp: &Response, status: u16) -> Value {
@@ -159,16 +170,16 @@ struct ScriptedKv {
 }
 
 impl KeyValue for ScriptedKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.inner.get(key)
     }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.inner.set(key, value)
     }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    fn delete(&self, key: &str) -> Result<(), KvError> {
         self.inner.delete(key)
     }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         let nth = self.revoke_on_epoch_read.load(Ordering::SeqCst);
         if nth > 0
             && delta == 0
@@ -180,12 +191,12 @@ impl KeyValue for ScriptedKv {
         }
         self.inner.increment(key, delta)
     }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         self.inner.get_many(keys)
     }
-    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         if self.failing_deletes.load(Ordering::SeqCst) {
-            return Err(StoreError("injected failure".into()));
+            return Err(KvError("injected failure".into()));
         }
         self.inner.delete_many(keys)
     }
@@ -208,11 +219,12 @@ fn a_revoke_all_during_a_mint_never_yields_a_token_that_outlives_it() {
         let resp = core.mint(&cluster, &dev);
         core.kv.revoke_on_epoch_read.store(0, Ordering::SeqCst);
         let store = Store::new(&core.kv, &SystemClock);
-        if store.epoch(&cluster).unwrap() == 0 {
+        let id = cluster_id(&cluster);
+        if store.epoch(&id).unwrap() == 0 {
             // The mint read the epoch fewer than `nth` times: the revoke-all comes after it.
-            store.revoke_all(&cluster, NOW).unwrap();
+            store.revoke_all(&id, NOW).unwrap();
         }
-        let epoch = store.epoch(&cluster).unwrap();
+        let epoch = store.epoch(&id).unwrap();
         assert_eq!(epoch, 1);
         if resp.status != 200 {
             assert_eq!(resp.status, 403, "no grant left: refused (nth {nth})");
@@ -221,8 +233,8 @@ fn a_revoke_all_during_a_mint_never_yields_a_token_that_outlives_it() {
         let body: Value = serde_json::from_slice(&resp.body).unwrap();
         let jwt = body["status"]["token"].as_str().unwrap();
         let jwks = token::SigningKeys::parse(&core.signing).unwrap().jwks();
-        let accepted = token::verify(jwt, &jwks, &cluster, epoch, NOW).is_ok();
-        let still_granted = !store.grants(&cluster).unwrap().is_empty();
+        let accepted = token::verify(jwt, &jwks, &id, epoch, NOW).is_ok();
+        let still_granted = !store.grants(&id).unwrap().is_empty();
         assert!(!accepted || still_granted, "a token minted across a revoke-all is still accepted (nth {nth})");
     }
 }
@@ -250,7 +262,7 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod.clone()], "deactivated: out of the state");
     assert!(core.agent_state(&stage, &stage_credential).is_empty());
     assert!(
-        Store::new(&core.kv, &SystemClock).grant(&prod, &dev_prod).unwrap().is_some(),
+        Store::new(&core.kv, &SystemClock).grant(&cluster_id(&prod), &grant_id(&dev_prod)).unwrap().is_some(),
         "the failed request left the record"
     );
 
@@ -263,7 +275,10 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
     // A clean deactivation deletes the grants, with a job for each.
     let again = core.grant(&admin, &prod, "dev@acme.example");
     assert_eq!(core.set_status(&admin, &dev_id, "deactivated").status, 200);
-    assert!(Store::new(&core.kv, &SystemClock).grant(&prod, &again).unwrap().is_none(), "deleted");
+    assert!(
+        Store::new(&core.kv, &SystemClock).grant(&cluster_id(&prod), &grant_id(&again)).unwrap().is_none(),
+        "deleted"
+    );
     assert_eq!(core.agent_state(&prod, &prod_credential), vec![admin_prod]);
     assert_eq!(core.mint(&prod, &dev).status, 403, "deactivated: no token");
 }
@@ -272,29 +287,31 @@ fn deactivation_ends_access_even_when_it_fails_half_way_and_reactivation_revives
 fn the_mint_limit_slides_across_minute_boundaries() {
     let kv = MemoryKv::new();
     let store = Store::new(&kv, &SystemClock);
+    let member = MemberId::derive(&["m_1"]);
     let minute = NOW / 60 * 60;
     // 30 at the end of one minute, then the next minute's start is refused:
     // a burst across the boundary gets no second allowance.
     for i in 0..30 {
-        store.limit_token_mints("m_1", 30, minute + 58).unwrap_or_else(|e| panic!("mint {i}: {e}"));
+        store.limit_token_mints(&member, 30, minute + 58).unwrap_or_else(|e| panic!("mint {i}: {e}"));
     }
-    let err = lanyard_core::ApiError::from(store.limit_token_mints("m_1", 30, minute + 61).unwrap_err());
+    let err = lanyard_core::ApiError::from(store.limit_token_mints(&member, 30, minute + 61).unwrap_err());
     assert_eq!(err.status(), 429);
     let lanyard_core::ApiError::RateLimited { retry_after } = err else { unreachable!() };
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     // Once the previous minute has slid out, minting works again.
-    store.limit_token_mints("m_1", 30, minute + 60 + 59).unwrap();
-    store.limit_token_mints("m_1", 30, minute + 180).unwrap();
+    store.limit_token_mints(&member, 30, minute + 60 + 59).unwrap();
+    store.limit_token_mints(&member, 30, minute + 180).unwrap();
 }
 
 #[test]
 fn mint_counters_are_deleted_once_they_no_longer_count() {
     let kv = MemoryKv::new();
     let store = Store::new(&kv, &SystemClock);
+    let member = MemberId::derive(&["m_1"]);
     // A member who mints now and then over a day, with gaps.
     for hour in 0..24u64 {
         for minute in [0u64, 1, 7] {
-            store.limit_token_mints("m_1", 30, NOW + hour * 3600 + minute * 60).unwrap();
+            store.limit_token_mints(&member, 30, NOW + hour * 3600 + minute * 60).unwrap();
         }
     }
     let keys: Vec<String> = kv.snapshot().into_iter().map(|(k, _)| k).filter(|k| k.starts_with("v1/rate/")).collect();

@@ -11,11 +11,20 @@ use std::time::{Duration, Instant};
 
 use lanyard_core::ApiError;
 use lanyard_core::clock::SystemClock;
+use lanyard_core::ids::{ClusterId, GrantId, MemberId};
 use lanyard_core::kv::{KeyValue, MemoryKv};
 use lanyard_core::model::{Email, GrantSpec, Namespace, Role, Scope};
 use lanyard_core::store::{Store, StoreError, member_id};
 
-const CLUSTER: &str = "c_000000000000000000000001";
+const CLUSTER_ID: &str = "c_000000000000000000000001";
+
+fn cluster() -> ClusterId {
+    ClusterId::parse(CLUSTER_ID).unwrap()
+}
+
+fn member() -> MemberId {
+    MemberId::derive(&["m_x"])
+}
 const NOW: u64 = 1_800_000_000;
 
 fn spec(email: &str, role: Role, ns: Option<&str>) -> GrantSpec {
@@ -35,16 +44,16 @@ impl AsApi for StoreError {
 }
 
 /// Create a grant; a failure as the API answers it (the store's error, mapped).
-fn create(kv: &MemoryKv, s: &GrantSpec) -> Result<String, ApiError> {
+fn create(kv: &MemoryKv, s: &GrantSpec) -> Result<GrantId, ApiError> {
     Store::new(kv, &SystemClock)
-        .create_grant(CLUSTER, s, "m_x", "admin@ex.io", NOW)
+        .create_grant(&cluster(), s, &member(), "admin@ex.io", NOW)
         .map(|g| g.id)
         .map_err(ApiError::from)
 }
 
-fn live_ids(kv: &MemoryKv) -> Vec<String> {
-    let mut ids: Vec<String> =
-        Store::new(kv, &SystemClock).grants(CLUSTER).unwrap().into_iter().map(|g| g.grant.id).collect();
+fn live_ids(kv: &MemoryKv) -> Vec<GrantId> {
+    let mut ids: Vec<GrantId> =
+        Store::new(kv, &SystemClock).grants(&cluster()).unwrap().into_iter().map(|g| g.grant.id).collect();
     ids.sort();
     ids
 }
@@ -55,7 +64,7 @@ fn concurrent_different_creates_all_succeed_and_are_all_listed() {
     let threads = 8;
     let per_thread = 40;
     let barrier = Barrier::new(threads);
-    let mut created: Vec<String> = thread::scope(|s| {
+    let mut created: Vec<GrantId> = thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (kv, barrier) = (&kv, &barrier);
@@ -97,7 +106,7 @@ fn concurrent_identical_creates_give_one_grant() {
         assert_eq!(ok.len(), 1, "round {round}: exactly one create succeeds: {results:?}");
         for r in &results {
             if let Err(e) = r {
-                assert_eq!(e.code(), "duplicate_grant", "round {round}");
+                assert_eq!(e.code().as_str(), "duplicate_grant", "round {round}");
             }
         }
         assert_eq!(live_ids(&kv), vec![ok[0].clone()], "round {round}");
@@ -115,7 +124,7 @@ fn delete_racing_create_leaves_a_consistent_state() {
             let (kv, barrier, s, first) = (&kv, &barrier, &s, &first);
             sc.spawn(move || {
                 barrier.wait();
-                let _ = Store::new(kv, &SystemClock).delete_grant(CLUSTER, first, NOW);
+                let _ = Store::new(kv, &SystemClock).delete_grant(&cluster(), first, NOW);
             });
             for _ in 0..2 {
                 sc.spawn(move || {
@@ -131,7 +140,7 @@ fn delete_racing_create_leaves_a_consistent_state() {
         match create(&kv, &s) {
             Ok(id) => assert!(live.is_empty(), "round {round}: created {id} beside live {live:?}"),
             Err(e) => {
-                assert_eq!(e.code(), "duplicate_grant");
+                assert_eq!(e.code().as_str(), "duplicate_grant");
                 assert_eq!(live.len(), 1, "round {round}: duplicate refused but nothing is live");
             }
         }
@@ -144,9 +153,12 @@ fn deleted_grants_can_be_created_again_and_double_deletes_are_harmless() {
     let kv = MemoryKv::new();
     let s = spec("again@ex.io", Role::View, None);
     let a = create(&kv, &s).unwrap();
-    assert_eq!(create(&kv, &s).unwrap_err().code(), "duplicate_grant");
-    Store::new(&kv, &SystemClock).delete_grant(CLUSTER, &a, NOW).unwrap();
-    assert_eq!(Store::new(&kv, &SystemClock).delete_grant(CLUSTER, &a, NOW).unwrap_err().api().code(), "not_found");
+    assert_eq!(create(&kv, &s).unwrap_err().code().as_str(), "duplicate_grant");
+    Store::new(&kv, &SystemClock).delete_grant(&cluster(), &a, NOW).unwrap();
+    assert_eq!(
+        Store::new(&kv, &SystemClock).delete_grant(&cluster(), &a, NOW).unwrap_err().api().code().as_str(),
+        "not_found"
+    );
     let b = create(&kv, &s).unwrap();
     assert_ne!(a, b, "a recreated grant has a new id");
     assert_eq!(live_ids(&kv), vec![b]);
@@ -159,21 +171,21 @@ fn an_abandoned_claim_is_completed_by_the_next_create() {
     // A create that died right after winning its claim (generation 1, after
     // one create and delete), before writing anything else. Key layout: store.rs.
     let first = create(&kv, &s).unwrap();
-    Store::new(&kv, &SystemClock).delete_grant(CLUSTER, &first, NOW).unwrap();
-    let claim = format!("v1/cluster/{CLUSTER}/e/0/claim/{}/1", s.fingerprint());
+    Store::new(&kv, &SystemClock).delete_grant(&cluster(), &first, NOW).unwrap();
+    let claim = format!("v1/cluster/{CLUSTER_ID}/e/0/claim/{}/1", s.fingerprint());
     assert_eq!(kv.increment(&claim, 1).unwrap(), 1, "the dead writer's claim");
     let started = Instant::now();
     let store = Store::new(&kv, &SystemClock).with_claim_patience(Duration::from_millis(200));
-    let id = store.create_grant(CLUSTER, &s, "m_x", "admin@ex.io", NOW).unwrap();
+    let id = store.create_grant(&cluster(), &s, &member(), "admin@ex.io", NOW).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the in-flight writer first");
     assert_eq!(live_ids(&kv), vec![id.id]);
-    assert_eq!(create(&kv, &s).unwrap_err().code(), "duplicate_grant");
+    assert_eq!(create(&kv, &s).unwrap_err().code().as_str(), "duplicate_grant");
 }
 
 #[test]
 fn revoke_all_kills_every_grant_at_once_even_under_concurrent_creates() {
     let kv = MemoryKv::new();
-    let before: Vec<String> =
+    let before: Vec<GrantId> =
         (0..50).map(|i| create(&kv, &spec(&format!("p{i}@ex.io"), Role::View, None)).unwrap()).collect();
     let barrier = Barrier::new(2);
     let (revocation, during) = thread::scope(|sc| {
@@ -183,19 +195,19 @@ fn revoke_all_kills_every_grant_at_once_even_under_concurrent_creates() {
             (0..50).map(|i| create(kv, &spec(&format!("q{i}@ex.io"), Role::View, None)).unwrap()).collect::<Vec<_>>()
         });
         barrier.wait();
-        let r = Store::new(kv, &SystemClock).revoke_all(CLUSTER, NOW).unwrap();
+        let r = Store::new(kv, &SystemClock).revoke_all(&cluster(), NOW).unwrap();
         (r, creator.join().unwrap())
     });
     assert_eq!(revocation.epoch, 1);
     let live = live_ids(&kv);
     for id in &before {
         assert!(!live.contains(id), "a grant from before revoke-all survived");
-        assert!(Store::new(&kv, &SystemClock).grant(CLUSTER, id).unwrap().is_none());
+        assert!(Store::new(&kv, &SystemClock).grant(&cluster(), id).unwrap().is_none());
     }
     // Creates that raced the revoke-all either died with the old epoch or live
     // in the new one; none is lost from the listing while live.
     for id in &during {
-        let is_live = Store::new(&kv, &SystemClock).grant(CLUSTER, id).unwrap().is_some();
+        let is_live = Store::new(&kv, &SystemClock).grant(&cluster(), id).unwrap().is_some();
         assert_eq!(is_live, live.contains(id));
     }
     // The same specs can be granted again after revoke-all.
@@ -246,7 +258,7 @@ fn a_member_is_pinned_to_the_identity_that_first_signed_in() {
         let err = store.admit(&other, NOW + 1).unwrap_err().api();
         assert_eq!(err.status(), 403, "{what}");
         assert!(
-            err.message().contains("release_identity") && err.message().contains(&m.id),
+            err.message().contains("release_identity") && err.message().contains(m.id.as_str()),
             "{what}: {}",
             err.message()
         );
@@ -314,7 +326,15 @@ fn an_admin_release_lets_the_next_sign_in_pin_the_member_again() {
     store.release_identity("acme", &m.id).unwrap();
     store.admit(&old, NOW + 3).unwrap();
     assert_eq!(store.admit(&new, NOW + 4).unwrap_err().api().status(), 403);
-    assert_eq!(store.release_identity("acme", "m_000000000000000000000000").unwrap_err().api().code(), "not_found");
+    assert_eq!(
+        store
+            .release_identity("acme", &MemberId::parse("m_000000000000000000000000").unwrap())
+            .unwrap_err()
+            .api()
+            .code()
+            .as_str(),
+        "not_found"
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ use crate::cli::Login;
 use crate::config::{self, Config, SessionInfo};
 use crate::error::{CliError, Result};
 use crate::fsutil::{self, unix_now};
-use crate::output::{Format, note, rfc3339, say};
+use lanyard_core::ids::rfc3339;
+
+use crate::output::{Format, note, say};
 use crate::{commands::dev, token_cache};
 
 pub fn login(args: Login, format: Format) -> Result<()> {

@@ -5,9 +5,12 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use lanyard_core::ids::GrantId;
+use lanyard_core::model::{Email, GrantStatus, ScopeKind};
+use lanyard_core::wire::{self, CreateGrant, ErrorCode, RotateCredential};
+use serde_json::json;
 
-use crate::api::{Api, Grant, check_grant_id, cluster_path, parse_field};
+use crate::api::{Api, Grant, cluster_path, parse, parse_grant_id};
 use crate::cli::Access;
 use crate::config;
 use crate::error::{CliError, Result};
@@ -20,10 +23,11 @@ pub fn list(format: Format) -> Result<()> {
         print_json(&body);
         return Ok(());
     }
-    let clusters: Vec<crate::api::Cluster> = parse_field(&body, "clusters")?;
+    let clusters = parse::<wire::ClusterList>(&body, "cluster list")?.clusters;
     let mut t = Table::new(&["NAME", "ID", "KIND", "AGENT"]);
     for c in clusters {
-        t.row(vec![c.name, c.id, c.kind, if c.agent.online { "online" } else { "offline" }.into()]);
+        let agent = if c.agent.online { "online" } else { "offline" };
+        t.row(vec![c.name.to_string(), c.id.to_string(), c.kind.as_str().into(), agent.into()]);
     }
     t.print();
     Ok(())
@@ -35,7 +39,7 @@ pub fn delete(name_or_id: &str, yes: bool, format: Format) -> Result<()> {
     let cluster = api.resolve_cluster(name_or_id)?;
     if !yes {
         confirm(
-            &cluster.name,
+            cluster.name.as_str(),
             "cluster delete",
             &format!("deletes cluster {} with its grants, tokens and agent credential", cluster.name),
             "deleted",
@@ -65,7 +69,9 @@ pub fn rotate_credential(name_or_id: &str, previous_valid_for: u64, format: Form
     let body = api
         .post_json(
             &cluster_path(&cluster.id, &["agent-credential"]),
-            &json!({"previous_valid_for_seconds": previous_valid_for}),
+            &RotateCredential {
+                previous_valid_for_seconds: Some(i64::try_from(previous_valid_for).unwrap_or(i64::MAX)),
+            },
         )
         .map_err(admin_only)
         .map_err(|e| e.hint_on(422, |_| "--previous-valid-for takes 0 to 86400 seconds".into()))?;
@@ -73,8 +79,8 @@ pub fn rotate_credential(name_or_id: &str, previous_valid_for: u64, format: Form
         print_json(&body);
         return Ok(());
     }
-    let credential: String = parse_field(&body, "agent_credential")?;
-    let until: String = parse_field(&body, "previous_valid_until")?;
+    let wire::RotatedCredential { agent_credential: credential, previous_valid_until: until } =
+        parse(&body, "rotated credential")?;
     println!("{credential}");
     eprintln!(
         "The new agent credential of {} is on stdout, shown this once (Lanyard keeps only its hash). Put it in the \
@@ -97,12 +103,12 @@ fn grants_table(grants: &[Grant]) -> Table {
     let mut t = Table::new(&["ID", "EMAIL", "ROLE", "SCOPE", "NAMESPACE", "STATUS", "ERROR"]);
     for g in grants {
         t.row(vec![
-            g.id.clone(),
-            g.email.clone(),
-            g.role.clone(),
-            g.scope.clone(),
-            g.namespace.clone().unwrap_or_default(),
-            g.status.clone(),
+            g.id.to_string(),
+            g.terms.email.to_string(),
+            g.terms.role.as_str().into(),
+            g.terms.scope.kind().as_str().into(),
+            g.terms.scope.namespace().map(ToString::to_string).unwrap_or_default(),
+            g.status.as_str().into(),
             g.error.clone().unwrap_or_default(),
         ]);
     }
@@ -118,7 +124,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
             match format {
                 Format::Json => print_json(&body),
                 Format::Table => {
-                    let grants: Vec<Grant> = parse_field(&body, "grants")?;
+                    let grants = parse::<wire::GrantList>(&body, "grant list")?.grants;
                     if grants.is_empty() {
                         note(&format!(
                             "No grants on {}; add one with `lanyard cluster access grant {} --email E --role view --namespace N`",
@@ -132,31 +138,32 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
         }
         Access::Grant { cluster, email, role, namespace, cluster_scope: _ } => {
             let cluster = api.resolve_cluster(&cluster)?;
-            let mut body = json!({"email": email, "role": role.as_str(), "scope": "cluster"});
-            if let Some(ns) = &namespace {
-                body["scope"] = "namespace".into();
-                body["namespace"] = ns.as_str().into();
-            }
+            // The control plane validates (and names the bad field); the CLI only carries the arguments.
+            let scope = if namespace.is_some() { ScopeKind::Namespace } else { ScopeKind::Cluster };
+            let body = CreateGrant {
+                email: Some(email),
+                role: Some(role.as_str().to_owned()),
+                scope: Some(scope.as_str().to_owned()),
+                namespace,
+            };
             let created = api
                 .post_json(&cluster_path(&cluster.id, &["access", "grants"]), &body)
                 .map_err(admin_only)
                 .map_err(|e| {
                     let name = cluster.name.clone();
-                    e.hint_on(409, move |a| match a.code.as_str() {
-                        "duplicate_grant" => format!("`lanyard cluster access list {name}` shows the grant that exists"),
+                    e.hint_on(409, move |a| match a.code {
+                        ErrorCode::DuplicateGrant => format!("`lanyard cluster access list {name}` shows the grant that exists"),
                         _ => format!("cluster {name} does not support access grants"),
                     })
-                    .hint_on(422, |a| match a.code.as_str() {
-                        "member_not_eligible" => "the member must sign in once (e.g. `lanyard login`) and be active before they can be granted access".into(),
+                    .hint_on(422, |a| match a.code {
+                        ErrorCode::MemberNotEligible => "the member must sign in once (e.g. `lanyard login`) and be active before they can be granted access".into(),
                         _ => "fix the argument named by `field` and retry".into(),
                     })
                 })?;
             match format {
                 Format::Json => print_json(&created),
                 Format::Table => {
-                    let grant: Grant = serde_json::from_value(created).map_err(|e| {
-                        CliError::Transport(format!("the control plane answered an unexpected grant: {e}"))
-                    })?;
+                    let grant: Grant = parse(&created, "grant")?;
                     grants_table(std::slice::from_ref(&grant)).print();
                     note(&format!(
                         "Granted; `lanyard cluster access status {} --wait` waits until the agent applies it",
@@ -166,39 +173,40 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
             }
         }
         Access::Revoke { cluster, grant_id, email } => {
-            if let Some(id) = &grant_id {
-                check_grant_id(id, false)?;
-            }
+            let grant_id = grant_id.as_deref().map(parse_grant_id).transpose()?;
             let cluster = api.resolve_cluster(&cluster)?;
-            let ids: Vec<String> = match (grant_id, email) {
+            let ids: Vec<GrantId> = match (grant_id, email) {
                 (Some(id), _) => vec![id],
                 (None, Some(email)) => {
                     let body = api.grants_json(&cluster.id).map_err(admin_only)?;
-                    let grants: Vec<Grant> = parse_field(&body, "grants")?;
-                    let wanted = email.trim().to_lowercase();
-                    let ids: Vec<String> = grants.into_iter().filter(|g| g.email == wanted).map(|g| g.id).collect();
+                    let grants = parse::<wire::GrantList>(&body, "grant list")?.grants;
+                    let wanted = Email::parse(&email)
+                        .ok_or_else(|| CliError::Usage(format!("{email:?} is not an email address (--email)")))?;
+                    let ids: Vec<GrantId> = grants.into_iter().filter(|g| g.terms.email == wanted).map(|g| g.id).collect();
                     if ids.is_empty() {
                         return Err(CliError::NotFound(format!(
                             "{wanted} holds no grant on {}: `lanyard cluster access list {}` shows the grants",
                             cluster.name, cluster.name
                         )));
                     }
-                    for id in &ids {
-                        check_grant_id(id, true)?;
-                    }
                     ids
                 }
                 (None, None) => return Err(CliError::Usage("name a grant id or --email".into())),
             };
             for id in &ids {
-                api.delete(&cluster_path(&cluster.id, &["access", "grants", id])).map_err(admin_only).map_err(|e| {
-                    e.hint_on(404, |_| format!("`lanyard cluster access list {}` shows the live grants", cluster.name))
-                })?;
+                api.delete(&cluster_path(&cluster.id, &["access", "grants", id.as_str()]))
+                    .map_err(admin_only)
+                    .map_err(|e| {
+                        e.hint_on(404, |_| {
+                            format!("`lanyard cluster access list {}` shows the live grants", cluster.name)
+                        })
+                    })?;
             }
             match format {
                 Format::Json => print_json(&json!({"cluster": cluster.id, "revoked": ids})),
                 Format::Table => {
-                    note(&format!("Revoked {} grant(s) on {}: {}", ids.len(), cluster.name, ids.join(", ")))
+                    let list: Vec<&str> = ids.iter().map(GrantId::as_str).collect();
+                    note(&format!("Revoked {} grant(s) on {}: {}", ids.len(), cluster.name, list.join(", ")))
                 }
             }
         }
@@ -206,21 +214,23 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
             let cluster = api.resolve_cluster(&cluster)?;
             if !yes {
                 confirm(
-                    &cluster.name,
+                    cluster.name.as_str(),
                     "revoke-all",
                     &format!("revokes every grant and every token on cluster {}", cluster.name),
                     "revoked",
                 )?;
             }
-            let body = api
-                .post_json(&cluster_path(&cluster.id, &["access", "revoke-all"]), &Value::Object(Default::default()))
-                .map_err(admin_only)?;
+            let body =
+                api.post_json(&cluster_path(&cluster.id, &["access", "revoke-all"]), &json!({})).map_err(admin_only)?;
             match format {
                 Format::Json => print_json(&body),
-                Format::Table => note(&format!(
-                    "Revoked every grant ({}) and every token on {}; revocation epoch is now {}",
-                    body["revoked"], cluster.name, body["revocation_epoch"]
-                )),
+                Format::Table => {
+                    let done: wire::RevokeAllResult = parse(&body, "revoke-all result")?;
+                    note(&format!(
+                        "Revoked every grant ({}) and every token on {}; revocation epoch is now {}",
+                        done.revoked, cluster.name, done.revocation_epoch
+                    ))
+                }
             }
         }
         Access::Status { cluster, wait, timeout } => {
@@ -251,18 +261,20 @@ fn confirm(name: &str, command: &str, what: &str, undone: &str) -> Result<()> {
 
 fn status(api: &Api, cluster: &crate::api::Cluster, wait: bool, timeout: Duration, format: Format) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let (body, grants) = loop {
+    let (body, list) = loop {
         let body = api.grants_json(&cluster.id).map_err(admin_only)?;
-        let grants: Vec<Grant> = parse_field(&body, "grants")?;
-        let pending = grants.iter().any(|g| g.status == "pending");
+        let list: wire::GrantList = parse(&body, "grant list")?;
+        let pending = list.grants.iter().any(|g| g.status == GrantStatus::Pending);
         let now = Instant::now();
         if !wait || !pending || now >= deadline {
-            break (body, grants);
+            break (body, list);
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(500)));
     };
-    let count = |s: &str| grants.iter().filter(|g| g.status == s).count();
-    let (pending, failed, offline) = (count("pending"), count("failed"), count("cluster_offline"));
+    let (agent_online, grants) = (list.agent_online, list.grants);
+    let count = |s: GrantStatus| grants.iter().filter(|g| g.status == s).count();
+    let (pending, failed, offline) =
+        (count(GrantStatus::Pending), count(GrantStatus::Failed), count(GrantStatus::ClusterOffline));
     match format {
         Format::Json => {
             let mut out = body.clone();
@@ -274,8 +286,8 @@ fn status(api: &Api, cluster: &crate::api::Cluster, wait: bool, timeout: Duratio
             note(&format!(
                 "{} grant(s): {} applied, {pending} pending, {failed} failed, {offline} cluster_offline; agent {}",
                 grants.len(),
-                count("applied"),
-                if body["agent_online"] == true { "online" } else { "offline" }
+                count(GrantStatus::Applied),
+                if agent_online { "online" } else { "offline" }
             ));
         }
     }

@@ -145,7 +145,8 @@ fn load_or_create_key(state: &Path, file: &str) -> Result<Ed25519KeyPair> {
         return load_key_file(state, file);
     }
     fsutil::create_private_dir(state)?;
-    let key = dev::new_key();
+    let key = dev::new_key(&lanyard_core::random::SystemRandom)
+        .map_err(|e| CliError::Failed(format!("cannot make a signing key: {e}")))?;
     fsutil::write_atomic(&state.join(file), key.to_jwk().as_bytes())?;
     Ok(key)
 }

@@ -1,12 +1,13 @@
 //! `lanyard cluster kubeconfig add|remove|list`: the caller's Lanyard
 //! contexts in their kubeconfig file (see [`crate::kubeconfig`]).
 
+use lanyard_core::wire::ErrorCode;
 use serde_json::json;
 
 use crate::api::{Api, cluster_path};
 use crate::cli::Kubeconfig;
 use crate::config::{self, SessionInfo};
-use crate::error::Result;
+use crate::error::{ApiError, Result};
 use crate::kubeconfig;
 use crate::output::{Format, Table, note, print_json};
 
@@ -20,7 +21,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
             let me = SessionInfo::from_token(&session.token).email.unwrap_or_else(|| "<your email>".into());
             let yaml = api
                 .get_text(&cluster_path(&cluster.id, &["kubeconfig"]))
-                .map_err(|e| e.hint_on(403, |a| no_access_hint(&a.message, &cluster.name, &me)))?;
+                .map_err(|e| e.hint_on(403, |a| no_access_hint(a, cluster.name.as_str(), &me)))?;
             let expected = kubeconfig::Expected {
                 control_plane: &session.control_plane,
                 cluster_id: &cluster.id,
@@ -89,13 +90,16 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
 }
 
 /// What to do when the caller holds no grant on `cluster`.
-pub fn no_access_hint(server_message: &str, cluster: &str, me: &str) -> String {
-    if server_message.contains("lanyard cluster access grant") {
-        "ask an organisation admin to run the command above".into()
-    } else {
-        format!(
-            "ask an organisation admin to run: lanyard cluster access grant {cluster} --email {me} --role view --namespace <namespace>"
-        )
+/// The next step after a `403` on a token or kubeconfig, by its code: the
+/// server's message says why (no grant, deactivated, another sign-in), so
+/// the hint says who can change it.
+pub fn no_access_hint(error: &ApiError, cluster: &str, me: &str) -> String {
+    match error.code {
+        ErrorCode::Forbidden => format!(
+            "only an organisation admin can change this; for access they run: \
+             lanyard cluster access grant {cluster} --email {me} --role view --namespace <namespace>"
+        ),
+        _ => "ask an organisation admin".into(),
     }
 }
 

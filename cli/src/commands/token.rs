@@ -8,7 +8,8 @@
 //! a cluster name, resolved to its id through the cluster list; anything else
 //! is refused before any request is made ([`ClusterRef`]).
 
-use serde_json::Value;
+use lanyard_core::wire::ExecCredential;
+use serde_json::json;
 
 use crate::api::{Api, ClusterRef, cluster_path};
 use crate::config::{self, SessionInfo};
@@ -29,7 +30,7 @@ pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
     let api = Api::new(&session)?;
     let (cluster_id, cluster) = match wanted {
         ClusterRef::Id(id) => (id, cluster.to_owned()),
-        ClusterRef::Name(name) => (api.resolve_cluster(&name)?.id, name),
+        ClusterRef::Name(name) => (api.resolve_cluster(name.as_str())?.id, name.to_string()),
     };
     let cache = token_cache::file(&token_cache::dir()?, &control_plane, &cluster_id);
     if let Some(credential) = token_cache::read(&cache, &session.token, unix_now()) {
@@ -38,11 +39,10 @@ pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
     }
     let me = SessionInfo::from_token(&session.token).email.unwrap_or_else(|| "<your email>".into());
     let credential = api
-        .post_json(&cluster_path(&cluster_id, &["k8s-token"]), &Value::Object(Default::default()))
-        .map_err(|e| e.hint_on(403, |a| crate::commands::kubeconfig::no_access_hint(&a.message, &cluster, &me)))?;
-    if credential.pointer("/status/token").and_then(Value::as_str).is_none() {
-        return Err(CliError::Transport("the control plane answered an ExecCredential without status.token".into()));
-    }
+        .post_json(&cluster_path(&cluster_id, &["k8s-token"]), &json!({}))
+        .map_err(|e| e.hint_on(403, |a| crate::commands::kubeconfig::no_access_hint(a, &cluster, &me)))?;
+    // Checked against the wire type, then printed as it came (kubectl reads it).
+    crate::api::parse::<ExecCredential>(&credential, "ExecCredential")?;
     // A cache that cannot be written costs a mint per command, nothing more.
     if let Err(e) = token_cache::write(&cache, &session.token, &credential) {
         crate::output::note(&format!("lanyard: warning: cannot cache the token: {e}"));

@@ -7,10 +7,11 @@
 //! }
 //! ```
 //!
-//! It turns Spin's request into the core's (reading at most the endpoint's
-//! body limit), gives the core Spin's key-value store and
-//! variables, and writes the core's response back. All logic is in
-//! `lanyard-core`.
+//! It turns Spin's request into the core's (its routing headers read by
+//! [`spin_headers`], the body read only once the head is admitted and at most
+//! the endpoint's limit), gives the core Spin's key-value store, variables,
+//! clock and randomness, and writes the core's response back. All logic is
+//! in `lanyard-core`.
 
 use std::collections::HashMap;
 
@@ -18,11 +19,14 @@ use futures::StreamExt;
 use lanyard_core::clock::SystemClock;
 use lanyard_core::config::Variables;
 use lanyard_core::http::{Body, Method, Request, Response};
-use lanyard_core::kv::{KeyValue, StoreError};
+use lanyard_core::kv::{KeyValue, KvError};
+use lanyard_core::random::SystemRandom;
 use lanyard_core::{ApiError, Env};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
 pub use lanyard_core::Endpoint;
+
+pub mod spin_headers;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -41,13 +45,14 @@ pub const STORE_LABEL: &str = "default";
 pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
     let response = match SpinKv::open() {
         Ok(kv) => {
-            let env = Env { kv: &kv, vars: &SpinVariables, now: unix_now(), clock: &SystemClock };
+            let env =
+                Env { kv: &kv, vars: &SpinVariables, now: unix_now(), clock: &SystemClock, random: &SystemRandom };
             let head = read_head(&req);
             // What the head decides (an agent's credential) is decided before any body is read.
-            match lanyard_core::precheck(endpoint, &head, &env) {
-                Some(refusal) => refusal,
-                None => match read_body(req, &head, endpoint.body_limit()).await {
-                    Ok(body) => lanyard_core::handle(endpoint, &Request { body, ..head }, &env),
+            match lanyard_core::admit(endpoint, &head, &env) {
+                Err(refusal) => refusal,
+                Ok(admission) => match read_body(req, &head, endpoint.body_limit()).await {
+                    Ok(body) => lanyard_core::handle(admission, &Request { body, ..head }, &env),
                     Err(e) => Response::error(&e),
                 },
             }
@@ -69,9 +74,18 @@ fn read_head(req: &IncomingRequest) -> Request {
     let method = Method::parse(&req.method().to_string());
     let path_and_query = req.path_with_query().unwrap_or_else(|| "/".into());
     let path = path_and_query.split('?').next().unwrap_or("/").to_owned();
-    let headers: Vec<(String, Vec<u8>)> =
+    let mut headers: Vec<(String, Vec<u8>)> =
         req.headers().entries().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-    Request { method, path, headers, body: Body::Complete(Vec::new()) }
+    let routing = spin_headers::take_routing(&mut headers);
+    Request {
+        method,
+        path,
+        route: routing.route,
+        params: routing.params,
+        origin: routing.origin,
+        headers,
+        body: Body::Complete(Vec::new()),
+    }
 }
 
 /// The body, within `limit` (a declared length over it is not read at all).
@@ -125,12 +139,12 @@ struct SpinKv {
     bucket: wasi_store::Bucket,
 }
 
-fn store_err(e: impl std::fmt::Debug) -> StoreError {
-    StoreError(format!("{e:?}"))
+fn store_err(e: impl std::fmt::Debug) -> KvError {
+    KvError(format!("{e:?}"))
 }
 
 impl SpinKv {
-    fn open() -> Result<SpinKv, StoreError> {
+    fn open() -> Result<SpinKv, KvError> {
         Ok(SpinKv {
             spin: spin_sdk::key_value::Store::open(STORE_LABEL).map_err(store_err)?,
             bucket: wasi_store::open(STORE_LABEL).map_err(store_err)?,
@@ -139,23 +153,23 @@ impl SpinKv {
 }
 
 impl KeyValue for SpinKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.spin.get(key).map_err(store_err)
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.spin.set(key, value).map_err(store_err)
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
+    fn delete(&self, key: &str) -> Result<(), KvError> {
         self.spin.delete(key).map_err(store_err)
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         atomics::increment(&self.bucket, key, delta).map_err(store_err)
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -169,7 +183,7 @@ impl KeyValue for SpinKv {
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
-    fn delete_many(&self, keys: &[String]) -> Result<(), StoreError> {
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         if keys.is_empty() {
             return Ok(());
         }

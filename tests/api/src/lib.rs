@@ -126,7 +126,7 @@ pub struct TestIssuer {
 
 impl TestIssuer {
     pub fn new(iss: &str) -> TestIssuer {
-        TestIssuer { key: dev::new_key(), iss: iss.to_owned() }
+        TestIssuer { key: dev::new_key(&lanyard_core::random::SystemRandom).unwrap(), iss: iss.to_owned() }
     }
 
     /// Its `session_issuers` entry, with the members of `binding` (`org` or
@@ -177,14 +177,14 @@ impl App {
         let root = repo_root();
         let manifest = root.join("spin.toml");
         require_components(&manifest);
-        let issuer = dev::new_key();
+        let issuer = dev::new_key(&lanyard_core::random::SystemRandom).unwrap();
         let mut variables = BTreeMap::new();
         let mut issuers = vec![dev::issuer_entry(&issuer, dev::DEV_ISSUER, dev::AUDIENCE, ORGS)];
         issuers.extend(options.issuers);
         variables.insert("session_issuers".to_owned(), Value::Array(issuers).to_string());
         variables.insert("development_mode".to_owned(), "true".to_owned());
         variables.insert("access_gateway_enabled".to_owned(), options.gateway.to_string());
-        let signing = format!("[{}]", dev::new_key().to_jwk());
+        let signing = format!("[{}]", dev::new_key(&lanyard_core::random::SystemRandom).unwrap().to_jwk());
         variables.insert("token_jwks".to_owned(), public_jwks(&signing));
         variables.insert("token_signing_keys".to_owned(), signing);
         variables.extend(options.extra);

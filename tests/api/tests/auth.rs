@@ -35,7 +35,7 @@ fn no_or_bad_session_is_401_everywhere() {
     let app = App::start();
     let admin = app.admin("acme");
     let cluster = app.cluster(&admin, "prod", "standard");
-    let foreign = dev::new_key();
+    let foreign = dev::new_key(&lanyard_core::random::SystemRandom).unwrap();
     let claims = |ttl| SessionClaims {
         email: "admin@acme.example".into(),
         org: "acme".into(),

@@ -2,6 +2,7 @@
 //! the member directory.
 
 use lanyard_api_tests::{App, unix_now};
+use lanyard_core::ids::ClusterId;
 use lanyard_core::token::{self, TokenError};
 use serde_json::{Value, json};
 
@@ -148,7 +149,10 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
     minted.expect(200);
     let token = minted.json["status"]["token"].as_str().unwrap().to_owned();
     let epoch_key = format!("v1/cluster/{prod}/epoch");
-    assert!(token::verify(&token, &jwks(&app), &prod, counter(&app, &epoch_key), unix_now()).is_ok());
+    assert!(
+        token::verify(&token, &jwks(&app), &ClusterId::parse(&prod).unwrap(), counter(&app, &epoch_key), unix_now())
+            .is_ok()
+    );
     app.post(&format!("/agent/v1/clusters/{prod}/heartbeat"), &credential, json!({})).expect(200);
 
     // Members may not, other organisations do not see it; nothing changes.
@@ -182,7 +186,7 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
     }
     // Tokens minted for it are refused by the epoch check (revoke-all).
     assert_eq!(
-        token::verify(&token, &jwks(&app), &prod, counter(&app, &epoch_key), unix_now()),
+        token::verify(&token, &jwks(&app), &ClusterId::parse(&prod).unwrap(), counter(&app, &epoch_key), unix_now()),
         Err(TokenError::Revoked)
     );
     // The other cluster is untouched.
@@ -197,7 +201,10 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
         app.send(method, &path, Some(&new_credential), body.as_ref()).expect(200);
     }
     let epoch = counter(&app, &format!("v1/cluster/{again}/epoch"));
-    assert_eq!(token::verify(&token, &jwks(&app), &again, epoch, unix_now()), Err(TokenError::WrongCluster));
+    assert_eq!(
+        token::verify(&token, &jwks(&app), &ClusterId::parse(&again).unwrap(), epoch, unix_now()),
+        Err(TokenError::WrongCluster)
+    );
     app.send("POST", &format!("/api/v1/clusters/{again}/k8s-token"), Some(&dev), None).expect_error(403, "forbidden");
     app.send("POST", &format!("/api/v1/clusters/{prod}/k8s-token"), Some(&dev), None).expect_error(404, "not_found");
     let listed = app.get("/api/v1/clusters", &admin);

@@ -188,8 +188,8 @@ fn only_the_minting_component_receives_the_private_signing_keys() {
 
 #[test]
 fn the_jwks_serves_the_configured_public_keys_and_a_mint_needs_its_key_published() {
-    let signing = format!("[{}]", lanyard_core::dev::new_key().to_jwk());
-    let other = format!("[{}]", lanyard_core::dev::new_key().to_jwk());
+    let signing = format!("[{}]", lanyard_core::dev::new_key(&lanyard_core::random::SystemRandom).unwrap().to_jwk());
+    let other = format!("[{}]", lanyard_core::dev::new_key(&lanyard_core::random::SystemRandom).unwrap().to_jwk());
     // The published keys are not the signer's: minting fails closed.
     let app = App::start_with(Options {
         extra: vec![

@@ -1,6 +1,7 @@
 //! Short-lived cluster tokens, the JWKS and kubeconfigs, over HTTP.
 
 use lanyard_api_tests::{App, Options, unix_now};
+use lanyard_core::ids::ClusterId;
 use lanyard_core::token::{self, TokenError};
 use serde_json::{Value, json};
 
@@ -46,10 +47,10 @@ fn a_member_with_a_grant_gets_a_verifiable_short_lived_token() {
     assert_eq!(r.json["kind"], "ExecCredential");
     let jwt = r.json["status"]["token"].as_str().unwrap();
     let verified =
-        token::verify(jwt, &s.jwks(), &s.cluster, 0, unix_now()).expect("the token verifies against the JWKS");
+        token::verify(jwt, &s.jwks(), &cid(&s.cluster), 0, unix_now()).expect("the token verifies against the JWKS");
     assert_eq!(verified.claims.email, "dev@acme.example");
     assert_eq!(verified.claims.user, "lanyard:dev@acme.example");
-    assert!(verified.member_id.starts_with("m_"));
+    assert!(verified.member_id.as_str().starts_with("m_"));
     let lifetime = verified.expires_at as i64 - unix_now() as i64;
     assert!((890..=900).contains(&lifetime), "default lifetime is 15 minutes, got {lifetime}s");
     assert_eq!(verify_err(jwt, &s, "c_ffffffffffffffffffffffff", 0), TokenError::WrongCluster);
@@ -59,8 +60,12 @@ fn a_member_with_a_grant_gets_a_verifiable_short_lived_token() {
     s.mint(&s.member).expect_error(403, "forbidden");
 }
 
+fn cid(id: &str) -> ClusterId {
+    ClusterId::parse(id).unwrap()
+}
+
 fn verify_err(jwt: &str, s: &Setup, cluster: &str, epoch: i64) -> TokenError {
-    token::verify(jwt, &s.jwks(), cluster, epoch, unix_now()).unwrap_err()
+    token::verify(jwt, &s.jwks(), &cid(cluster), epoch, unix_now()).unwrap_err()
 }
 
 #[test]
@@ -123,9 +128,10 @@ fn token_lifetime_is_configurable_up_to_an_hour() {
     hour.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
     let r = hour.mint(&hour.member);
     r.expect(200);
-    let exp = token::verify(r.json["status"]["token"].as_str().unwrap(), &hour.jwks(), &hour.cluster, 0, unix_now())
-        .unwrap()
-        .expires_at;
+    let exp =
+        token::verify(r.json["status"]["token"].as_str().unwrap(), &hour.jwks(), &cid(&hour.cluster), 0, unix_now())
+            .unwrap()
+            .expires_at;
     assert!((3590..=3600).contains(&(exp - unix_now())));
     let too_long =
         setup(Options { extra: vec![("token_lifetime_seconds".into(), "7200".into())], ..Options::default() });
@@ -135,8 +141,8 @@ fn token_lifetime_is_configurable_up_to_an_hour() {
 
 #[test]
 fn the_jwks_publishes_every_key_during_a_rotation() {
-    let old = lanyard_core::dev::new_key();
-    let new = lanyard_core::dev::new_key();
+    let old = lanyard_core::dev::new_key(&lanyard_core::random::SystemRandom).unwrap();
+    let new = lanyard_core::dev::new_key(&lanyard_core::random::SystemRandom).unwrap();
     let keys = format!("[{},{}]", new.to_jwk(), old.to_jwk());
     let s = setup(Options {
         extra: vec![("token_jwks".into(), lanyard_api_tests::public_jwks(&keys)), ("token_signing_keys".into(), keys)],

@@ -1,0 +1,160 @@
+//! Grants: create (exact duplicates are one grant, by the claim protocol),
+//! read the live ones with their reported status, delete, revoke-all (one
+//! `increment` of the epoch) and the agent's reports. The rules are in
+//! [`super`]'s documentation, "How the grant rules hold without transactions".
+
+use std::collections::HashSet;
+
+use super::claim::Claim;
+use super::{Store, StoreError, from_json, keys, to_json};
+use crate::ids::{ClusterId, GrantId, MemberId};
+use crate::model::{GrantSpec, GrantTerms, Observed};
+use crate::records::{GrantRecord, GrantWithStatus, Job, Revocation};
+
+impl Store<'_> {
+    /// The cluster's current revocation epoch.
+    pub fn epoch(&self, cluster_id: &ClusterId) -> Result<i64, StoreError> {
+        Ok(self.kv.increment(&keys::epoch(cluster_id), 0)?)
+    }
+
+    /// Create a grant; [`StoreError::DuplicateGrant`] if exactly this grant is live.
+    pub fn create_grant(
+        &self,
+        cluster_id: &ClusterId,
+        spec: &GrantSpec,
+        member_id: &MemberId,
+        created_by: &str,
+        now: u64,
+    ) -> Result<GrantRecord, StoreError> {
+        let c = cluster_id;
+        let epoch = self.epoch(c)?;
+        let fp = spec.fingerprint();
+        let gen_key = keys::grant_gen(c, epoch, &fp);
+        loop {
+            let generation = self.kv.increment(&gen_key, 0)?;
+            let id = GrantId::derive(&[c.as_str(), &epoch.to_string(), &fp, &generation.to_string()]);
+            let record_key = keys::grant(c, &id);
+            let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
+            match self.claim(&keys::grant_claim(c, epoch, &fp, generation), &record_key, &still_current)? {
+                Claim::Exists => return Err(StoreError::DuplicateGrant),
+                Claim::Retry => continue,
+                Claim::Won | Claim::Abandoned => {}
+            }
+            let terms = GrantTerms {
+                cluster_id: c.clone(),
+                member_id: member_id.clone(),
+                email: spec.email().clone(),
+                role: spec.role(),
+                scope: spec.scope().clone(),
+            };
+            let record = GrantRecord {
+                id: id.clone(),
+                terms,
+                epoch,
+                fingerprint: fp.clone(),
+                generation,
+                created_at: now,
+                created_by: created_by.to_owned(),
+            };
+            // Slot first: a crash after it leaves a slot without a record, which readers skip.
+            self.log(keys::epoch_grants(c, epoch)).append(id.as_str().as_bytes())?;
+            self.kv.set(&record_key, &to_json(&record)?)?;
+            self.enqueue(c, &Job::GrantCreated { grant_id: id, epoch, at: now })?;
+            return Ok(record);
+        }
+    }
+
+    /// A live grant by id.
+    pub fn grant(&self, cluster_id: &ClusterId, grant_id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
+        let record: Option<GrantRecord> = self.get_json(&keys::grant(cluster_id, grant_id))?;
+        let epoch = self.epoch(cluster_id)?;
+        Ok(record.filter(|g| g.epoch == epoch && g.terms.cluster_id == *cluster_id))
+    }
+
+    /// Every live grant of the cluster, with its reported status.
+    pub fn grants(&self, cluster_id: &ClusterId) -> Result<Vec<GrantWithStatus>, StoreError> {
+        let epoch = self.epoch(cluster_id)?;
+        self.grants_at(cluster_id, epoch)
+    }
+
+    /// The grants of revocation epoch `epoch` (live iff it is the current
+    /// one). For a caller that must use one epoch for several decisions, e.g.
+    /// a token's `rev` and the grant that justifies it.
+    pub fn grants_at(&self, cluster_id: &ClusterId, epoch: i64) -> Result<Vec<GrantWithStatus>, StoreError> {
+        let c = cluster_id;
+        let ids = self.log(keys::epoch_grants(c, epoch)).distinct(GrantId::parse)?;
+        let keys: Vec<String> = ids.iter().flat_map(|id| [keys::grant(c, id), keys::grant_observed(c, id)]).collect();
+        let values = self.kv.get_many(&keys)?;
+        let mut out = Vec::new();
+        for (pair_keys, pair) in keys.chunks(2).zip(values.chunks(2)) {
+            let (Some(record), observed) = (&pair[0], &pair[1]) else { continue };
+            let grant: GrantRecord = from_json(&pair_keys[0], record)?;
+            if grant.epoch != epoch {
+                continue;
+            }
+            // A corrupt status report must not hide the grant: show it as unreported.
+            let observed = observed.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+            out.push(GrantWithStatus { grant, observed });
+        }
+        Ok(out)
+    }
+
+    /// Delete a live grant. [`StoreError::NotFound`] if there is none with that id.
+    pub fn delete_grant(
+        &self,
+        cluster_id: &ClusterId,
+        grant_id: &GrantId,
+        now: u64,
+    ) -> Result<GrantRecord, StoreError> {
+        let c = cluster_id;
+        let grant = self.grant(c, grant_id)?.ok_or(StoreError::NotFound("grant"))?;
+        self.kv.delete_many(&[keys::grant_observed(c, grant_id), keys::grant(c, grant_id)])?;
+        let (epoch, fp, generation) = (grant.epoch, &grant.fingerprint, grant.generation);
+        if self.kv.increment(&keys::grant_released(c, epoch, fp, generation), 1)? == 1 {
+            self.kv.increment(&keys::grant_gen(c, epoch, fp), 1)?;
+        }
+        self.enqueue(c, &Job::GrantDeleted { grant_id: grant.id.clone(), epoch, at: now })?;
+        Ok(grant)
+    }
+
+    /// Revoke every grant of the cluster at once, by advancing its epoch, then
+    /// clear the old epoch's records (best effort: they are dead already).
+    pub fn revoke_all(&self, cluster_id: &ClusterId, now: u64) -> Result<Revocation, StoreError> {
+        let c = cluster_id;
+        let before = self.epoch(c)?;
+        let doomed = self.grants_at(c, before)?;
+        let epoch = self.kv.increment(&keys::epoch(c), 1)?;
+        self.enqueue(c, &Job::RevokeAll { epoch, at: now })?;
+        let keys: Vec<String> =
+            doomed.iter().flat_map(|g| [keys::grant_observed(c, &g.grant.id), keys::grant(c, &g.grant.id)]).collect();
+        // A failure here is not the caller's: the grants are already dead by
+        // the epoch, and their records are only garbage now.
+        let _ = self.kv.delete_many(&keys);
+        Ok(Revocation { revoked: doomed.len(), epoch })
+    }
+
+    /// Record what the agent observed for a grant.
+    pub fn record_observed(
+        &self,
+        cluster_id: &ClusterId,
+        grant_id: &GrantId,
+        observed: &Observed,
+    ) -> Result<(), StoreError> {
+        Ok(self.kv.set(&keys::grant_observed(cluster_id, grant_id), &to_json(observed)?)?)
+    }
+
+    /// Record the agent's results for live grants; results for grants that
+    /// are gone (deleted, revoked) are ignored, so a late report never
+    /// resurrects anything. Returns how many were recorded.
+    pub fn record_reports(&self, cluster_id: &ClusterId, results: &[(GrantId, Observed)]) -> Result<usize, StoreError> {
+        let live: HashSet<GrantId> = self.grants(cluster_id)?.into_iter().map(|g| g.grant.id).collect();
+        let mut recorded = 0;
+        for (grant_id, observed) in results {
+            if live.contains(grant_id) {
+                self.record_observed(cluster_id, grant_id, observed)?;
+                recorded += 1;
+            }
+        }
+        Ok(recorded)
+    }
+}

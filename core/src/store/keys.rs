@@ -1,0 +1,170 @@
+//! Every key of the store's layout (the table in [`super`]'s documentation),
+//! spelled once. A key is built only from ids (checked types), digests and
+//! numbers, never from free text: a cluster name is a DNS-1123 label, an
+//! organisation name is digested.
+
+use std::fmt::Display;
+
+use crate::ids::{self, ClusterId, GrantId, MemberId};
+use crate::model::ClusterName;
+
+/// The digest that stands for an organisation in keys.
+fn org(org: &str) -> String {
+    ids::digest_hex(&[org])[..24].to_owned()
+}
+
+// ----- organisations -------------------------------------------------------
+
+/// Log of the organisation's cluster ids.
+pub fn org_clusters(o: &str) -> String {
+    format!("v1/org/{}/clusters", org(o))
+}
+
+/// The claim counter of incarnation 0 of a cluster name, and the prefix of its other keys.
+pub fn cluster_name(o: &str, name: &ClusterName) -> String {
+    format!("v1/org/{}/cluster-name/{name}", org(o))
+}
+
+/// Counter: the current incarnation of a cluster name.
+pub fn cluster_name_gen(o: &str, name: &ClusterName) -> String {
+    format!("{}/gen", cluster_name(o, name))
+}
+
+/// The claim counter of incarnation `i` of a cluster name.
+pub fn cluster_name_claim(o: &str, name: &ClusterName, i: i64) -> String {
+    match i {
+        0 => cluster_name(o, name),
+        i => format!("{}/claim/{i}", cluster_name(o, name)),
+    }
+}
+
+/// Once-guard: incarnation `i` of a cluster name was released.
+pub fn cluster_name_released(o: &str, name: &ClusterName, i: i64) -> String {
+    format!("{}/released/{i}", cluster_name(o, name))
+}
+
+/// Log of the organisation's member ids.
+pub fn org_members(o: &str) -> String {
+    format!("v1/org/{}/members", org(o))
+}
+
+/// A member's profile, and the prefix of their other keys.
+pub fn member(o: &str, m: &MemberId) -> String {
+    format!("v1/org/{}/member/{m}", org(o))
+}
+
+/// A member's invitation.
+pub fn member_invite(o: &str, m: &MemberId) -> String {
+    format!("{}/invite", member(o, m))
+}
+
+/// A member's deactivation marker.
+pub fn member_deactivated(o: &str, m: &MemberId) -> String {
+    format!("{}/deactivated", member(o, m))
+}
+
+/// Counter: the generation of a member's pin.
+pub fn pin_gen(o: &str, m: &MemberId) -> String {
+    format!("{}/pin/gen", member(o, m))
+}
+
+/// The pin of generation `g`.
+pub fn pin(o: &str, m: &MemberId, g: i64) -> String {
+    format!("{}/pin/{g}", member(o, m))
+}
+
+/// The claim counter of pin generation `g`.
+pub fn pin_claim(o: &str, m: &MemberId, g: i64) -> String {
+    format!("{}/claim", pin(o, m, g))
+}
+
+/// Once-guard: pin generation `g` was released.
+pub fn pin_released(o: &str, m: &MemberId, g: i64) -> String {
+    format!("{}/released", pin(o, m, g))
+}
+
+// ----- clusters ------------------------------------------------------------
+
+/// The cluster record.
+pub fn cluster(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}")
+}
+
+/// The cluster's tombstone.
+pub fn cluster_deleted(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}/deleted")
+}
+
+/// Log of the cluster's credential rotations.
+pub fn credentials(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}/credentials")
+}
+
+/// Marker: the agent has authenticated with credential slot `n`.
+pub fn credential_used(c: &ClusterId, n: i64) -> String {
+    format!("v1/cluster/{c}/credentials/{n}/used")
+}
+
+/// Counter: the cluster's revocation epoch.
+pub fn epoch(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}/epoch")
+}
+
+/// The agent's last heartbeat.
+pub fn heartbeat(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}/heartbeat")
+}
+
+// ----- grants --------------------------------------------------------------
+
+/// Log of the grant ids of epoch `e`.
+pub fn epoch_grants(c: &ClusterId, e: i64) -> String {
+    format!("v1/cluster/{c}/e/{e}/grants")
+}
+
+/// Counter: the generation of grant fingerprint `fp` in epoch `e`.
+pub fn grant_gen(c: &ClusterId, e: i64, fp: &str) -> String {
+    format!("v1/cluster/{c}/e/{e}/gen/{fp}")
+}
+
+/// The claim counter of generation `g` of fingerprint `fp` in epoch `e`.
+pub fn grant_claim(c: &ClusterId, e: i64, fp: &str, g: i64) -> String {
+    format!("v1/cluster/{c}/e/{e}/claim/{fp}/{g}")
+}
+
+/// Once-guard: generation `g` of fingerprint `fp` in epoch `e` was released.
+pub fn grant_released(c: &ClusterId, e: i64, fp: &str, g: i64) -> String {
+    format!("v1/cluster/{c}/e/{e}/released/{fp}/{g}")
+}
+
+/// The grant record.
+pub fn grant(c: &ClusterId, g: &GrantId) -> String {
+    format!("v1/cluster/{c}/grant/{g}")
+}
+
+/// What the agent last reported for the grant.
+pub fn grant_observed(c: &ClusterId, g: &GrantId) -> String {
+    format!("v1/cluster/{c}/grant/{g}/observed")
+}
+
+// ----- jobs and rates ------------------------------------------------------
+
+/// Log of the cluster's jobs.
+pub fn jobs(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}/jobs")
+}
+
+/// The agent's acknowledged job cursor.
+pub fn jobs_acked(c: &ClusterId) -> String {
+    format!("v1/cluster/{c}/jobs/acked")
+}
+
+/// Counter: tokens `m` minted in minute `window`.
+pub fn mint_count(m: &MemberId, window: impl Display) -> String {
+    format!("v1/rate/k8s-token/{m}/{window}")
+}
+
+/// The minutes that have a mint counter for `m`.
+pub fn mint_windows(m: &MemberId) -> String {
+    format!("v1/rate/k8s-token/{m}/windows")
+}

@@ -16,12 +16,15 @@ use crate::routes::RouteMatch;
 /// What to do with `spin-*` headers that the client itself sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientSpinHeaders {
-    /// Remove them, so a client cannot forge `spin-path-match-*` and the like.
+    /// Keep them, as Spin does (the default): the host's values are added
+    /// after the client's, so the header then has two values, the client's
+    /// first. A component must read the last value to get the host's.
     #[default]
-    Strip,
-    /// Keep them, as Spin does: the host's values are added after the
-    /// client's, so the header then has two values, the client's first.
     KeepLikeSpin,
+    /// Remove them, so a client cannot forge `spin-path-match-*` and the like:
+    /// stricter than Spin, opted into where a component should never see
+    /// them.
+    Strip,
 }
 
 /// Adds Spin's `spin-*` headers for `route` to `headers`, after dealing with
@@ -94,6 +97,11 @@ mod tests {
 
     fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
         headers.get_all(name).iter().map(|v| v.to_str().expect("ASCII").to_string()).collect()
+    }
+
+    #[test]
+    fn the_default_keeps_client_headers_like_spin() {
+        assert_eq!(ClientSpinHeaders::default(), ClientSpinHeaders::KeepLikeSpin);
     }
 
     #[test]

@@ -49,14 +49,17 @@ pub struct HostConfig {
     pub max_concurrent_requests: u32,
     /// See [`CasMode`].
     pub cas_mode: CasMode,
-    /// See [`ClientSpinHeaders`].
+    /// What becomes of client-sent `spin-*` headers: kept as Spin keeps
+    /// them unless [`ClientSpinHeaders::Strip`] is asked for.
     pub client_spin_headers: ClientSpinHeaders,
 }
 
 impl HostConfig {
     /// A configuration listening on `127.0.0.1:0` with the defaults: no
-    /// overrides, 30 s time limit, 64 concurrent requests, [`CasMode`] and
-    /// [`ClientSpinHeaders`] defaults.
+    /// overrides, 30 s time limit, 64 concurrent requests, the [`CasMode`]
+    /// default, and client-sent `spin-*` headers kept as Spin keeps them
+    /// ([`ClientSpinHeaders::KeepLikeSpin`]; set
+    /// [`ClientSpinHeaders::Strip`] for the stricter host).
     pub fn new(
         manifest: impl Into<PathBuf>,
         state_dir: impl Into<PathBuf>,

@@ -15,7 +15,10 @@ async fn spin_headers_and_path_parameters() {
     init_logs();
     let app = TempDir::new("headers-app");
     let state = TempDir::new("headers-state");
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    // The stricter host, so that each spin-* header has the host's value alone.
+    let mut config = config(app.path(), state.path());
+    config.client_spin_headers = ClientSpinHeaders::Strip;
+    let host = spawn(config).expect("host starts");
     let addr = host.addr();
 
     let reply = send(
@@ -35,7 +38,7 @@ async fn spin_headers_and_path_parameters() {
     let echo = reply.json();
     assert_eq!(echo["method"], "Method::Post");
     assert_eq!(echo["path_with_query"], "/clusters/c-1/grants/g_2?x=1&y=%20");
-    // The forged values are gone; only the host's remain.
+    // In strict mode the forged values are gone; only the host's remain.
     assert_eq!(header(&echo, "spin-path-match-cluster-id"), "c-1");
     assert_eq!(header(&echo, "spin-path-match-grant-id"), "g_2");
     assert_eq!(header(&echo, "spin-full-url"), format!("http://{addr}/clusters/c-1/grants/g_2?x=1&y=%20"));
@@ -64,16 +67,19 @@ async fn spin_headers_and_path_parameters() {
 }
 
 #[tokio::test]
-async fn client_spin_headers_can_be_kept_like_spin() {
+async fn client_spin_headers_are_kept_like_spin_by_default() {
     let app = TempDir::new("keep-app");
     let state = TempDir::new("keep-state");
-    let mut config = config(app.path(), state.path());
-    config.client_spin_headers = ClientSpinHeaders::KeepLikeSpin;
-    let host = spawn(config).expect("host starts");
-    let echo = send(host.addr(), "GET", "/clusters/real/grants/g", &[("spin-path-match-cluster-id", "forged")], b"")
-        .await
-        .json();
+    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let addr = host.addr();
+    let forged = [("spin-path-match-cluster-id", "forged"), ("Spin-Full-Url", "http://evil/")];
+    let echo = send(addr, "GET", "/clusters/real/grants/g", &forged, b"").await.json();
+    // As Spin: the client's value first, the host's after it.
     assert_eq!(header_values(&echo, "spin-path-match-cluster-id"), ["forged", "real"]);
+    assert_eq!(
+        header_values(&echo, "spin-full-url"),
+        ["http://evil/".to_string(), format!("http://{addr}/clusters/real/grants/g")]
+    );
 }
 
 #[tokio::test]

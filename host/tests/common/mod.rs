@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use lanyard_host::HostConfig;
+use lanyard_host::{HostConfig, HostHandle};
 use serde_json::Value;
 
 /// The fixture component, which must have been built for wasm32-wasip2.
@@ -160,6 +160,36 @@ pub fn config(app_dir: &Path, state: &Path) -> HostConfig {
     config.variables.insert("secret_token".into(), TOKEN.into());
     config.max_concurrent_requests = 16;
     config
+}
+
+/// One test's app: the test manifest in `dir` (`<tag>-app`) and the host's
+/// state in `state` (`<tag>-state`).
+pub struct TestApp {
+    pub dir: TempDir,
+    pub state: TempDir,
+}
+
+impl TestApp {
+    pub fn new(tag: &str) -> TestApp {
+        TestApp { dir: TempDir::new(&format!("{tag}-app")), state: TempDir::new(&format!("{tag}-state")) }
+    }
+
+    /// The host configuration for this app (see [`config`]).
+    pub fn config(&self) -> HostConfig {
+        config(self.dir.path(), self.state.path())
+    }
+
+    /// Starts a host on this app's configuration.
+    pub fn spawn(&self) -> HostHandle {
+        self.spawn_with(|_| {})
+    }
+
+    /// Starts a host on this app's configuration as `adjust` changes it.
+    pub fn spawn_with(&self, adjust: impl FnOnce(&mut HostConfig)) -> HostHandle {
+        let mut config = self.config();
+        adjust(&mut config);
+        lanyard_host::spawn(config).expect("host starts")
+    }
 }
 
 /// Sends logs to the test harness's captured output.

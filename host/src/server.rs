@@ -1,8 +1,8 @@
 //! The HTTP server of the host: its configuration ([`HostConfig`]), loading
 //! the app (manifest, variables, key-value store, compiled components),
-//! listening and serving connections with hyper, each request handed to
-//! [`crate::dispatch`], the graceful shutdown, and [`spawn`] for running it
-//! all on a background thread (tests, the local run).
+//! listening and serving connections with hyper, each request handed to the
+//! crate's private `dispatch` module, the graceful shutdown, and [`spawn`]
+//! for running it all on a background thread (tests, the local run).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;

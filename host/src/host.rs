@@ -17,28 +17,32 @@ use wasmtime::component::{Resource, ResourceTable};
 
 use crate::kv::{Cas, CasMode, KvError, KvStore, SwapError};
 
+/// Host bindings for one world of the repository's WIT, generated the one
+/// way both worlds need: every import async and trappable, `with` mapping
+/// the world's resources to the types below.
+macro_rules! host_bindings {
+    (path: $path:tt, world: $world:tt, with: { $($with:tt)* }) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: $world,
+            imports: { default: async | trappable },
+            with: { $($with)* },
+        });
+    };
+}
+
 /// Generated bindings for `fermyon:spin@2.0.0` (world `host` in wit/spin).
 pub mod spin {
-    wasmtime::component::bindgen!({
-        path: "../wit/spin",
-        world: "host",
-        imports: { default: async | trappable },
-        with: {
-            "fermyon:spin/key-value.store": super::SpinStore,
-        },
+    host_bindings!(path: "../wit/spin", world: "host", with: {
+        "fermyon:spin/key-value.store": super::SpinStore,
     });
 }
 
 /// Generated bindings for `wasi:keyvalue@0.2.0-draft2` (world `imports` in wit/keyvalue).
 pub mod wasi_keyvalue {
-    wasmtime::component::bindgen!({
-        path: "../wit/keyvalue",
-        world: "imports",
-        imports: { default: async | trappable },
-        with: {
-            "wasi:keyvalue/store.bucket": super::Bucket,
-            "wasi:keyvalue/atomics.cas": super::CasHandle,
-        },
+    host_bindings!(path: "../wit/keyvalue", world: "imports", with: {
+        "wasi:keyvalue/store.bucket": super::Bucket,
+        "wasi:keyvalue/atomics.cas": super::CasHandle,
     });
 }
 
@@ -69,6 +73,32 @@ pub struct SpinStore {
 #[derive(Debug)]
 pub struct Bucket {
     label: String,
+}
+
+/// A resource naming one open store by its label: [`SpinStore`] and
+/// [`Bucket`], the two interfaces' handles on the same stores.
+trait OpenStore: Send + 'static {
+    fn label(&self) -> &str;
+}
+
+impl OpenStore for SpinStore {
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl OpenStore for Bucket {
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// Why a store did not open, in the order Spin checks.
+enum OpenRefused {
+    /// The label is not in the component's `key_value_stores`.
+    AccessDenied,
+    /// [`TABLE_CAPACITY`] stores are open already.
+    TableFull,
 }
 
 /// A `wasi:keyvalue/atomics` compare-and-swap handle.
@@ -108,6 +138,41 @@ impl SpinHost {
         self.component.key_value_stores.contains(label)
     }
 
+    /// Opens `label` as the resource `wrap` makes of it, if the component
+    /// may open it and the table has room.
+    fn open_store<S: OpenStore>(
+        &mut self,
+        label: String,
+        wrap: fn(String) -> S,
+    ) -> wasmtime::Result<Result<Resource<S>, OpenRefused>> {
+        if !self.may_open(&label) {
+            return Ok(Err(OpenRefused::AccessDenied));
+        }
+        if self.open_stores >= TABLE_CAPACITY {
+            return Ok(Err(OpenRefused::TableFull));
+        }
+        let store = self.table.push(wrap(label))?;
+        self.open_stores += 1;
+        Ok(Ok(store))
+    }
+
+    fn close_store<S: OpenStore>(&mut self, store: Resource<S>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        self.open_stores = self.open_stores.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Runs `op` on the store that `store` has open (its label the second
+    /// argument), off the async executor.
+    fn on_store<S: OpenStore, R: Send + 'static>(
+        &self,
+        store: &Resource<S>,
+        op: impl FnOnce(&KvStore, &str) -> R + Send + 'static,
+    ) -> wasmtime::Result<impl Future<Output = wasmtime::Result<R>> + Send + 'static> {
+        let label = self.table.get(store)?.label().to_string();
+        Ok(self.kv(move |kv| op(kv, &label)))
+    }
+
     /// Runs a blocking store operation off the async executor.
     fn kv<R: Send + 'static>(
         &self,
@@ -130,69 +195,59 @@ fn wasi_err(e: KvError) -> wasi_store::Error {
     wasi_store::Error::Other(e.to_string())
 }
 
+/// The methods `fermyon:spin/key-value`'s store and `wasi:keyvalue/store`'s
+/// bucket share one for one, for the resource `$store` whose errors are
+/// `$error` (made by `$to_error`): `get`, `set`, `delete` and `exists` on the
+/// label the resource has open, and `drop`.
+macro_rules! shared_store_methods {
+    ($store:ty, $error:ty, $to_error:expr) => {
+        async fn get(
+            &mut self,
+            store: Resource<$store>,
+            key: String,
+        ) -> wasmtime::Result<Result<Option<Vec<u8>>, $error>> {
+            Ok(self.on_store(&store, move |kv, label| kv.get(label, &key))?.await?.map_err($to_error))
+        }
+
+        async fn set(
+            &mut self,
+            store: Resource<$store>,
+            key: String,
+            value: Vec<u8>,
+        ) -> wasmtime::Result<Result<(), $error>> {
+            Ok(self.on_store(&store, move |kv, label| kv.set(label, &key, &value))?.await?.map_err($to_error))
+        }
+
+        async fn delete(&mut self, store: Resource<$store>, key: String) -> wasmtime::Result<Result<(), $error>> {
+            Ok(self.on_store(&store, move |kv, label| kv.delete(label, &key))?.await?.map_err($to_error))
+        }
+
+        async fn exists(&mut self, store: Resource<$store>, key: String) -> wasmtime::Result<Result<bool, $error>> {
+            Ok(self.on_store(&store, move |kv, label| kv.exists(label, &key))?.await?.map_err($to_error))
+        }
+
+        async fn drop(&mut self, store: Resource<$store>) -> wasmtime::Result<()> {
+            self.close_store(store)
+        }
+    };
+}
+
 // ---------------------------------------------------------------- fermyon:spin/key-value
 
 impl spin_kv::Host for SpinHost {}
 
 impl spin_kv::HostStore for SpinHost {
     async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<SpinStore>, spin_kv::Error>> {
-        if !self.may_open(&label) {
-            return Ok(Err(spin_kv::Error::AccessDenied));
-        }
-        if self.open_stores >= TABLE_CAPACITY {
-            return Ok(Err(spin_kv::Error::StoreTableFull));
-        }
-        let store = self.table.push(SpinStore { label })?;
-        self.open_stores += 1;
-        Ok(Ok(store))
+        Ok(self.open_store(label, |label| SpinStore { label })?.map_err(|refused| match refused {
+            OpenRefused::AccessDenied => spin_kv::Error::AccessDenied,
+            OpenRefused::TableFull => spin_kv::Error::StoreTableFull,
+        }))
     }
 
-    async fn get(
-        &mut self,
-        store: Resource<SpinStore>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, spin_kv::Error>> {
-        let label = self.table.get(&store)?.label.clone();
-        Ok(self.kv(move |kv| kv.get(&label, &key)).await?.map_err(spin_err))
-    }
-
-    async fn set(
-        &mut self,
-        store: Resource<SpinStore>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), spin_kv::Error>> {
-        let label = self.table.get(&store)?.label.clone();
-        Ok(self.kv(move |kv| kv.set(&label, &key, &value)).await?.map_err(spin_err))
-    }
-
-    async fn delete(
-        &mut self,
-        store: Resource<SpinStore>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), spin_kv::Error>> {
-        let label = self.table.get(&store)?.label.clone();
-        Ok(self.kv(move |kv| kv.delete(&label, &key)).await?.map_err(spin_err))
-    }
-
-    async fn exists(
-        &mut self,
-        store: Resource<SpinStore>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, spin_kv::Error>> {
-        let label = self.table.get(&store)?.label.clone();
-        Ok(self.kv(move |kv| kv.exists(&label, &key)).await?.map_err(spin_err))
-    }
+    shared_store_methods!(SpinStore, spin_kv::Error, spin_err);
 
     async fn get_keys(&mut self, store: Resource<SpinStore>) -> wasmtime::Result<Result<Vec<String>, spin_kv::Error>> {
-        let label = self.table.get(&store)?.label.clone();
-        Ok(self.kv(move |kv| kv.get_keys(&label)).await?.map_err(spin_err))
-    }
-
-    async fn drop(&mut self, store: Resource<SpinStore>) -> wasmtime::Result<()> {
-        self.table.delete(store)?;
-        self.open_stores = self.open_stores.saturating_sub(1);
-        Ok(())
+        Ok(self.on_store(&store, |kv, label| kv.get_keys(label))?.await?.map_err(spin_err))
     }
 }
 
@@ -223,76 +278,26 @@ impl spin_vars::Host for SpinHost {
 
 impl wasi_store::Host for SpinHost {
     async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<Bucket>, wasi_store::Error>> {
-        if !self.may_open(&identifier) {
-            return Ok(Err(wasi_store::Error::AccessDenied));
-        }
-        if self.open_stores >= TABLE_CAPACITY {
-            return Ok(Err(wasi_store::Error::Other("store table full".to_string())));
-        }
-        let bucket = self.table.push(Bucket { label: identifier })?;
-        self.open_stores += 1;
-        Ok(Ok(bucket))
+        Ok(self.open_store(identifier, |label| Bucket { label })?.map_err(|refused| match refused {
+            OpenRefused::AccessDenied => wasi_store::Error::AccessDenied,
+            OpenRefused::TableFull => wasi_store::Error::Other("store table full".to_string()),
+        }))
     }
 }
 
 impl wasi_store::HostBucket for SpinHost {
-    async fn get(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.get(&label, &key)).await?.map_err(wasi_err))
-    }
-
-    async fn set(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.set(&label, &key, &value)).await?.map_err(wasi_err))
-    }
-
-    async fn delete(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.delete(&label, &key)).await?.map_err(wasi_err))
-    }
-
-    async fn exists(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.exists(&label, &key)).await?.map_err(wasi_err))
-    }
+    shared_store_methods!(Bucket, wasi_store::Error, wasi_err);
 
     async fn list_keys(
         &mut self,
         bucket: Resource<Bucket>,
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
+        let keys = self.on_store(&bucket, |kv, label| kv.get_keys(label))?;
         if cursor.is_some() {
             return Ok(Err(wasi_store::Error::Other("list_keys: cursor not supported".to_string())));
         }
-        Ok(self
-            .kv(move |kv| kv.get_keys(&label))
-            .await?
-            .map(|keys| wasi_store::KeyResponse { keys, cursor: None })
-            .map_err(wasi_err))
-    }
-
-    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(bucket)?;
-        self.open_stores = self.open_stores.saturating_sub(1);
-        Ok(())
+        Ok(keys.await?.map(|keys| wasi_store::KeyResponse { keys, cursor: None }).map_err(wasi_err))
     }
 }
 
@@ -304,8 +309,7 @@ impl batch::Host for SpinHost {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.get_many(&label, keys)).await?.map_err(wasi_err))
+        Ok(self.on_store(&bucket, move |kv, label| kv.get_many(label, keys))?.await?.map_err(wasi_err))
     }
 
     async fn set_many(
@@ -313,8 +317,7 @@ impl batch::Host for SpinHost {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.set_many(&label, key_values)).await?.map_err(wasi_err))
+        Ok(self.on_store(&bucket, move |kv, label| kv.set_many(label, key_values))?.await?.map_err(wasi_err))
     }
 
     async fn delete_many(
@@ -322,8 +325,7 @@ impl batch::Host for SpinHost {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.delete_many(&label, keys)).await?.map_err(wasi_err))
+        Ok(self.on_store(&bucket, move |kv, label| kv.delete_many(label, keys))?.await?.map_err(wasi_err))
     }
 }
 
@@ -381,8 +383,7 @@ impl atomics::Host for SpinHost {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
-        let label = self.table.get(&bucket)?.label.clone();
-        Ok(self.kv(move |kv| kv.increment(&label, &key, delta)).await?.map_err(wasi_err))
+        Ok(self.on_store(&bucket, move |kv, label| kv.increment(label, &key, delta))?.await?.map_err(wasi_err))
     }
 
     async fn swap(

@@ -364,13 +364,20 @@ mod tests {
         assert_eq!(kv.get(S, "i").unwrap(), Some(42i64.to_le_bytes().to_vec()));
     }
 
-    #[test]
-    fn cas_always_upsert_mode() {
-        let (_dir, kv) = store();
+    /// A store and a handle in `mode` that has read `a` from key `k`, after
+    /// which another writer changed `k` to `changed`.
+    fn stale_cas(mode: CasMode) -> (tempfile::TempDir, KvStore, Cas) {
+        let (dir, kv) = store();
         kv.set(S, "k", b"a").unwrap();
-        let mut cas = kv.cas(S, "k", CasMode::AlwaysUpsert);
+        let mut cas = kv.cas(S, "k", mode);
         assert_eq!(cas.current().unwrap().as_deref(), Some(&b"a"[..]));
         kv.set(S, "k", b"changed").unwrap();
+        (dir, kv, cas)
+    }
+
+    #[test]
+    fn cas_always_upsert_mode() {
+        let (_dir, kv, cas) = stale_cas(CasMode::AlwaysUpsert);
         // No comparison: the swap overwrites the concurrent change.
         cas.swap(b"b").unwrap();
         assert_eq!(kv.get(S, "k").unwrap().as_deref(), Some(&b"b"[..]));
@@ -382,11 +389,7 @@ mod tests {
 
     #[test]
     fn cas_spin_sqlite_mode() {
-        let (_dir, kv) = store();
-        kv.set(S, "k", b"a").unwrap();
-        let mut cas = kv.cas(S, "k", CasMode::SpinSqlite);
-        assert_eq!(cas.current().unwrap().as_deref(), Some(&b"a"[..]));
-        kv.set(S, "k", b"changed").unwrap();
+        let (_dir, kv, mut cas) = stale_cas(CasMode::SpinSqlite);
         assert!(matches!(cas.swap(b"b"), Err(SwapError::CasFailed)));
         assert_eq!(kv.get(S, "k").unwrap().as_deref(), Some(&b"changed"[..]));
         // current() re-reads and updates the snapshot.

@@ -4,9 +4,11 @@
 //! No Spin CLI can be installed where the project is developed and tested, so
 //! this host loads the same `.wasm` components Spin would and provides what
 //! Spin provides them: its HTTP routing and `spin-*` request headers
-//! ([`routes`], [`server`]), application variables ([`manifest`]), and a
+//! ([`routes`], [`headers`]), application variables ([`manifest`]), and a
 //! key-value store in one SQLite file with Spin's schema and semantics
-//! ([`kv`], [`host`]), plus WASI 0.2 and `wasi:http`.
+//! ([`kv`], [`host`]), plus WASI 0.2 and `wasi:http`. [`server`] listens and
+//! hands each request to a fresh component instance (the private `dispatch`
+//! module), as Spin's HTTP trigger does.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -18,6 +20,8 @@
 //! # Ok(()) }
 //! ```
 
+mod dispatch;
+pub mod headers;
 pub mod host;
 pub mod kv;
 pub mod manifest;
@@ -25,6 +29,7 @@ pub mod routes;
 mod runtime;
 pub mod server;
 
+pub use headers::ClientSpinHeaders;
 pub use kv::{CasMode, KvStore};
 pub use manifest::{Manifest, ManifestError};
-pub use server::{ClientSpinHeaders, HostConfig, HostHandle, Server, spawn};
+pub use server::{HostConfig, HostHandle, Server, spawn};

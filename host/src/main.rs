@@ -6,8 +6,11 @@
 //! ```
 //!
 //! Variables come from the environment (`SPIN_VARIABLE_<NAME>`), as with
-//! `spin up`. Logs go to stderr (filter with `RUST_LOG`, default `info`); the
-//! line `lanyard-host listening on http://ADDR` goes to stdout once serving.
+//! `spin up`. Client-sent `spin-*` headers reach the components before the
+//! host's own, as with Spin (the library's default; the stricter
+//! `ClientSpinHeaders::Strip` is for library users). Logs go to stderr
+//! (filter with `RUST_LOG`, default `info`); the line
+//! `lanyard-host listening on http://ADDR` goes to stdout once serving.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -222,6 +222,19 @@ mod tests {
         r.route(path).map(|m| m.component)
     }
 
+    /// Checks that each `(path, component)` of `expected` routes so whether
+    /// the manifest lists `routes` in this order or the reverse.
+    fn routes_in_either_order(routes: &[(&str, &str)], expected: &[(&str, &str)]) {
+        let mut reversed = routes.to_vec();
+        reversed.reverse();
+        for order in [routes, &reversed] {
+            let r = router(order);
+            for (path, serves) in expected {
+                assert_eq!(component(&r, path).as_deref(), Some(*serves), "{path} in {order:?}");
+            }
+        }
+    }
+
     #[test]
     fn exact_routes() {
         let r = router(&[("/foo", "foo"), ("/foo/bar", "foobar")]);
@@ -286,11 +299,7 @@ mod tests {
 
     #[test]
     fn exact_beats_wildcard_whatever_the_order() {
-        for routes in [[("/one", "exact"), ("/...", "wild")], [("/...", "wild"), ("/one", "exact")]] {
-            let r = router(&routes);
-            assert_eq!(component(&r, "/one").as_deref(), Some("exact"));
-            assert_eq!(component(&r, "/two").as_deref(), Some("wild"));
-        }
+        routes_in_either_order(&[("/one", "exact"), ("/...", "wild")], &[("/one", "exact"), ("/two", "wild")]);
         let r = router(&[("/one/...", "wild"), ("/one", "exact")]);
         assert_eq!(component(&r, "/one").as_deref(), Some("exact"));
         assert_eq!(component(&r, "/one/x").as_deref(), Some("wild"));
@@ -298,30 +307,18 @@ mod tests {
 
     #[test]
     fn longest_literal_prefix_wins_among_wildcards() {
-        let routes = [("/one/...", "one"), ("/one/two/...", "onetwo"), ("/one/two/three/...", "onetwothree")];
-        let mut reversed = routes;
-        reversed.reverse();
-        for order in [routes, reversed] {
-            let r = router(&order);
-            assert_eq!(component(&r, "/one/two/three/four").as_deref(), Some("onetwothree"));
-            assert_eq!(component(&r, "/one/two/x").as_deref(), Some("onetwo"));
-            assert_eq!(component(&r, "/one/x").as_deref(), Some("one"));
-        }
+        routes_in_either_order(
+            &[("/one/...", "one"), ("/one/two/...", "onetwo"), ("/one/two/three/...", "onetwothree")],
+            &[("/one/two/three/four", "onetwothree"), ("/one/two/x", "onetwo"), ("/one/x", "one")],
+        );
     }
 
     #[test]
     fn literal_beats_parameter_beats_wildcard() {
-        let routes = [("/c/:id", "param"), ("/c/new", "literal"), ("/c/...", "wild"), ("/...", "all")];
-        let mut reversed = routes;
-        reversed.reverse();
-        for order in [routes, reversed] {
-            let r = router(&order);
-            assert_eq!(component(&r, "/c/new").as_deref(), Some("literal"));
-            assert_eq!(component(&r, "/c/x").as_deref(), Some("param"));
-            assert_eq!(component(&r, "/c/x/y").as_deref(), Some("wild"));
-            assert_eq!(component(&r, "/c").as_deref(), Some("wild"));
-            assert_eq!(component(&r, "/d").as_deref(), Some("all"));
-        }
+        routes_in_either_order(
+            &[("/c/:id", "param"), ("/c/new", "literal"), ("/c/...", "wild"), ("/...", "all")],
+            &[("/c/new", "literal"), ("/c/x", "param"), ("/c/x/y", "wild"), ("/c", "wild"), ("/d", "all")],
+        );
     }
 
     #[test]

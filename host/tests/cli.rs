@@ -11,13 +11,12 @@ use common::*;
 
 #[tokio::test]
 async fn the_binary_serves_with_env_variables_and_stops_on_sigterm() {
-    let app = TempDir::new("cli-app");
-    let state = TempDir::new("cli-state");
-    let manifest = write_manifest(app.path());
+    let app = TestApp::new("cli");
+    let manifest = write_manifest(app.dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_lanyard-host"))
         .args(["--manifest".as_ref(), manifest.as_os_str()])
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--state".as_ref(), state.path().as_os_str()])
+        .args(["--state".as_ref(), app.state.path().as_os_str()])
         .args(["--cache".as_ref(), shared_cache_dir().as_os_str()])
         .env("SPIN_VARIABLE_SECRET_TOKEN", "from-the-environment")
         .env("RUST_LOG", "info")
@@ -54,13 +53,12 @@ async fn the_binary_serves_with_env_variables_and_stops_on_sigterm() {
 
 #[test]
 fn the_binary_rejects_a_missing_required_variable() {
-    let app = TempDir::new("cli-missing-app");
-    let state = TempDir::new("cli-missing-state");
-    let manifest = write_manifest(app.path());
+    let app = TestApp::new("cli-missing");
+    let manifest = write_manifest(app.dir.path());
     let output = Command::new(env!("CARGO_BIN_EXE_lanyard-host"))
         .args(["--manifest".as_ref(), manifest.as_os_str()])
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--state".as_ref(), state.path().as_os_str()])
+        .args(["--state".as_ref(), app.state.path().as_os_str()])
         .args(["--cache".as_ref(), shared_cache_dir().as_os_str()])
         .env_remove("SPIN_VARIABLE_SECRET_TOKEN")
         .output()

@@ -13,9 +13,9 @@ use lanyard_host::{CasMode, ClientSpinHeaders, spawn};
 #[tokio::test]
 async fn spin_headers_and_path_parameters() {
     init_logs();
-    let app = TempDir::new("headers-app");
-    let state = TempDir::new("headers-state");
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let app = TestApp::new("headers");
+    // The stricter host, so that each spin-* header has the host's value alone.
+    let host = app.spawn_with(|config| config.client_spin_headers = ClientSpinHeaders::Strip);
     let addr = host.addr();
 
     let reply = send(
@@ -35,7 +35,7 @@ async fn spin_headers_and_path_parameters() {
     let echo = reply.json();
     assert_eq!(echo["method"], "Method::Post");
     assert_eq!(echo["path_with_query"], "/clusters/c-1/grants/g_2?x=1&y=%20");
-    // The forged values are gone; only the host's remain.
+    // In strict mode the forged values are gone; only the host's remain.
     assert_eq!(header(&echo, "spin-path-match-cluster-id"), "c-1");
     assert_eq!(header(&echo, "spin-path-match-grant-id"), "g_2");
     assert_eq!(header(&echo, "spin-full-url"), format!("http://{addr}/clusters/c-1/grants/g_2?x=1&y=%20"));
@@ -64,23 +64,24 @@ async fn spin_headers_and_path_parameters() {
 }
 
 #[tokio::test]
-async fn client_spin_headers_can_be_kept_like_spin() {
-    let app = TempDir::new("keep-app");
-    let state = TempDir::new("keep-state");
-    let mut config = config(app.path(), state.path());
-    config.client_spin_headers = ClientSpinHeaders::KeepLikeSpin;
-    let host = spawn(config).expect("host starts");
-    let echo = send(host.addr(), "GET", "/clusters/real/grants/g", &[("spin-path-match-cluster-id", "forged")], b"")
-        .await
-        .json();
+async fn client_spin_headers_are_kept_like_spin_by_default() {
+    let app = TestApp::new("keep");
+    let host = app.spawn();
+    let addr = host.addr();
+    let forged = [("spin-path-match-cluster-id", "forged"), ("Spin-Full-Url", "http://evil/")];
+    let echo = send(addr, "GET", "/clusters/real/grants/g", &forged, b"").await.json();
+    // As Spin: the client's value first, the host's after it.
     assert_eq!(header_values(&echo, "spin-path-match-cluster-id"), ["forged", "real"]);
+    assert_eq!(
+        header_values(&echo, "spin-full-url"),
+        ["http://evil/".to_string(), format!("http://{addr}/clusters/real/grants/g")]
+    );
 }
 
 #[tokio::test]
 async fn unmatched_paths_get_a_plain_404_and_health_answers() {
-    let app = TempDir::new("404-app");
-    let state = TempDir::new("404-state");
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let app = TestApp::new("404");
+    let host = app.spawn();
     for path in ["/", "/nothing", "/clusters/c/grants", "/kv/extra", "/.well-known/spin/nope"] {
         let reply = get(host.addr(), path).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
@@ -93,9 +94,8 @@ async fn unmatched_paths_get_a_plain_404_and_health_answers() {
 
 #[tokio::test]
 async fn variables_resolve_per_component() {
-    let app = TempDir::new("vars-app");
-    let state = TempDir::new("vars-state");
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let app = TestApp::new("vars");
+    let host = app.spawn();
     let addr = host.addr();
     assert_eq!(ok(&get(addr, "/var/greeting").await), "hello");
     assert_eq!(ok(&get(addr, "/var/token").await), TOKEN);
@@ -112,9 +112,8 @@ async fn variables_resolve_per_component() {
 
 #[test]
 fn a_required_variable_without_value_stops_start_up() {
-    let app = TempDir::new("required-app");
-    let state = TempDir::new("required-state");
-    let mut config = config(app.path(), state.path());
+    let app = TestApp::new("required");
+    let mut config = app.config();
     config.variables.clear();
     let error = match spawn(config) {
         Ok(_) => panic!("the host started without a required variable"),
@@ -125,10 +124,9 @@ fn a_required_variable_without_value_stops_start_up() {
 
 #[tokio::test]
 async fn key_value_through_both_interfaces_survives_a_restart() {
-    let app = TempDir::new("kv-app");
-    let state = TempDir::new("kv-state");
+    let app = TestApp::new("kv");
 
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let host = app.spawn();
     let addr = host.addr();
     // fermyon:spin/key-value
     assert_eq!(ok(&send(addr, "POST", "/kv?op=set&key=spin-key", &[], b"spin value").await), serde_json::Value::Null);
@@ -146,7 +144,7 @@ async fn key_value_through_both_interfaces_survives_a_restart() {
     assert!(err(&get(addr, "/nokv/wkv?op=get&key=x").await).contains("AccessDenied"));
     host.shutdown().expect("clean shutdown");
 
-    let host = spawn(config(app.path(), state.path())).expect("host restarts");
+    let host = spawn(app.config()).expect("host restarts");
     let addr = host.addr();
     // One store behind both interfaces.
     assert_eq!(ok(&get(addr, "/kv?op=get&key=spin-key").await)["text"], "spin value");
@@ -181,7 +179,7 @@ async fn key_value_through_both_interfaces_survives_a_restart() {
     host.shutdown().expect("clean shutdown");
 
     // The file is a Spin key-value database.
-    let db = rusqlite::Connection::open(state.path().join("kv.sqlite")).expect("open kv.sqlite");
+    let db = rusqlite::Connection::open(app.state.path().join("kv.sqlite")).expect("open kv.sqlite");
     let mut rows: Vec<(String, String)> = db
         .prepare("SELECT store, key FROM spin_key_value ORDER BY key")
         .expect("Spin's table")
@@ -226,9 +224,8 @@ async fn compare_and_swap_modes() {
 
 #[tokio::test]
 async fn concurrent_requests_increment_exactly() {
-    let app = TempDir::new("conc-app");
-    let state = TempDir::new("conc-state");
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let app = TestApp::new("conc");
+    let host = app.spawn();
     let addr = host.addr();
     const N: usize = 48;
     let replies = futures_join(
@@ -253,11 +250,8 @@ async fn concurrent_requests_increment_exactly() {
 
 #[tokio::test]
 async fn a_runaway_request_is_stopped_and_does_not_block_others() {
-    let app = TempDir::new("loop-app");
-    let state = TempDir::new("loop-state");
-    let mut config = config(app.path(), state.path());
-    config.request_timeout = Duration::from_secs(3);
-    let host = spawn(config).expect("host starts");
+    let app = TestApp::new("loop");
+    let host = app.spawn_with(|config| config.request_timeout = Duration::from_secs(3));
     let addr = host.addr();
     let runaway = tokio::spawn(async move { get(addr, "/loop").await });
     for _ in 0..5 {
@@ -275,9 +269,8 @@ async fn a_runaway_request_is_stopped_and_does_not_block_others() {
 
 #[tokio::test]
 async fn failing_guests_give_a_json_500_and_the_host_keeps_serving() {
-    let app = TempDir::new("trap-app");
-    let state = TempDir::new("trap-state");
-    let host = spawn(config(app.path(), state.path())).expect("host starts");
+    let app = TestApp::new("trap");
+    let host = app.spawn();
     let addr = host.addr();
     for (path, expected) in
         [("/trap", "trapped"), ("/exit", "exited"), ("/noresponse", "without setting a response"), ("/trap", "trapped")]
@@ -296,10 +289,9 @@ async fn failing_guests_give_a_json_500_and_the_host_keeps_serving() {
 
 #[test]
 fn dropping_the_handle_frees_the_port_and_the_cache_is_reused() {
-    let app = TempDir::new("drop-app");
-    let state = TempDir::new("drop-state");
+    let app = TestApp::new("drop");
     let cache = TempDir::new("drop-cache");
-    let mut config = config(app.path(), state.path());
+    let mut config = app.config();
     config.cache_dir = cache.path().to_path_buf();
     let host = spawn(config.clone()).expect("host starts");
     let addr = host.addr();

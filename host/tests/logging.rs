@@ -29,9 +29,8 @@ async fn request_logs_carry_no_secrets() {
     let writer = capture.clone();
     tracing_subscriber::fmt().with_env_filter("debug").with_ansi(false).with_writer(move || writer.clone()).init();
 
-    let app = TempDir::new("log-app");
-    let state = TempDir::new("log-state");
-    let host = lanyard_host::spawn(config(app.path(), state.path())).expect("host starts");
+    let app = TestApp::new("log");
+    let host = app.spawn();
     let addr = host.addr();
     let reply = send(
         addr,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use lanyard_host::HostConfig;
+use lanyard_host::{HostConfig, HostHandle};
 use serde_json::Value;
 
 /// The fixture component, which must have been built for wasm32-wasip2.
@@ -69,11 +69,33 @@ pub fn shared_cache_dir() -> PathBuf {
 /// The secret the tests pass as an override for the required variable.
 pub const TOKEN: &str = "override-token";
 
+/// The test app's `[[trigger.http]]` routes, `(route, component)` in manifest
+/// order: every fixture operation on `main`, and the `other/` and `nokv/`
+/// prefixes on the other two mounts.
+const ROUTES: &[(&str, &str)] = &[
+    ("/clusters/:cluster_id/grants/:grant_id", "main"),
+    ("/echo/...", "main"),
+    ("/var/:name", "main"),
+    ("/kv", "main"),
+    ("/wkv", "main"),
+    ("/trap", "main"),
+    ("/exit", "main"),
+    ("/noresponse", "main"),
+    ("/loop", "main"),
+    ("/other/...", "second"),
+    ("/nokv/...", "nokv"),
+];
+
 /// A test app: the fixture mounted as `main` (with key-value access and
-/// variables), `second` (other variable values) and `nokv` (neither).
+/// variables), `second` (other variable values) and `nokv` (neither), served
+/// on [`ROUTES`].
 pub fn write_manifest(dir: &Path) -> PathBuf {
     let wasm = fixture_wasm();
     let source = wasm.display().to_string().replace('\\', "\\\\");
+    let triggers: String = ROUTES
+        .iter()
+        .map(|(route, component)| format!("[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"{component}\"\n\n"))
+        .collect();
     let manifest = format!(
         r#"spin_manifest_version = 2
 
@@ -85,51 +107,7 @@ greeting = {{ default = "hello" }}
 secret_token = {{ required = true, secret = true }}
 suffix = {{ default = "!" }}
 
-[[trigger.http]]
-route = "/clusters/:cluster_id/grants/:grant_id"
-component = "main"
-
-[[trigger.http]]
-route = "/echo/..."
-component = "main"
-
-[[trigger.http]]
-route = "/var/:name"
-component = "main"
-
-[[trigger.http]]
-route = "/kv"
-component = "main"
-
-[[trigger.http]]
-route = "/wkv"
-component = "main"
-
-[[trigger.http]]
-route = "/trap"
-component = "main"
-
-[[trigger.http]]
-route = "/exit"
-component = "main"
-
-[[trigger.http]]
-route = "/noresponse"
-component = "main"
-
-[[trigger.http]]
-route = "/loop"
-component = "main"
-
-[[trigger.http]]
-route = "/other/..."
-component = "second"
-
-[[trigger.http]]
-route = "/nokv/..."
-component = "nokv"
-
-[component.main]
+{triggers}[component.main]
 source = "{source}"
 key_value_stores = ["default"]
 allowed_outbound_hosts = []
@@ -160,6 +138,36 @@ pub fn config(app_dir: &Path, state: &Path) -> HostConfig {
     config.variables.insert("secret_token".into(), TOKEN.into());
     config.max_concurrent_requests = 16;
     config
+}
+
+/// One test's app: the test manifest in `dir` (`<tag>-app`) and the host's
+/// state in `state` (`<tag>-state`).
+pub struct TestApp {
+    pub dir: TempDir,
+    pub state: TempDir,
+}
+
+impl TestApp {
+    pub fn new(tag: &str) -> TestApp {
+        TestApp { dir: TempDir::new(&format!("{tag}-app")), state: TempDir::new(&format!("{tag}-state")) }
+    }
+
+    /// The host configuration for this app (see [`config`]).
+    pub fn config(&self) -> HostConfig {
+        config(self.dir.path(), self.state.path())
+    }
+
+    /// Starts a host on this app's configuration.
+    pub fn spawn(&self) -> HostHandle {
+        self.spawn_with(|_| {})
+    }
+
+    /// Starts a host on this app's configuration as `adjust` changes it.
+    pub fn spawn_with(&self, adjust: impl FnOnce(&mut HostConfig)) -> HostHandle {
+        let mut config = self.config();
+        adjust(&mut config);
+        lanyard_host::spawn(config).expect("host starts")
+    }
 }
 
 /// Sends logs to the test harness's captured output.

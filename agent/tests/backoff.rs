@@ -10,16 +10,17 @@
 //! of each step) one failing endpoint gets at most 4 attempts in 5 s: at 0,
 //! ≥0.5 s, ≥1.5 s and ≥3.5 s. The tests allow [`HANDFUL`].
 
+mod common;
 mod fake;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use fake::{Answer, FakeHttp, SlammingDoor};
-use lanyard_test_support::{Probe, wait_for};
 use lanyard_core::ids::{ClusterId, GrantId};
 use lanyard_core::wire;
+use lanyard_test_support::{Probe, wait_for};
 use serde_json::{Value, json};
 
 /// The measured window.
@@ -44,23 +45,13 @@ impl Agent {
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, fake::kubeconfig(kube)).unwrap();
         let log = dir.path().join("agent.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lanyard-agent"))
-            .args(["--control-plane", control_plane, "--cluster-id", CLUSTER])
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
+        let mut agent = common::agent_command(control_plane, CLUSTER, &kubeconfig, CREDENTIAL);
+        agent
             .args(["--heartbeat-seconds", "1", "--poll-millis", "100", "--log-format", "json"])
-            .env("LANYARD_AGENT_CREDENTIAL", CREDENTIAL)
             .env("RUST_LOG", "info")
-            .env_remove("KUBECONFIG")
             .env_remove("LANYARD_BACKOFF_MIN_MILLIS")
-            .env_remove("LANYARD_BACKOFF_MAX_SECONDS")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("start lanyard-agent");
-        Agent { child: Some(child), log, _dir: dir }
+            .env_remove("LANYARD_BACKOFF_MAX_SECONDS");
+        Agent { child: Some(common::spawn_logged(agent, &log)), log, _dir: dir }
     }
 
     fn log(&self) -> String {
@@ -169,11 +160,9 @@ fn control_plane_failing(failing: &'static str, grants: Value) -> FakeHttp {
                 let grants = serde_json::from_value(grants.clone()).unwrap();
                 wire(&wire::AccessState { cluster_id: cluster_id(), revocation_epoch: 0, grants })
             }
-            "heartbeat" => wire(&wire::HeartbeatReply {
-                cluster_id: cluster_id(),
-                revocation_epoch: 0,
-                offline_after_seconds: 30,
-            }),
+            "heartbeat" => {
+                wire(&wire::HeartbeatReply { cluster_id: cluster_id(), revocation_epoch: 0, offline_after_seconds: 30 })
+            }
             "ack" => wire(&wire::AckReply { acked: 1 }),
             "reports" => wire(&wire::ReportsReply { recorded: 1, ignored: 0 }),
             _ => Answer::new(404, r#"{"error":{"code":"not_found","message":"no endpoint at this path"}}"#),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lanyard_api_tests::{App, unix_now};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, unix_now};
 use lanyard_cli::{kubeconfig, token_cache};
 use lanyard_core::dev::{self, SessionClaims};
 use serde_json::{Value, json};
@@ -116,14 +116,11 @@ fn login_whoami_logout() {
 
 #[test]
 fn clusters_and_access_management() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let prod = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, .. } = Fixture::start().with_cluster("prod");
     let sandbox = app.cluster(&admin, "play", "sandbox");
     app.sign_in("bob@acme.example", "acme");
     app.sign_in("carol@acme.example", "acme");
-    let env = Env::new();
-    env.login(&app, &admin);
+    let env = Env::logged_in(&app, &admin);
 
     let list = env.run(&["cluster", "list"]);
     list.ok();
@@ -137,152 +134,39 @@ fn clusters_and_access_management() {
     assert_eq!(json["clusters"].as_array().map(Vec::len), Some(2));
 
     // Grants, by name and by id.
-    let g1 = env.run(&[
-        "-o",
-        "json",
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "team-a",
-    ]);
+    let g1 = env.access_grant("prod", "bob@acme.example", "view", &["--namespace", "team-a", "-o", "json"]);
     g1.ok();
     let g1 = g1.json();
     assert_eq!((g1["scope"].as_str(), g1["namespace"].as_str()), (Some("namespace"), Some("team-a")));
-    let out = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        &prod,
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "edit",
-        "--cluster-scope",
-    ]);
+    let out = env.access_grant(&prod, "bob@acme.example", "edit", &["--cluster-scope"]);
     out.ok();
     assert!(out.stdout.contains("cluster") && out.stdout.contains("edit"), "{out:?}");
-    env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "carol@acme.example",
-        "--role",
-        "admin",
-        "--namespace",
-        "team-b",
-    ])
-    .ok();
+    env.access_grant("prod", "carol@acme.example", "admin", &["--namespace", "team-b"]).ok();
 
     // Main errors.
-    let dup = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "team-a",
-    ]);
+    let dup = env.access_grant("prod", "bob@acme.example", "view", &["--namespace", "team-a"]);
     dup.code(6);
     assert!(dup.stderr.contains("duplicate_grant") && dup.stderr.contains("lanyard cluster access list"), "{dup:?}");
-    let bad = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "owner",
-        "--namespace",
-        "a",
-    ]);
+    let bad = env.access_grant("prod", "bob@acme.example", "owner", &["--namespace", "a"]);
     bad.code(2);
     assert!(bad.stderr.contains("view, edit, admin, cluster-admin"), "the error names the valid roles: {bad:?}");
-    let both = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "b@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "a",
-        "--cluster-scope",
-    ]);
+    let both = env.access_grant("prod", "b@acme.example", "view", &["--namespace", "a", "--cluster-scope"]);
     both.code(2);
-    env.run(&["cluster", "access", "grant", "prod", "--email", "b@acme.example", "--role", "view"]).code(2);
-    let invalid = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "cluster-admin",
-        "--namespace",
-        "a",
-    ]);
+    env.access_grant("prod", "b@acme.example", "view", &[]).code(2);
+    let invalid = env.access_grant("prod", "bob@acme.example", "cluster-admin", &["--namespace", "a"]);
     invalid.code(2);
     assert!(invalid.stderr.contains("validation_failed") && invalid.stderr.contains("field: role"), "{invalid:?}");
-    let bad_ns = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "Not_A_Label",
-    ]);
+    let bad_ns = env.access_grant("prod", "bob@acme.example", "view", &["--namespace", "Not_A_Label"]);
     bad_ns.code(2);
     assert!(bad_ns.stderr.contains("field: namespace"), "{bad_ns:?}");
-    let stranger = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "nobody@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "a",
-    ]);
+    let stranger = env.access_grant("prod", "nobody@acme.example", "view", &["--namespace", "a"]);
     stranger.code(2);
     assert!(stranger.stderr.contains("member_not_eligible") && stranger.stderr.contains("sign in"), "{stranger:?}");
     let unknown = env.run(&["cluster", "access", "list", "nope"]);
     unknown.code(5);
     assert!(unknown.stderr.contains("lanyard cluster list"), "{unknown:?}");
     env.run(&["cluster", "access", "list", "c_000000000000000000000000"]).code(5);
-    let sb = env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        &sandbox,
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "a",
-    ]);
+    let sb = env.access_grant(&sandbox, "bob@acme.example", "view", &["--namespace", "a"]);
     sb.code(6);
 
     // list / status, table and JSON.
@@ -301,8 +185,7 @@ fn clusters_and_access_management() {
     assert!(status.json()["grants"].as_array().unwrap().iter().all(|g| g["status"] == "cluster_offline"));
 
     // A member is forbidden the admin commands, and told why.
-    let member = Env::new();
-    member.login(&app, &app.token("bob@acme.example", "acme", false));
+    let member = Env::logged_in(&app, &app.token("bob@acme.example", "acme", false));
     member.run(&["cluster", "list"]).ok();
     for args in [
         vec!["cluster", "access", "list", "prod"],
@@ -322,19 +205,7 @@ fn clusters_and_access_management() {
     assert_eq!(out.json()["revoked"], json!([g1["id"]]));
     env.run(&["cluster", "access", "revoke", "prod", g1["id"].as_str().unwrap()]).code(5);
     env.run(&["cluster", "access", "revoke", "prod", "g_000000000000000000000000"]).code(5);
-    env.run(&[
-        "cluster",
-        "access",
-        "grant",
-        "prod",
-        "--email",
-        "bob@acme.example",
-        "--role",
-        "view",
-        "--namespace",
-        "team-c",
-    ])
-    .ok();
+    env.access_grant("prod", "bob@acme.example", "view", &["--namespace", "team-c"]).ok();
     let out = env.run(&["-o", "json", "cluster", "access", "revoke", "prod", "--email", "BOB@acme.example"]);
     out.ok();
     assert_eq!(out.json()["revoked"].as_array().map(Vec::len), Some(2));
@@ -357,12 +228,9 @@ fn clusters_and_access_management() {
 
 #[test]
 fn cluster_delete_and_credential_rotate() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (prod, old) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, credential: old } = Fixture::start().with_cluster("prod");
     let bob = app.sign_in("bob@acme.example", "acme");
-    let env = Env::new();
-    env.login(&app, &admin);
+    let env = Env::logged_in(&app, &admin);
     let agent = |credential: &str| app.get(&format!("/agent/v1/clusters/{prod}/state"), credential).status;
 
     // Rotate: the new credential alone on stdout, the advice on stderr; the
@@ -394,8 +262,7 @@ fn cluster_delete_and_credential_rotate() {
     }
 
     // Members may do neither (exit 4); unknown clusters are exit 5.
-    let member = Env::new();
-    member.login(&app, &bob);
+    let member = Env::logged_in(&app, &bob);
     member.run(&["cluster", "credential", "rotate", "prod"]).code(4);
     member.run(&["cluster", "delete", "prod", "--yes"]).code(4);
     env.run(&["cluster", "delete", "nope", "--yes"]).code(5);
@@ -436,24 +303,13 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn access_status_waits_until_grants_settle() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (cluster, credential) = app.register(&admin, "prod", "standard");
-    app.sign_in("bob@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, credential } =
+        Fixture::start().with_cluster("prod").with_member("bob@acme.example");
     let agent = |what: &str| format!("/agent/v1/clusters/{cluster}/{what}");
     app.post(&agent("heartbeat"), &credential, json!({})).expect(200);
-    let env = Env::new();
-    env.login(&app, &admin);
+    let env = Env::logged_in(&app, &admin);
 
-    let grant = |ns: &str| {
-        let g = app.grant(
-            &admin,
-            &cluster,
-            json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": ns}),
-        );
-        g.expect(201);
-        g.json["id"].as_str().unwrap().to_owned()
-    };
+    let grant = |ns: &str| app.grant_access(&admin, &cluster, "bob@acme.example", "view", Some(ns));
     let report = |id: &str, state: &str| {
         let mut result = json!({"grant_id": id, "state": state});
         if state == "failed" {
@@ -530,19 +386,11 @@ fn assert_kept(before: &serde_norway::Value, after: &serde_norway::Value, lanyar
 
 #[test]
 fn kubeconfig_add_list_remove_and_kubectl_reads_it() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     app.cluster(&admin, "other", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
-    )
-    .expect(201);
-    let env = Env::new();
-    env.login(&app, &bob);
+    app.grant_access(&admin, &cluster, "bob@acme.example", "view", Some("team-a"));
+    let env = Env::logged_in(&app, &bob);
     existing_kubeconfig(&env);
     let before = yaml(&env.kubeconfig);
 
@@ -698,17 +546,10 @@ fn credential_token(v: &Value) -> String {
 
 #[test]
 fn token_plugin_caches_and_refreshes() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let other = app.cluster(&admin, "other", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
-    )
-    .expect(201);
+    app.grant_access(&admin, &cluster, "bob@acme.example", "view", Some("team-a"));
     let env = Env::new();
     let args = |c: &str| {
         vec![
@@ -849,8 +690,7 @@ fn fake_apiserver() -> (String, String, Arc<Mutex<Vec<String>>>) {
 
 #[test]
 fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     let (server, ca_pem, seen) = fake_apiserver();
     let created = app.post(
         "/api/v1/clusters",
@@ -865,22 +705,8 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
 
     // The newcomer's path: login, an admin grants view in a namespace, kubeconfig add, kubectl.
     env.login(&app, &bob);
-    let admin_env = Env::new();
-    admin_env.login(&app, &admin);
-    admin_env
-        .run(&[
-            "cluster",
-            "access",
-            "grant",
-            "prod",
-            "--email",
-            "bob@acme.example",
-            "--role",
-            "view",
-            "--namespace",
-            "team-a",
-        ])
-        .ok();
+    let admin_env = Env::logged_in(&app, &admin);
+    admin_env.access_grant("prod", "bob@acme.example", "view", &["--namespace", "team-a"]).ok();
     env.run(&["cluster", "kubeconfig", "add", "prod", "--set-current"]).ok();
     let cache = token_cache::file(&env.cache_dir(), &app.url, &lanyard_core::ids::ClusterId::parse(&cluster).unwrap());
     assert!(!cache.exists());
@@ -916,20 +742,12 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
 
 #[test]
 fn cluster_arguments_cannot_reach_other_endpoints() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
-    )
-    .expect(201);
+    app.grant_access(&admin, &cluster, "bob@acme.example", "view", Some("team-a"));
     let grant = app.grants(&admin, &cluster)[0]["id"].as_str().unwrap().to_owned();
     // The admin runs the exec plugin with a crafted --cluster (e.g. from a kubeconfig someone sent them).
-    let env = Env::new();
-    env.login(&app, &admin);
+    let env = Env::logged_in(&app, &admin);
     for crafted in [
         format!("{cluster}/../../../../api/v1/clusters/{cluster}/access/revoke-all?"),
         format!("{cluster}/../{cluster}/access/revoke-all#"),
@@ -957,8 +775,7 @@ fn cluster_arguments_cannot_reach_other_endpoints() {
     assert_eq!(app.grants(&admin, &cluster).len(), 1, "nothing was revoked");
 
     // A cluster name is resolved to its id.
-    let member = Env::new();
-    member.login(&app, &bob);
+    let member = Env::logged_in(&app, &bob);
     let out = member.run(&["cluster", "token", "--control-plane", &app.url, "--cluster", "prod"]);
     out.ok();
     let token = credential_token(&out.json());
@@ -972,9 +789,7 @@ fn cluster_arguments_cannot_reach_other_endpoints() {
 
 #[test]
 fn plain_http_only_to_loopback() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let env = Env::new();
     // Login refuses plain http to another host before sending the session anywhere.
     for url in ["http://lanyard.invalid:3000", "http://10.0.0.1:3000", "http://[::2]:3000"] {
@@ -1016,17 +831,10 @@ fn with_control_plane(body: &str, url: &str) -> String {
 
 #[test]
 fn kubeconfig_add_merges_only_what_lanyard_writes() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let other = app.cluster(&admin, "other", "standard");
     let bob = app.sign_in("bob@acme.example", "acme");
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
-    )
-    .expect(201);
+    app.grant_access(&admin, &cluster, "bob@acme.example", "view", Some("team-a"));
     // Bob talks to the control plane through a proxy that plays a malicious one.
     let proxy = Proxy::start(&app.url);
     let env = Env::new();
@@ -1129,17 +937,9 @@ fn kubeconfig_add_merges_only_what_lanyard_writes() {
 
 #[test]
 fn human_output_escapes_control_characters() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (cluster, credential) = app.register(&admin, "prod", "standard");
-    app.sign_in("bob@acme.example", "acme");
-    let g = app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "bob@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}),
-    );
-    g.expect(201);
-    let grant = g.json["id"].as_str().unwrap().to_owned();
+    let ClusterFixture { app, admin, cluster, credential } =
+        Fixture::start().with_cluster("prod").with_member("bob@acme.example");
+    let grant = app.grant_access(&admin, &cluster, "bob@acme.example", "view", Some("team-a"));
     app.post(&format!("/agent/v1/clusters/{cluster}/heartbeat"), &credential, json!({})).expect(200);
     // The agent reports a failure whose text would clear the screen, retitle the
     // terminal, ring the bell and overwrite the line.
@@ -1150,8 +950,7 @@ fn human_output_escapes_control_characters() {
         json!({"results": [{"grant_id": grant, "state": "failed", "error": hostile}]}),
     )
     .expect(200);
-    let env = Env::new();
-    env.login(&app, &admin);
+    let env = Env::logged_in(&app, &admin);
 
     for args in [
         vec!["cluster", "access", "list", "prod"],
@@ -1177,18 +976,25 @@ fn human_output_escapes_control_characters() {
     proxy.tamper(|method, path, status, body| {
         if method == "GET" && path == "/api/v1/clusters" {
             (status, replace_once(&body, r#""name":"prod""#, r#""name":"pr\u001b[2Jod\r\u0007""#))
-        } else if path.ends_with("/access/grants") {
+        } else {
+            (status, body)
+        }
+    });
+    // A cluster name that is no DNS-1123 label is not a Lanyard answer: the table refuses it,
+    // saying so without echoing it; the JSON output passes the answer on exactly, escaped.
+    let out = via.run(&["cluster", "list"]);
+    out.code(1);
+    assert!(raw_controls(&out.stdout).is_empty() && raw_controls(&out.stderr).is_empty(), "{out:?}");
+    assert!(out.stderr.contains("unexpected cluster list"), "{out:?}");
+    let json = via.run(&["-o", "json", "cluster", "list"]).json();
+    assert_eq!(json["clusters"][0]["name"], "pr\u{1b}[2Jod\r\u{7}");
+    proxy.tamper(|_method, path, status, body| {
+        if path.ends_with("/access/grants") {
             (403, r#"{"error":{"code":"forbidden","message":"no\u001b[31m\r\nlanyard: all fine"}}"#.to_owned())
         } else {
             (status, body)
         }
     });
-    let out = via.run(&["cluster", "list"]);
-    out.ok();
-    assert!(raw_controls(&out.stdout).is_empty(), "{out:?}");
-    assert!(out.stdout.contains(r"pr\u{1b}[2Jod\r\u{7}"), "{out:?}");
-    let json = via.run(&["-o", "json", "cluster", "list"]).json();
-    assert_eq!(json["clusters"][0]["name"], "pr\u{1b}[2Jod\r\u{7}");
     let out = via.run(&["cluster", "access", "list", &cluster]);
     out.code(4);
     assert!(raw_controls(&out.stderr).is_empty(), "{out:?}");

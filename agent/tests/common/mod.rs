@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lanyard_api_tests::{App, Options};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, Options};
 use lanyard_kube::{Identity, KubeCluster};
 use lanyard_test_support::{Probe, wait_for};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// How long a grant may take to settle in a test.
 pub const SETTLE: Duration = Duration::from_secs(60);
@@ -52,12 +52,9 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let agent_kubeconfig = dir.path().join("agent.kubeconfig");
         std::fs::write(&agent_kubeconfig, kubeconfig(kube.server_url(), kube.ca_cert_path(), &token)).unwrap();
-        let app = App::start_with(Options {
-            extra: vec![("agent_offline_after_seconds".into(), "3".into())],
-            ..Options::default()
-        });
-        let admin = app.admin("acme");
-        let (cluster_id, credential) = app.register(&admin, "e2e", "standard");
+        let options = Options { extra: vec![("agent_offline_after_seconds".into(), "3".into())], ..Options::default() };
+        let ClusterFixture { app, admin, cluster: cluster_id, credential } =
+            Fixture::start_with(options).with_cluster("e2e");
         Env { kube, app, admin, cluster_id, credential, agent_kubeconfig, dir, agent: None, agent_runs: 0 }
     }
 
@@ -65,21 +62,11 @@ impl Env {
     pub fn start_agent(&mut self) {
         assert!(self.agent.is_none(), "the agent is already running");
         self.agent_runs += 1;
-        let log = std::fs::File::create(self.dir.path().join(format!("agent-{}.log", self.agent_runs))).unwrap();
-        let child = Command::new(agent_binary())
-            .args(["--control-plane", &self.app.url, "--cluster-id", &self.cluster_id])
-            .arg("--kubeconfig")
-            .arg(&self.agent_kubeconfig)
-            .args(["--heartbeat-seconds", "1", "--poll-millis", "100", "--resync-seconds", "2"])
-            .args(["--backoff-min-millis", "200", "--backoff-max-seconds", "2", "--log-format", "text"])
-            .env("LANYARD_AGENT_CREDENTIAL", &self.credential)
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start lanyard-agent");
-        self.agent = Some(child);
+        let mut agent = agent_command(&self.app.url, &self.cluster_id, &self.agent_kubeconfig, &self.credential);
+        agent.args(["--heartbeat-seconds", "1", "--poll-millis", "100", "--resync-seconds", "2"]);
+        agent.args(["--backoff-min-millis", "200", "--backoff-max-seconds", "2", "--log-format", "text"]);
+        let log = self.dir.path().join(format!("agent-{}.log", self.agent_runs));
+        self.agent = Some(spawn_logged(agent, &log));
     }
 
     /// Stop the agent: SIGTERM (clean) or SIGKILL (a crash).
@@ -103,13 +90,7 @@ impl Env {
     /// Sign a member in and grant them `role` at `namespace` (or the cluster).
     pub fn grant(&self, email: &str, role: &str, namespace: Option<&str>) -> String {
         self.app.sign_in(email, "acme");
-        let body = match namespace {
-            Some(ns) => json!({"email": email, "role": role, "scope": "namespace", "namespace": ns}),
-            None => json!({"email": email, "role": role, "scope": "cluster"}),
-        };
-        let r = self.app.grant(&self.admin, &self.cluster_id, body);
-        r.expect(201);
-        r.json["id"].as_str().unwrap().to_owned()
+        self.app.grant_access(&self.admin, &self.cluster_id, email, role, namespace)
     }
 
     pub fn grants(&self) -> Vec<Value> {
@@ -196,6 +177,27 @@ impl Drop for Env {
             let _ = child.wait();
         }
     }
+}
+
+/// The agent binary for cluster `cluster_id` of `control_plane`, with
+/// `kubeconfig` (never `$KUBECONFIG`), its `credential` in the environment
+/// and standard input closed; further arguments go after these.
+pub fn agent_command(control_plane: &str, cluster_id: &str, kubeconfig: &Path, credential: &str) -> Command {
+    let mut command = Command::new(agent_binary());
+    command
+        .args(["--control-plane", control_plane, "--cluster-id", cluster_id])
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("LANYARD_AGENT_CREDENTIAL", credential)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Start `agent` (an [`agent_command`]) with both its outputs in the file `log`.
+pub fn spawn_logged(mut agent: Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    agent.stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("start lanyard-agent")
 }
 
 /// The agent binary: Cargo's for tests; `target/debug` for the benchmark example.

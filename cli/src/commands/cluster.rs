@@ -37,14 +37,7 @@ pub fn list(format: Format) -> Result<()> {
 pub fn delete(name_or_id: &str, yes: bool, format: Format) -> Result<()> {
     let api = Api::new(&config::load_session()?)?;
     let cluster = api.resolve_cluster(name_or_id)?;
-    if !yes {
-        confirm(
-            cluster.name.as_str(),
-            "cluster delete",
-            &format!("deletes cluster {} with its grants, tokens and agent credential", cluster.name),
-            "deleted",
-        )?;
-    }
+    confirm(Irreversible::DeleteCluster, cluster.name.as_str(), yes)?;
     api.delete(&cluster_path(&cluster.id, &[])).map_err(admin_only)?;
     match format {
         Format::Json => print_json(&json!({"cluster": cluster.id, "deleted": true})),
@@ -182,7 +175,8 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
                     let grants = parse::<wire::GrantList>(&body, "grant list")?.grants;
                     let wanted = Email::parse(&email)
                         .ok_or_else(|| CliError::Usage(format!("{email:?} is not an email address (--email)")))?;
-                    let ids: Vec<GrantId> = grants.into_iter().filter(|g| g.terms.email == wanted).map(|g| g.id).collect();
+                    let ids: Vec<GrantId> =
+                        grants.into_iter().filter(|g| g.terms.email == wanted).map(|g| g.id).collect();
                     if ids.is_empty() {
                         return Err(CliError::NotFound(format!(
                             "{wanted} holds no grant on {}: `lanyard cluster access list {}` shows the grants",
@@ -212,14 +206,7 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
         }
         Access::RevokeAll { cluster, yes } => {
             let cluster = api.resolve_cluster(&cluster)?;
-            if !yes {
-                confirm(
-                    cluster.name.as_str(),
-                    "revoke-all",
-                    &format!("revokes every grant and every token on cluster {}", cluster.name),
-                    "revoked",
-                )?;
-            }
+            confirm(Irreversible::RevokeAll, cluster.name.as_str(), yes)?;
             let body =
                 api.post_json(&cluster_path(&cluster.id, &["access", "revoke-all"]), &json!({})).map_err(admin_only)?;
             match format {
@@ -241,15 +228,37 @@ pub fn access(cmd: Access, format: Format) -> Result<()> {
     Ok(())
 }
 
-/// Ask on the terminal to type the cluster's name before `command`, which
-/// `what` (e.g. "revokes every grant …"); refuse (exit 2) without a terminal,
-/// saying that nothing was `undone` (e.g. "revoked").
-fn confirm(name: &str, command: &str, what: &str, undone: &str) -> Result<()> {
+/// The commands that cannot be undone, and so ask first.
+enum Irreversible {
+    /// `lanyard cluster delete`.
+    DeleteCluster,
+    /// `lanyard cluster access revoke-all`.
+    RevokeAll,
+}
+
+/// Unless `yes` (`--yes`), ask on the terminal to type the cluster's name
+/// before `action` on the cluster `name`; refuse (exit 2) without a terminal,
+/// and on any other answer, saying that nothing was done.
+fn confirm(action: Irreversible, name: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    // The command, what it does, and what did not happen when refused.
+    let (command, what, undone) = match action {
+        Irreversible::DeleteCluster => (
+            "cluster delete",
+            format!("deletes cluster {name} with its grants, tokens and agent credential"),
+            "deleted",
+        ),
+        Irreversible::RevokeAll => {
+            ("revoke-all", format!("revokes every grant and every token on cluster {name}"), "revoked")
+        }
+    };
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(CliError::Usage(format!("{command} {what}: pass --yes to confirm (no terminal to ask on)")));
     }
-    eprint!("This {}. Type the cluster name to confirm: ", crate::output::escape(what));
+    eprint!("This {}. Type the cluster name to confirm: ", crate::output::escape(&what));
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     stdin.lock().read_line(&mut line).map_err(CliError::io("reading the confirmation"))?;

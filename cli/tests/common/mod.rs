@@ -64,6 +64,14 @@ impl Env {
         Env { home, config, kubeconfig }
     }
 
+    /// A new environment, logged in to `app` with the session `token`.
+    #[track_caller]
+    pub fn logged_in(app: &App, token: &str) -> Env {
+        let env = Env::new();
+        env.login(app, token);
+        env
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }
@@ -100,6 +108,15 @@ impl Env {
     #[track_caller]
     pub fn login(&self, app: &App, token: &str) {
         self.run(&["login", "--control-plane", &app.url, "--token", token]).ok();
+    }
+
+    /// `lanyard cluster access grant CLUSTER --email EMAIL --role ROLE`, then
+    /// `rest` (the scope, `--namespace N` or `--cluster-scope`, and any other
+    /// argument).
+    pub fn access_grant(&self, cluster: &str, email: &str, role: &str, rest: &[&str]) -> Out {
+        let mut args = vec!["cluster", "access", "grant", cluster, "--email", email, "--role", role];
+        args.extend_from_slice(rest);
+        self.run(&args)
     }
 
     pub fn cache_dir(&self) -> PathBuf {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use lanyard_api_tests::App;
+use lanyard_api_tests::{ClusterFixture, Fixture};
 use serde_json::json;
 
 fn row(name: &str, mut samples: Vec<Duration>) {
@@ -39,9 +39,7 @@ fn time(n: usize, mut f: impl FnMut(usize)) -> Vec<Duration> {
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let member = app.sign_in("dev@acme.example", "acme");
     let grants = format!("/api/v1/clusters/{cluster}/access/grants");
     // Warm the instance pool and the store.

@@ -306,14 +306,17 @@ impl App {
     /// Register a cluster; returns its id and its agent credential.
     #[track_caller]
     pub fn register(&self, admin: &str, name: &str, kind: &str) -> (String, String) {
-        let resp = self.post(
-            "/api/v1/clusters",
-            admin,
-            serde_json::json!({"name": name, "kind": kind, "proxy_url": "https://proxy.example:8443"}),
-        );
+        let resp = self.registration(admin, name, kind);
         resp.expect(201);
         let id = resp.json["cluster"]["id"].as_str().unwrap().to_owned();
         (id, resp.json["agent_credential"].as_str().unwrap().to_owned())
+    }
+
+    /// The answer to registering a cluster (proxied at `https://proxy.example:8443`).
+    #[track_caller]
+    pub fn registration(&self, admin: &str, name: &str, kind: &str) -> Resp {
+        let body = serde_json::json!({"name": name, "kind": kind, "proxy_url": "https://proxy.example:8443"});
+        self.post("/api/v1/clusters", admin, body)
     }
 
     /// Make `email` known to the directory (as their first sign-in does).
@@ -330,11 +333,111 @@ impl App {
         self.post(&format!("/api/v1/clusters/{cluster}/access/grants"), admin, body)
     }
 
+    /// Grant `email` (a member who signed in) `role` on `cluster` as `admin`:
+    /// in `namespace`, or cluster-wide for `None`. The grant must be created;
+    /// returns its id.
+    #[track_caller]
+    pub fn grant_access(&self, admin: &str, cluster: &str, email: &str, role: &str, namespace: Option<&str>) -> String {
+        let body = match namespace {
+            Some(ns) => serde_json::json!({"email": email, "role": role, "scope": "namespace", "namespace": ns}),
+            None => serde_json::json!({"email": email, "role": role, "scope": "cluster"}),
+        };
+        let resp = self.grant(admin, cluster, body);
+        resp.expect(201);
+        resp.json["id"].as_str().unwrap().to_owned()
+    }
+
     #[track_caller]
     pub fn grants(&self, admin: &str, cluster: &str) -> Vec<Value> {
         let resp = self.get(&format!("/api/v1/clusters/{cluster}/access/grants"), admin);
         resp.expect(200);
         resp.json["grants"].as_array().unwrap().clone()
+    }
+
+    /// The directory id of `email`, as `admin` lists it.
+    #[track_caller]
+    pub fn member_id(&self, admin: &str, email: &str) -> String {
+        let members = self.get("/api/v1/members", admin);
+        members.expect(200);
+        let found = members.json["members"].as_array().unwrap().iter().find(|m| m["email"] == email).cloned();
+        found.unwrap_or_else(|| panic!("{email} is not in the directory: {}", members.body))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Change the member `id` (`PATCH /api/v1/members/{id}`) as `admin`.
+    #[track_caller]
+    pub fn patch_member(&self, admin: &str, id: &str, body: Value) -> Resp {
+        self.send("PATCH", &format!("/api/v1/members/{id}"), Some(admin), Some(&body))
+    }
+
+    /// The published JWKS.
+    #[track_caller]
+    pub fn jwks(&self) -> Value {
+        let resp = self.send("GET", "/.well-known/jwks.json", None, None);
+        resp.expect(200);
+        resp.json
+    }
+}
+
+/// The set-up most tests share: a fresh control plane and the session of
+/// `admin@acme.example`, an admin of `acme` ([`Fixture::start`]), to which
+/// [`Fixture::with_cluster`] adds a registered cluster and
+/// [`ClusterFixture::with_member`] members who signed in. Tests take it apart
+/// into the names they use:
+///
+/// ```text
+/// let ClusterFixture { app, admin, cluster, .. } =
+///     Fixture::start().with_cluster("prod").with_member("dev@acme.example");
+/// app.grant_access(&admin, &cluster, "dev@acme.example", "view", Some("team-a"));
+/// ```
+///
+/// (A test that needs a member's session takes it from [`App::sign_in`].)
+pub struct Fixture {
+    pub app: App,
+    /// The session of `admin@acme.example`, an admin of `acme`.
+    pub admin: String,
+}
+
+/// A [`Fixture`] with a standard cluster its admin registered.
+pub struct ClusterFixture {
+    pub app: App,
+    /// The session of `admin@acme.example`, an admin of `acme`.
+    pub admin: String,
+    /// The cluster's id.
+    pub cluster: String,
+    /// The cluster's agent credential.
+    pub credential: String,
+}
+
+impl Fixture {
+    /// A control plane started with the default [`Options`], and its admin.
+    pub fn start() -> Fixture {
+        Fixture::start_with(Options::default())
+    }
+
+    /// A control plane started with `options`, and its admin.
+    pub fn start_with(options: Options) -> Fixture {
+        let app = App::start_with(options);
+        let admin = app.admin("acme");
+        Fixture { app, admin }
+    }
+
+    /// The standard cluster `name`, registered by the admin.
+    #[track_caller]
+    pub fn with_cluster(self, name: &str) -> ClusterFixture {
+        let (cluster, credential) = self.app.register(&self.admin, name, "standard");
+        ClusterFixture { app: self.app, admin: self.admin, cluster, credential }
+    }
+}
+
+impl ClusterFixture {
+    /// `email` signed in once, which makes them an active member of `acme`.
+    #[track_caller]
+    pub fn with_member(self, email: &str) -> ClusterFixture {
+        self.app.sign_in(email, "acme");
+        self
     }
 }
 

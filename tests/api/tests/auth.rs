@@ -2,7 +2,7 @@
 //! endpoints, CSRF for cookie writes, and the gateway switch.
 
 use jwt_simple::prelude::*;
-use lanyard_api_tests::{App, Options, TestIssuer, unix_now};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, Options, TestIssuer, unix_now};
 use lanyard_core::dev::{self, SessionClaims};
 use serde_json::json;
 
@@ -32,9 +32,7 @@ fn grant_body() -> serde_json::Value {
 
 #[test]
 fn no_or_bad_session_is_401_everywhere() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, cluster, .. } = Fixture::start().with_cluster("prod");
     let foreign = dev::new_key(&lanyard_core::random::SystemRandom).unwrap();
     let claims = |ttl| SessionClaims {
         email: "admin@acme.example".into(),
@@ -76,9 +74,7 @@ fn no_or_bad_session_is_401_everywhere() {
 
 #[test]
 fn members_are_forbidden_admin_endpoints() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, cluster, .. } = Fixture::start().with_cluster("prod");
     let member = app.sign_in("dev@acme.example", "acme");
     for (method, template) in ACCESS {
         if template.ends_with("capabilities") {
@@ -99,9 +95,7 @@ fn members_are_forbidden_admin_endpoints() {
 
 #[test]
 fn another_organisations_cluster_is_not_found_never_forbidden() {
-    let app = App::start();
-    let acme = app.admin("acme");
-    let cluster = app.cluster(&acme, "prod", "standard");
+    let ClusterFixture { app, admin: acme, cluster, .. } = Fixture::start().with_cluster("prod");
     let globex = app.admin("globex");
     let globex_member = app.sign_in("dev@globex.example", "globex");
     for (method, template) in ACCESS {
@@ -119,10 +113,8 @@ fn another_organisations_cluster_is_not_found_never_forbidden() {
 
 #[test]
 fn cookie_writes_need_the_csrf_header() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let cookie = format!("lanyard_session={admin}");
     let grants = format!("/org/clusters/{cluster}/access/grants");
 
@@ -165,9 +157,8 @@ fn cookie_writes_need_the_csrf_header() {
 
 #[test]
 fn with_the_gateway_off_every_access_endpoint_is_404() {
-    let app = App::start_with(Options { gateway: false, ..Options::default() });
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start_with(Options { gateway: false, ..Options::default() }).with_cluster("prod");
     for (method, template) in ACCESS {
         let p = path(template, &cluster, "g_000000000000000000000000");
         app.send(method, &p, Some(&admin), None).expect_error(404, "access_unavailable");
@@ -177,9 +168,7 @@ fn with_the_gateway_off_every_access_endpoint_is_404() {
 
 #[test]
 fn wrong_methods_and_unknown_paths() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let r = app.send("PUT", &format!("/api/v1/clusters/{cluster}/access/grants"), Some(&admin), None);
     r.expect_error(405, "method_not_allowed");
     assert_eq!(r.headers.get("allow").unwrap(), "GET, POST");
@@ -191,27 +180,16 @@ fn wrong_methods_and_unknown_paths() {
 
 #[test]
 fn a_deactivated_member_can_do_nothing() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let other_admin = app.sign_in("boss@acme.example", "acme");
     let boss_admin = app.token("boss@acme.example", "acme", true);
-    let id = app.get("/api/v1/members", &admin).json["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "boss@acme.example")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.send("PATCH", &format!("/api/v1/members/{id}"), Some(&admin), Some(&json!({"status": "deactivated"})))
-        .expect(200);
+    let id = app.member_id(&admin, "boss@acme.example");
+    app.patch_member(&admin, &id, json!({"status": "deactivated"})).expect(200);
     for token in [&other_admin, &boss_admin] {
         app.get(&format!("/api/v1/clusters/{cluster}/access/capabilities"), token).expect_error(403, "forbidden");
         app.get("/api/v1/clusters", token).expect_error(403, "forbidden");
     }
-    app.send("PATCH", &format!("/api/v1/members/{id}"), Some(&admin), Some(&json!({"status": "active"}))).expect(200);
+    app.patch_member(&admin, &id, json!({"status": "active"})).expect(200);
     app.get("/api/v1/clusters", &boss_admin).expect(200);
 }
 

@@ -1,15 +1,14 @@
 //! Cluster registration, listing and deletion, agent-credential rotation, and
 //! the member directory.
 
-use lanyard_api_tests::{App, unix_now};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, unix_now};
 use lanyard_core::ids::ClusterId;
 use lanyard_core::token::{self, TokenError};
 use serde_json::{Value, json};
 
 #[test]
 fn registering_a_cluster_returns_its_agent_credential_once() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     let r = app.post(
         "/api/v1/clusters",
         &admin,
@@ -34,8 +33,7 @@ fn registering_a_cluster_returns_its_agent_credential_once() {
 
 #[test]
 fn registration_validates_every_field() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     let ok = json!({"name": "prod", "proxy_url": "https://p.example"});
     let with = |k: &str, v: Value| {
         let mut b = ok.clone();
@@ -69,8 +67,7 @@ fn registration_validates_every_field() {
 
 #[test]
 fn the_directory_invites_lists_and_deactivates() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     app.post("/api/v1/members", &admin, json!({"email": "Carol@Acme.example"})).expect(201);
     app.post("/api/v1/members", &admin, json!({"email": "carol@acme.example"})).expect_error(409, "member_exists");
     app.post("/api/v1/members", &admin, json!({"email": "nope"})).expect_error(422, "validation_failed");
@@ -81,7 +78,7 @@ fn the_directory_invites_lists_and_deactivates() {
     let carol = members.iter().find(|m| m["email"] == "carol@acme.example").unwrap();
     assert_eq!(carol["status"], "active");
     let me = members.iter().find(|m| m["email"] == "admin@acme.example").unwrap();
-    let patch = |id: &str, body: Value| app.send("PATCH", &format!("/api/v1/members/{id}"), Some(&admin), Some(&body));
+    let patch = |id: &str, body: Value| app.patch_member(&admin, id, body);
     patch(me["id"].as_str().unwrap(), json!({"status": "deactivated"})).expect_error(422, "validation_failed");
     patch(carol["id"].as_str().unwrap(), json!({"status": "gone"})).expect_error(422, "validation_failed");
     patch("m_ffffffffffffffffffffffff", json!({"status": "deactivated"})).expect_error(404, "not_found");
@@ -98,12 +95,6 @@ fn counter(app: &App, key: &str) -> i64 {
         .into_iter()
         .find(|(_, k, _)| k == key)
         .map_or(0, |(_, _, v)| i64::from_le_bytes(v.as_slice().try_into().expect("a counter")))
-}
-
-fn jwks(app: &App) -> Value {
-    let r = app.send("GET", "/.well-known/jwks.json", None, None);
-    r.expect(200);
-    r.json.clone()
 }
 
 /// Every user-facing endpoint of a cluster, as (method, path).
@@ -139,18 +130,16 @@ fn agent_endpoints(cluster: &str) -> Vec<(&'static str, String, Option<Value>)> 
 
 #[test]
 fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (prod, credential) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, credential } = Fixture::start().with_cluster("prod");
     let staging = app.cluster(&admin, "staging", "standard");
     let dev = app.sign_in("dev@acme.example", "acme");
-    app.grant(&admin, &prod, json!({"email": "dev@acme.example", "role": "edit", "scope": "cluster"})).expect(201);
+    app.grant_access(&admin, &prod, "dev@acme.example", "edit", None);
     let minted = app.send("POST", &format!("/api/v1/clusters/{prod}/k8s-token"), Some(&dev), None);
     minted.expect(200);
     let token = minted.json["status"]["token"].as_str().unwrap().to_owned();
     let epoch_key = format!("v1/cluster/{prod}/epoch");
     assert!(
-        token::verify(&token, &jwks(&app), &ClusterId::parse(&prod).unwrap(), counter(&app, &epoch_key), unix_now())
+        token::verify(&token, &app.jwks(), &ClusterId::parse(&prod).unwrap(), counter(&app, &epoch_key), unix_now())
             .is_ok()
     );
     app.post(&format!("/agent/v1/clusters/{prod}/heartbeat"), &credential, json!({})).expect(200);
@@ -186,7 +175,7 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
     }
     // Tokens minted for it are refused by the epoch check (revoke-all).
     assert_eq!(
-        token::verify(&token, &jwks(&app), &ClusterId::parse(&prod).unwrap(), counter(&app, &epoch_key), unix_now()),
+        token::verify(&token, &app.jwks(), &ClusterId::parse(&prod).unwrap(), counter(&app, &epoch_key), unix_now()),
         Err(TokenError::Revoked)
     );
     // The other cluster is untouched.
@@ -202,7 +191,7 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
     }
     let epoch = counter(&app, &format!("v1/cluster/{again}/epoch"));
     assert_eq!(
-        token::verify(&token, &jwks(&app), &ClusterId::parse(&again).unwrap(), epoch, unix_now()),
+        token::verify(&token, &app.jwks(), &ClusterId::parse(&again).unwrap(), epoch, unix_now()),
         Err(TokenError::WrongCluster)
     );
     app.send("POST", &format!("/api/v1/clusters/{again}/k8s-token"), Some(&dev), None).expect_error(403, "forbidden");
@@ -217,9 +206,7 @@ fn deleting_a_cluster_ends_its_grants_credential_and_tokens() {
 
 #[test]
 fn deleting_a_cluster_survives_a_restart_and_a_cookie_needs_csrf() {
-    let mut app = App::start();
-    let admin = app.admin("acme");
-    let (prod, credential) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { mut app, admin, cluster: prod, credential } = Fixture::start().with_cluster("prod");
     // A cookie-authenticated delete without the CSRF header is refused.
     let r = App::finish(
         app.request("DELETE", &format!("/api/v1/clusters/{prod}")).header("cookie", format!("lanyard_session={admin}")),
@@ -250,9 +237,7 @@ fn works(app: &App, cluster: &str, credential: &str) -> bool {
 
 #[test]
 fn rotating_the_agent_credential_keeps_the_old_one_until_the_new_one_is_used() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (prod, old) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, credential: old } = Fixture::start().with_cluster("prod");
     let other = app.cluster(&admin, "other", "standard");
     let member = app.sign_in("dev@acme.example", "acme");
     assert!(works(&app, &prod, &old));
@@ -297,9 +282,7 @@ fn rotating_the_agent_credential_keeps_the_old_one_until_the_new_one_is_used() {
 
 #[test]
 fn a_replaced_agent_credential_expires_at_its_deadline() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (prod, old) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, credential: old } = Fixture::start().with_cluster("prod");
     let r = rotate(&app, &admin, &prod, Some(json!({"previous_valid_for_seconds": 1})));
     r.expect(201);
     let new = r.json["agent_credential"].as_str().unwrap().to_owned();
@@ -314,9 +297,7 @@ fn a_replaced_agent_credential_expires_at_its_deadline() {
 
 #[test]
 fn rotation_validates_its_body_and_changes_nothing_when_refused() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (prod, old) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, credential: old } = Fixture::start().with_cluster("prod");
     let before = app.kv_snapshot();
     for (body, status, code) in [
         (json!({"previous_valid_for_seconds": -1}), 422, "validation_failed"),
@@ -349,9 +330,7 @@ fn rotation_validates_its_body_and_changes_nothing_when_refused() {
 
 #[test]
 fn concurrent_rotations_leave_exactly_one_current_credential() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (prod, old) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster: prod, credential: old } = Fixture::start().with_cluster("prod");
     let barrier = std::sync::Barrier::new(6);
     let credentials: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..6)

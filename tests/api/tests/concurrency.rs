@@ -5,7 +5,7 @@
 use std::sync::Barrier;
 use std::thread;
 
-use lanyard_api_tests::App;
+use lanyard_api_tests::{App, ClusterFixture, Fixture};
 use serde_json::json;
 
 #[test]
@@ -47,10 +47,8 @@ fn two_admins_creating_different_grants_at_once_both_succeed() {
 
 #[test]
 fn concurrent_identical_creates_give_one_grant() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let body = json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"});
     for round in 0..5 {
         let n = 8;
@@ -83,10 +81,8 @@ fn concurrent_identical_creates_give_one_grant() {
 
 #[test]
 fn a_delete_racing_a_create_leaves_a_consistent_state() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let body = json!({"email": "dev@acme.example", "role": "admin", "scope": "namespace", "namespace": "ops"});
     for round in 0..5 {
         let first = app.grant(&admin, &cluster, body.clone());

@@ -1,7 +1,7 @@
 //! Grants end to end over HTTP: create, list, delete, revoke-all, every
 //! validation error, duplicates, eligibility and sandbox clusters.
 
-use lanyard_api_tests::App;
+use lanyard_api_tests::{ClusterFixture, Fixture};
 use serde_json::{Value, json};
 
 fn grants_path(cluster: &str) -> String {
@@ -10,10 +10,8 @@ fn grants_path(cluster: &str) -> String {
 
 #[test]
 fn admin_creates_lists_and_deletes_grants() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
 
     let created = app.grant(
         &admin,
@@ -54,10 +52,8 @@ fn admin_creates_lists_and_deletes_grants() {
 
 #[test]
 fn every_validation_error_names_its_field_and_changes_nothing() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let before = app.kv_snapshot();
     let ok = json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"});
     let with = |k: &str, v: Value| {
@@ -103,10 +99,8 @@ fn every_validation_error_names_its_field_and_changes_nothing() {
 
 #[test]
 fn invalid_requests_change_nothing() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let before = app.kv_snapshot();
     app.grant(
         &admin,
@@ -120,10 +114,8 @@ fn invalid_requests_change_nothing() {
 
 #[test]
 fn an_exact_duplicate_is_a_conflict_but_a_variation_is_not() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let body = json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"});
     app.grant(&admin, &cluster, body.clone()).expect(201);
     app.grant(&admin, &cluster, body.clone()).expect_error(409, "duplicate_grant");
@@ -138,9 +130,7 @@ fn an_exact_duplicate_is_a_conflict_but_a_variation_is_not() {
 
 #[test]
 fn only_active_members_are_eligible() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let grant = |email: &str| app.grant(&admin, &cluster, json!({"email": email, "role": "view", "scope": "cluster"}));
 
     grant("stranger@acme.example").expect_error(422, "member_not_eligible");
@@ -154,17 +144,8 @@ fn only_active_members_are_eligible() {
     grant("new@acme.example").expect(201);
 
     app.sign_in("leaver@acme.example", "acme");
-    let leaver = app.get("/api/v1/members", &admin).json["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "leaver@acme.example")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.send("PATCH", &format!("/api/v1/members/{leaver}"), Some(&admin), Some(&json!({"status": "deactivated"})))
-        .expect(200);
+    let leaver = app.member_id(&admin, "leaver@acme.example");
+    app.patch_member(&admin, &leaver, json!({"status": "deactivated"})).expect(200);
     let resp = grant("leaver@acme.example");
     resp.expect_error(422, "member_not_eligible");
     assert!(resp.json["error"]["message"].as_str().unwrap().contains("deactivated"));
@@ -176,16 +157,14 @@ fn only_active_members_are_eligible() {
 
 #[test]
 fn revoke_all_removes_every_grant_and_bumps_the_revocation_epoch() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let other = app.cluster(&admin, "staging", "standard");
     for i in 0..5 {
-        app.sign_in(&format!("u{i}@acme.example"), "acme");
-        app.grant(&admin, &cluster, json!({"email": format!("u{i}@acme.example"), "role": "view", "scope": "cluster"}))
-            .expect(201);
+        let email = format!("u{i}@acme.example");
+        app.sign_in(&email, "acme");
+        app.grant_access(&admin, &cluster, &email, "view", None);
     }
-    app.grant(&admin, &other, json!({"email": "u0@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    app.grant_access(&admin, &other, "u0@acme.example", "view", None);
 
     let r = app.post(&format!("/api/v1/clusters/{cluster}/access/revoke-all"), &admin, json!({}));
     r.expect(200);
@@ -204,8 +183,7 @@ fn revoke_all_removes_every_grant_and_bumps_the_revocation_epoch() {
 
 #[test]
 fn sandbox_clusters_do_not_support_access() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     let sandbox = app.cluster(&admin, "play", "sandbox");
     app.sign_in("dev@acme.example", "acme");
     let caps = app.get(&format!("/api/v1/clusters/{sandbox}/access/capabilities"), &admin);
@@ -220,9 +198,7 @@ fn sandbox_clusters_do_not_support_access() {
 
 #[test]
 fn capabilities_show_the_callers_own_access() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let dev = app.sign_in("dev@acme.example", "acme");
     let caps = |token: &str| {
         let r = app.get(&format!("/api/v1/clusters/{cluster}/access/capabilities"), token);
@@ -237,12 +213,7 @@ fn capabilities_show_the_callers_own_access() {
     assert_eq!(a["can_manage"], true);
     assert_eq!(a["has_access"], false, "managing access is not kubectl access");
 
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
-    )
-    .expect(201);
+    app.grant_access(&admin, &cluster, "dev@acme.example", "edit", Some("team-a"));
     let c = caps(&dev);
     assert_eq!(c["has_access"], true);
     assert_eq!(c["grants"].as_array().unwrap().len(), 1);
@@ -252,10 +223,8 @@ fn capabilities_show_the_callers_own_access() {
 
 #[test]
 fn eligible_members_lists_active_members_only() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("a@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("a@acme.example");
     app.sign_in("b@other.example", "other");
     app.post("/api/v1/members", &admin, json!({"email": "invited@acme.example"})).expect(201);
     let r = app.get(&format!("/org/clusters/{cluster}/access/members"), &admin);
@@ -268,16 +237,9 @@ fn eligible_members_lists_active_members_only() {
 
 #[test]
 fn state_survives_a_restart() {
-    let mut app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "dev@acme.example", "role": "admin", "scope": "namespace", "namespace": "ops"}),
-    )
-    .expect(201);
+    let ClusterFixture { mut app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
+    app.grant_access(&admin, &cluster, "dev@acme.example", "admin", Some("ops"));
     app.restart();
     let grants = app.grants(&admin, &cluster);
     assert_eq!(grants.len(), 1);

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use lanyard_api_tests::{App, Options, Resp, TestIssuer, repo_root};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, Options, Resp, TestIssuer, repo_root};
 use serde_json::json;
 
 #[track_caller]
@@ -20,17 +20,12 @@ fn assert_no_store(r: &Resp, what: &str) {
 
 #[test]
 fn every_response_that_carries_a_secret_is_not_cacheable() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let registered = app.post(
-        "/api/v1/clusters",
-        &admin,
-        json!({"name": "prod", "kind": "standard", "proxy_url": "https://proxy.example:8443"}),
-    );
+    let Fixture { app, admin } = Fixture::start();
+    let registered = app.registration(&admin, "prod", "standard");
     registered.expect(201);
     assert_no_store(&registered, "registration (the agent credential)");
     let cluster = registered.json["cluster"]["id"].as_str().unwrap().to_owned();
-    app.grant(&admin, &cluster, json!({"email": "admin@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    app.grant_access(&admin, &cluster, "admin@acme.example", "view", None);
     let minted = app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(&admin), None);
     minted.expect(200);
     assert_no_store(&minted, "k8s-token (the cluster token)");
@@ -74,9 +69,7 @@ fn status_without_sending_the_body(app: &App, head: &str, patience: Duration) ->
 
 #[test]
 fn the_agent_api_refuses_a_wrong_credential_without_reading_the_body() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (cluster, credential) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, cluster, credential, .. } = Fixture::start().with_cluster("prod");
     // A body of 512 KiB (within the agent limit) is announced, and never sent.
     let head = |auth: &str| {
         format!(
@@ -100,18 +93,9 @@ fn the_agent_api_refuses_a_wrong_credential_without_reading_the_body() {
 
 #[test]
 fn a_client_cannot_supply_a_route_parameter_the_route_does_not_declare() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     app.sign_in("dev@acme.example", "acme");
-    let dev = app.get("/api/v1/members", &admin).json["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["email"] == "dev@acme.example")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dev = app.member_id(&admin, "dev@acme.example");
     let before = app.kv_snapshot();
     // `/api/v1/members` declares no `:member_id`; Spin passes a client's
     // `spin-path-match-member-id` header through, so only the route decides.
@@ -136,31 +120,17 @@ fn a_client_cannot_supply_a_route_parameter_the_route_does_not_declare() {
 
 #[test]
 fn deactivating_a_member_ends_their_access_and_reactivating_revives_nothing() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let (cluster, credential) = app.register(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, credential } = Fixture::start().with_cluster("prod");
     let dev = app.sign_in("dev@acme.example", "acme");
-    app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
-    )
-    .expect(201);
-    let members = app.get("/api/v1/members", &admin);
-    let dev_id = members.json["members"].as_array().unwrap().iter().find(|m| m["email"] == "dev@acme.example").unwrap()
-        ["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    app.grant_access(&admin, &cluster, "dev@acme.example", "edit", Some("team-a"));
+    let dev_id = app.member_id(&admin, "dev@acme.example");
     let state = || {
         let r = app.send("GET", &format!("/agent/v1/clusters/{cluster}/state"), Some(&credential), None);
         r.expect(200);
         r.json["grants"].as_array().unwrap().len()
     };
     assert_eq!(state(), 1);
-    let patch = |status: &str| {
-        app.send("PATCH", &format!("/api/v1/members/{dev_id}"), Some(&admin), Some(&json!({"status": status})))
-    };
+    let patch = |status: &str| app.patch_member(&admin, &dev_id, json!({"status": status}));
     patch("deactivated").expect(200);
     assert_eq!(state(), 0, "the agent removes the binding");
     assert!(app.grants(&admin, &cluster).is_empty(), "the grant is gone");
@@ -191,16 +161,15 @@ fn the_jwks_serves_the_configured_public_keys_and_a_mint_needs_its_key_published
     let signing = format!("[{}]", lanyard_core::dev::new_key(&lanyard_core::random::SystemRandom).unwrap().to_jwk());
     let other = format!("[{}]", lanyard_core::dev::new_key(&lanyard_core::random::SystemRandom).unwrap().to_jwk());
     // The published keys are not the signer's: minting fails closed.
-    let app = App::start_with(Options {
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start_with(Options {
         extra: vec![
             ("token_signing_keys".into(), signing.clone()),
             ("token_jwks".into(), lanyard_api_tests::public_jwks(&other)),
         ],
         ..Options::default()
-    });
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.grant(&admin, &cluster, json!({"email": "admin@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    })
+    .with_cluster("prod");
+    app.grant_access(&admin, &cluster, "admin@acme.example", "view", None);
     let jwks = app.send("GET", "/.well-known/jwks.json", None, None);
     jwks.expect(200);
     assert_eq!(jwks.json.to_string(), lanyard_api_tests::public_jwks(&other), "exactly what token_jwks says");
@@ -231,14 +200,14 @@ fn outside_development_mode_a_kubeconfig_needs_the_public_url() {
     let app = production(Vec::new());
     let admin = idp.token("admin@acme.example", "acme", true);
     let cluster = app.cluster(&admin, "prod", "standard");
-    app.grant(&admin, &cluster, json!({"email": "admin@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    app.grant_access(&admin, &cluster, "admin@acme.example", "view", None);
     let refused = app.get(&format!("/api/v1/clusters/{cluster}/kubeconfig"), &admin);
     refused.expect_error(503, "not_configured");
     assert!(refused.json["error"]["message"].as_str().unwrap().contains("public_url"), "{}", refused.body);
     // With public_url set, the kubeconfig names it, whatever the request said.
     let app = production(vec![("public_url".into(), "https://lanyard.acme.example".into())]);
     let cluster = app.cluster(&admin, "prod", "standard");
-    app.grant(&admin, &cluster, json!({"email": "admin@acme.example", "role": "view", "scope": "cluster"})).expect(201);
+    app.grant_access(&admin, &cluster, "admin@acme.example", "view", None);
     let served = app.get(&format!("/api/v1/clusters/{cluster}/kubeconfig"), &admin);
     served.expect(200);
     assert!(served.body.contains("https://lanyard.acme.example"), "{}", served.body);

@@ -1,15 +1,13 @@
 //! Malformed, oversized and hostile input: a clear 4xx JSON error, nothing
 //! changes, and the component keeps serving.
 
-use lanyard_api_tests::App;
+use lanyard_api_tests::{App, ClusterFixture, Fixture};
 use serde_json::json;
 
 #[test]
 fn bad_bodies_get_clear_errors_and_change_nothing() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
+    let ClusterFixture { app, admin, cluster, .. } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
     let grants = format!("/api/v1/clusters/{cluster}/access/grants");
     let before = app.kv_snapshot();
     let raw = |ct: Option<&str>, body: Vec<u8>| {
@@ -56,9 +54,7 @@ fn grant_bytes() -> Vec<u8> {
 
 #[test]
 fn hostile_path_parameters_are_not_found() {
-    let app = App::start();
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start().with_cluster("prod");
     let before = app.kv_snapshot();
     for bad in ["..", "%2e%2e", "c_%00", "C_FFFFFFFFFFFFFFFFFFFFFFFF", &"c_0".repeat(500), "v1%2Fcluster"] {
         app.get(&format!("/api/v1/clusters/{bad}/access/grants"), &admin).expect(404);
@@ -76,8 +72,7 @@ fn hostile_path_parameters_are_not_found() {
 
 #[test]
 fn oversized_and_hostile_headers_are_refused_cleanly() {
-    let app = App::start();
-    let admin = app.admin("acme");
+    let Fixture { app, admin } = Fixture::start();
     let huge_token = "a".repeat(16 * 1024);
     app.get("/api/v1/clusters", &huge_token).expect_error(401, "unauthenticated");
     let r =

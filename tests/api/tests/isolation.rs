@@ -4,7 +4,7 @@
 //! development deployment) serves nothing, and a member is pinned to the
 //! (issuer, subject) that first signed in with its email.
 
-use lanyard_api_tests::{App, Options, TestIssuer};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, Options, TestIssuer};
 use serde_json::{Value, json};
 
 /// Every user-facing endpoint as (method, path template, body); `{c}` cluster,
@@ -41,30 +41,15 @@ fn fill(template: &str, cluster: &str, grant: &str, member: &str) -> String {
     template.replace("{c}", cluster).replace("{g}", grant).replace("{m}", member)
 }
 
-fn member_id(app: &App, admin: &str, email: &str) -> String {
-    let members = app.get("/api/v1/members", admin);
-    members.expect(200);
-    let found = members.json["members"].as_array().unwrap().iter().find(|m| m["email"] == email).cloned();
-    found.unwrap_or_else(|| panic!("{email} is not in the directory: {}", members.body))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn an_issuer_cannot_act_in_an_organisation_it_is_not_bound_to() {
     let bravo_idp = TestIssuer::new("https://idp.bravo.example");
-    let app =
-        App::start_with(Options { issuers: vec![bravo_idp.entry(json!({"org": "bravo"}))], ..Options::default() });
+    let options = Options { issuers: vec![bravo_idp.entry(json!({"org": "bravo"}))], ..Options::default() };
     // acme, through its own issuer: a cluster, a member with a grant.
-    let acme_admin = app.admin("acme");
-    let (cluster, _) = app.register(&acme_admin, "prod", "standard");
-    app.sign_in("dev@acme.example", "acme");
-    let grant =
-        app.grant(&acme_admin, &cluster, json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
-    grant.expect(201);
-    let grant = grant.json["id"].as_str().unwrap().to_owned();
-    let acme_admin_id = member_id(&app, &acme_admin, "admin@acme.example");
+    let ClusterFixture { app, admin: acme_admin, cluster, .. } =
+        Fixture::start_with(options).with_cluster("prod").with_member("dev@acme.example");
+    let grant = app.grant_access(&acme_admin, &cluster, "dev@acme.example", "view", None);
+    let acme_admin_id = app.member_id(&acme_admin, "admin@acme.example");
 
     // Issuer B signs an acme admin session, with acme's admin's email: refused everywhere, nothing changes.
     let forged = bravo_idp.token("admin@acme.example", "acme", true);
@@ -87,8 +72,7 @@ fn an_issuer_cannot_act_in_an_organisation_it_is_not_bound_to() {
     assert_ne!(bravo_cluster, cluster);
     let bravo_dev = bravo_idp.token("dev@bravo.example", "bravo", false);
     app.get("/api/v1/clusters", &bravo_dev).expect(200);
-    app.grant(&bravo_admin, &bravo_cluster, json!({"email": "dev@bravo.example", "role": "edit", "scope": "cluster"}))
-        .expect(201);
+    app.grant_access(&bravo_admin, &bravo_cluster, "dev@bravo.example", "edit", None);
     app.send("POST", &format!("/api/v1/clusters/{bravo_cluster}/k8s-token"), Some(&bravo_dev), None).expect(200);
     let listed = app.get("/api/v1/clusters", &bravo_admin);
     let names: Vec<&str> =
@@ -160,8 +144,8 @@ fn a_member_is_pinned_to_the_account_that_first_signed_in_until_an_admin_release
     let cluster = app.cluster(&admin, "prod", "standard");
     let bob_old = old_idp.token("bob@acme.example", "acme", false);
     app.get("/api/v1/clusters", &bob_old).expect(200);
-    app.grant(&admin, &cluster, json!({"email": "bob@acme.example", "role": "view", "scope": "cluster"})).expect(201);
-    let bob = member_id(&app, &admin, "bob@acme.example");
+    app.grant_access(&admin, &cluster, "bob@acme.example", "view", None);
+    let bob = app.member_id(&admin, "bob@acme.example");
 
     // The same email from another account is refused: the admin's too, and nothing of theirs is inherited.
     let bob_new = new_idp.token("bob@acme.example", "acme", false);
@@ -178,23 +162,15 @@ fn a_member_is_pinned_to_the_account_that_first_signed_in_until_an_admin_release
     app.get("/api/v1/clusters", &bob_old).expect(200);
 
     // A member cannot release anyone; an admin can, and the next sign-in takes the member over.
-    app.send("PATCH", &format!("/api/v1/members/{bob}"), Some(&bob_old), Some(&json!({"release_identity": true})))
-        .expect_error(403, "forbidden");
-    app.send("PATCH", &format!("/api/v1/members/{bob}"), Some(&admin), Some(&json!({"release_identity": false})))
-        .expect_error(422, "validation_failed");
-    let released =
-        app.send("PATCH", &format!("/api/v1/members/{bob}"), Some(&admin), Some(&json!({"release_identity": true})));
+    app.patch_member(&bob_old, &bob, json!({"release_identity": true})).expect_error(403, "forbidden");
+    app.patch_member(&admin, &bob, json!({"release_identity": false})).expect_error(422, "validation_failed");
+    let released = app.patch_member(&admin, &bob, json!({"release_identity": true}));
     released.expect(200);
     assert_eq!(released.json["id"], bob.as_str());
     app.send("POST", &format!("/api/v1/clusters/{cluster}/k8s-token"), Some(&bob_new), None).expect(200);
     app.get("/api/v1/clusters", &bob_old).expect_error(403, "forbidden");
     // Released and deactivated in one call: the next sign-in pins and is still deactivated.
-    let both = app.send(
-        "PATCH",
-        &format!("/api/v1/members/{bob}"),
-        Some(&admin),
-        Some(&json!({"release_identity": true, "status": "deactivated"})),
-    );
+    let both = app.patch_member(&admin, &bob, json!({"release_identity": true, "status": "deactivated"}));
     both.expect(200);
     assert_eq!(both.json["status"], "deactivated");
     app.get("/api/v1/clusters", &bob_old).expect_error(403, "forbidden");

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use lanyard_api_tests::openapi::{self, Spec};
-use lanyard_api_tests::{App, Options, repo_root};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, Options, repo_root};
 use lanyard_host::Manifest;
 use reqwest::header::{ALLOW, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
@@ -237,18 +237,16 @@ fn the_check_refuses_what_the_document_does_not_say() {
     h.insert(reqwest::header::CACHE_CONTROL, "no-store".parse().unwrap());
     h.insert(reqwest::header::PRAGMA, "no-cache".parse().unwrap());
     spec.check("GET", caps, 200, &h, &capabilities.to_string()).unwrap();
-    let mut null_reason = capabilities.clone();
-    null_reason["reason"] = Value::Null;
-    refused("GET", caps, 200, &h, &null_reason.to_string(), "reason is never null");
-    let mut unsupported_without_reason = capabilities.clone();
-    unsupported_without_reason["supported"] = json!(false);
-    refused("GET", caps, 200, &h, &unsupported_without_reason.to_string(), "an unsupported cluster says why");
-    let mut null_grants = capabilities.clone();
-    null_grants["grants"] = Value::Null;
-    refused("GET", caps, 200, &h, &null_grants.to_string(), "grants is never null");
-    let mut claims_access = capabilities.clone();
-    claims_access["has_access"] = json!(true);
-    refused("GET", caps, 200, &h, &claims_access.to_string(), "has_access without a grant");
+    for (field, value, why) in [
+        ("reason", Value::Null, "reason is never null"),
+        ("supported", json!(false), "an unsupported cluster says why"),
+        ("grants", Value::Null, "grants is never null"),
+        ("has_access", json!(true), "has_access without a grant"),
+    ] {
+        let mut changed = capabilities.clone();
+        changed[field] = value;
+        refused("GET", caps, 200, &h, &changed.to_string(), why);
+    }
 }
 
 /// A concrete path for a template.
@@ -316,20 +314,9 @@ fn every_method_at_every_path_answers_as_documented() {
 fn the_agent_api_answers_as_documented() {
     // The user-facing endpoints are exercised by the other test files; the
     // agent API's answers are exercised here, each checked by the harness.
-    let app = App::start();
-    let admin = app.admin("acme");
-    let r = app.post("/api/v1/clusters", &admin, json!({"name": "prod", "proxy_url": "https://p.example"}));
-    r.expect(201);
-    let (cluster, credential) =
-        (r.json["cluster"]["id"].as_str().unwrap().to_owned(), r.json["agent_credential"].as_str().unwrap().to_owned());
-    app.sign_in("dev@acme.example", "acme");
-    let grant = app.grant(
-        &admin,
-        &cluster,
-        json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}),
-    );
-    grant.expect(201);
-    let grant_id = grant.json["id"].as_str().unwrap().to_owned();
+    let ClusterFixture { app, admin, cluster, credential } =
+        Fixture::start().with_cluster("prod").with_member("dev@acme.example");
+    let grant_id = app.grant_access(&admin, &cluster, "dev@acme.example", "edit", Some("team-a"));
     let agent = |p: &str| format!("/agent/v1/clusters/{cluster}/{p}");
 
     App::finish(app.request("POST", &agent("heartbeat")).bearer_auth(&credential)).expect(200);
@@ -378,9 +365,8 @@ fn the_agent_api_answers_as_documented() {
     assert_eq!(app.get(&agent("state"), &credential).json["revocation_epoch"], 1);
 
     // A wrong credential, another cluster's, and an admin's session are all 401.
-    let other = app.post("/api/v1/clusters", &admin, json!({"name": "other", "proxy_url": "https://o.example"}));
-    let other_credential = other.json["agent_credential"].as_str().unwrap();
-    for token in ["lya_wrong", other_credential, admin.as_str()] {
+    let (_, other_credential) = app.register(&admin, "other", "standard");
+    for token in ["lya_wrong", other_credential.as_str(), admin.as_str()] {
         app.get(&agent("state"), token).expect_error(401, "unauthenticated");
     }
 }

@@ -1,6 +1,6 @@
 //! Short-lived cluster tokens, the JWKS and kubeconfigs, over HTTP.
 
-use lanyard_api_tests::{App, Options, unix_now};
+use lanyard_api_tests::{App, ClusterFixture, Fixture, Options, unix_now};
 use lanyard_core::ids::ClusterId;
 use lanyard_core::token::{self, TokenError};
 use serde_json::{Value, json};
@@ -13,9 +13,7 @@ struct Setup {
 }
 
 fn setup(options: Options) -> Setup {
-    let app = App::start_with(options);
-    let admin = app.admin("acme");
-    let cluster = app.cluster(&admin, "prod", "standard");
+    let ClusterFixture { app, admin, cluster, .. } = Fixture::start_with(options).with_cluster("prod");
     let member = app.sign_in("dev@acme.example", "acme");
     Setup { app, admin, member, cluster }
 }
@@ -24,15 +22,9 @@ impl Setup {
     fn mint(&self, token: &str) -> lanyard_api_tests::Resp {
         self.app.send("POST", &format!("/api/v1/clusters/{}/k8s-token", self.cluster), Some(token), None)
     }
-    fn grant(&self, body: Value) -> String {
-        let r = self.app.grant(&self.admin, &self.cluster, body);
-        r.expect(201);
-        r.json["id"].as_str().unwrap().to_owned()
-    }
-    fn jwks(&self) -> Value {
-        let r = self.app.send("GET", "/.well-known/jwks.json", None, None);
-        r.expect(200);
-        r.json.clone()
+    /// Grant the member `role` in `namespace`, or cluster-wide for `None`.
+    fn grant(&self, role: &str, namespace: Option<&str>) -> String {
+        self.app.grant_access(&self.admin, &self.cluster, "dev@acme.example", role, namespace)
     }
 }
 
@@ -40,14 +32,14 @@ impl Setup {
 fn a_member_with_a_grant_gets_a_verifiable_short_lived_token() {
     let s = setup(Options::default());
     s.mint(&s.member).expect_error(403, "forbidden");
-    s.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "namespace", "namespace": "team-a"}));
+    s.grant("view", Some("team-a"));
     let r = s.mint(&s.member);
     r.expect(200);
     assert_eq!(r.json["apiVersion"], "client.authentication.k8s.io/v1");
     assert_eq!(r.json["kind"], "ExecCredential");
     let jwt = r.json["status"]["token"].as_str().unwrap();
-    let verified =
-        token::verify(jwt, &s.jwks(), &cid(&s.cluster), 0, unix_now()).expect("the token verifies against the JWKS");
+    let verified = token::verify(jwt, &s.app.jwks(), &cid(&s.cluster), 0, unix_now())
+        .expect("the token verifies against the JWKS");
     assert_eq!(verified.claims.email, "dev@acme.example");
     assert_eq!(verified.claims.user, "lanyard:dev@acme.example");
     assert!(verified.member_id.as_str().starts_with("m_"));
@@ -65,7 +57,7 @@ fn cid(id: &str) -> ClusterId {
 }
 
 fn verify_err(jwt: &str, s: &Setup, cluster: &str, epoch: i64) -> TokenError {
-    token::verify(jwt, &s.jwks(), &cid(cluster), epoch, unix_now()).unwrap_err()
+    token::verify(jwt, &s.app.jwks(), &cid(cluster), epoch, unix_now()).unwrap_err()
 }
 
 #[test]
@@ -102,7 +94,7 @@ fn tokens_follow_the_cluster_rules() {
 #[test]
 fn minting_is_rate_limited_per_member() {
     let s = setup(Options::default());
-    s.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    s.grant("view", None);
     let started = unix_now();
     let mut limited = None;
     for i in 0..61 {
@@ -125,17 +117,22 @@ fn minting_is_rate_limited_per_member() {
 #[test]
 fn token_lifetime_is_configurable_up_to_an_hour() {
     let hour = setup(Options { extra: vec![("token_lifetime_seconds".into(), "3600".into())], ..Options::default() });
-    hour.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    hour.grant("view", None);
     let r = hour.mint(&hour.member);
     r.expect(200);
-    let exp =
-        token::verify(r.json["status"]["token"].as_str().unwrap(), &hour.jwks(), &cid(&hour.cluster), 0, unix_now())
-            .unwrap()
-            .expires_at;
+    let exp = token::verify(
+        r.json["status"]["token"].as_str().unwrap(),
+        &hour.app.jwks(),
+        &cid(&hour.cluster),
+        0,
+        unix_now(),
+    )
+    .unwrap()
+    .expires_at;
     assert!((3590..=3600).contains(&(exp - unix_now())));
     let too_long =
         setup(Options { extra: vec![("token_lifetime_seconds".into(), "7200".into())], ..Options::default() });
-    too_long.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    too_long.grant("view", None);
     too_long.mint(&too_long.member).expect_error(503, "unavailable");
 }
 
@@ -148,11 +145,11 @@ fn the_jwks_publishes_every_key_during_a_rotation() {
         extra: vec![("token_jwks".into(), lanyard_api_tests::public_jwks(&keys)), ("token_signing_keys".into(), keys)],
         ..Options::default()
     });
-    let jwks = s.jwks();
+    let jwks = s.app.jwks();
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids.len(), 2);
     assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k.get("d").is_none()), "no private part");
-    s.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    s.grant("view", None);
     let jwt = s.mint(&s.member).json["status"]["token"].as_str().unwrap().to_owned();
     let header = jwt.split('.').next().unwrap();
     use base64::Engine as _;
@@ -164,7 +161,7 @@ fn the_jwks_publishes_every_key_during_a_rotation() {
 #[test]
 fn kubeconfigs_point_at_the_proxy_and_carry_no_secret() {
     let s = setup(Options::default());
-    s.grant(json!({"email": "dev@acme.example", "role": "edit", "scope": "namespace", "namespace": "team-a"}));
+    s.grant("edit", Some("team-a"));
     let r = s.app.send("GET", &format!("/api/v1/clusters/{}/kubeconfig", s.cluster), Some(&s.member), None);
     r.expect(200);
     assert_eq!(r.headers.get("content-type").unwrap(), "application/yaml");
@@ -179,7 +176,7 @@ fn kubeconfigs_point_at_the_proxy_and_carry_no_secret() {
     assert!(!r.body.to_lowercase().contains("token:"), "no token field");
 
     // A cluster-wide grant: no default namespace. POST works too.
-    s.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    s.grant("view", None);
     let r = s.app.send("POST", &format!("/api/v1/clusters/{}/kubeconfig", s.cluster), Some(&s.member), None);
     r.expect(200);
     let doc: Value = serde_norway::from_str(&r.body).unwrap();
@@ -204,7 +201,7 @@ fn public_url_names_the_control_plane_in_kubeconfigs() {
         extra: vec![("public_url".into(), "https://lanyard.example.com/".into())],
         ..Options::default()
     });
-    s.grant(json!({"email": "dev@acme.example", "role": "view", "scope": "cluster"}));
+    s.grant("view", None);
     let r = s.app.send("GET", &format!("/api/v1/clusters/{}/kubeconfig", s.cluster), Some(&s.member), None);
     r.expect(200);
     let doc: Value = serde_norway::from_str(&r.body).unwrap();

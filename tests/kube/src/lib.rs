@@ -101,7 +101,28 @@ impl KubeCluster {
     /// kube-controller-manager, and waits until the API server is ready and
     /// the aggregated ClusterRoles have rules. On failure every process is
     /// stopped and the error carries the tails of their logs.
+    ///
+    /// A port is reserved and released just before its process binds it, so
+    /// on a busy machine another process can take it in between; a start
+    /// that fails on `address already in use` is tried again on new ports.
     pub fn start() -> Result<KubeCluster> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once() {
+                Err(e) if attempt < ATTEMPTS && format!("{e:#}").contains("address already in use") => {
+                    eprintln!(
+                        "lanyard-kube: a reserved port was taken before its process bound it; \
+                         starting again on new ports ({attempt}/{ATTEMPTS})"
+                    );
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once() -> Result<KubeCluster> {
         let binaries = Binaries::get()?;
         let mut work_dir = tempfile::Builder::new()
             .prefix("lanyard-kube-")

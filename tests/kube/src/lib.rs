@@ -103,17 +103,22 @@ impl KubeCluster {
     /// stopped and the error carries the tails of their logs.
     ///
     /// A port is reserved and released just before its process binds it, so
-    /// on a busy machine another process can take it in between; a start
-    /// that fails on `address already in use` is tried again on new ports.
+    /// on a busy machine (tests start clusters in parallel) another process
+    /// can take it in between: then etcd cannot bind, or another listener
+    /// answers on the API server's port. A start that fails after the
+    /// binaries are found is therefore tried again on new ports, up to three
+    /// times in all; the last failure is the one reported.
     pub fn start() -> Result<KubeCluster> {
         const ATTEMPTS: usize = 3;
+        let binaries = Binaries::get()?;
         let mut attempt = 1;
         loop {
-            match Self::start_once() {
-                Err(e) if attempt < ATTEMPTS && format!("{e:#}").contains("address already in use") => {
+            match Self::start_once(&binaries) {
+                Err(e) if attempt < ATTEMPTS => {
                     eprintln!(
-                        "lanyard-kube: a reserved port was taken before its process bound it; \
-                         starting again on new ports ({attempt}/{ATTEMPTS})"
+                        "lanyard-kube: the control plane did not start ({}); \
+                         starting again on new ports ({attempt}/{ATTEMPTS})",
+                        e.root_cause()
                     );
                     attempt += 1;
                 }
@@ -122,8 +127,7 @@ impl KubeCluster {
         }
     }
 
-    fn start_once() -> Result<KubeCluster> {
-        let binaries = Binaries::get()?;
+    fn start_once(binaries: &Binaries) -> Result<KubeCluster> {
         let mut work_dir = tempfile::Builder::new()
             .prefix("lanyard-kube-")
             .tempdir()
@@ -137,7 +141,7 @@ impl KubeCluster {
         let admin_token = random_hex(32)?;
         let agent_token = random_hex(32)?;
 
-        let booted = boot(&binaries, &layout, &mut supervisor, &admin_token, &agent_token);
+        let booted = boot(binaries, &layout, &mut supervisor, &admin_token, &agent_token);
         let endpoint = match booted {
             Ok(endpoint) => endpoint,
             Err(error) => {

@@ -121,61 +121,28 @@ const fn spec(
     EndpointSpec { endpoint, component, routes, gated, auth }
 }
 
+/// The two routes of a Cluster Access endpoint: the web app's
+/// `/org/clusters/:cluster_id/access/<tail>` and the API's
+/// `/api/v1/clusters/:cluster_id/access/<tail>`, serving the same methods.
+macro_rules! access_routes {
+    ($tail:literal, $methods:expr) => {
+        &[
+            route(concat!("/org/clusters/:cluster_id/access/", $tail), $methods),
+            route(concat!("/api/v1/clusters/:cluster_id/access/", $tail), $methods),
+        ]
+    };
+}
+
 const GATED: bool = true;
 const ALWAYS: bool = false;
 
 /// Every endpoint: the one table.
 pub const ENDPOINTS: &[EndpointSpec] = &[
-    spec(
-        Endpoint::Capabilities,
-        "capabilities",
-        &[
-            route("/org/clusters/:cluster_id/access/capabilities", &[Method::Get]),
-            route("/api/v1/clusters/:cluster_id/access/capabilities", &[Method::Get]),
-        ],
-        GATED,
-        Auth::Session,
-    ),
-    spec(
-        Endpoint::Members,
-        "members",
-        &[
-            route("/org/clusters/:cluster_id/access/members", &[Method::Get]),
-            route("/api/v1/clusters/:cluster_id/access/members", &[Method::Get]),
-        ],
-        GATED,
-        Auth::Session,
-    ),
-    spec(
-        Endpoint::Grants,
-        "grants",
-        &[
-            route("/org/clusters/:cluster_id/access/grants", &[Method::Get, Method::Post]),
-            route("/api/v1/clusters/:cluster_id/access/grants", &[Method::Get, Method::Post]),
-        ],
-        GATED,
-        Auth::Session,
-    ),
-    spec(
-        Endpoint::Grant,
-        "grant",
-        &[
-            route("/org/clusters/:cluster_id/access/grants/:grant_id", &[Method::Delete]),
-            route("/api/v1/clusters/:cluster_id/access/grants/:grant_id", &[Method::Delete]),
-        ],
-        GATED,
-        Auth::Session,
-    ),
-    spec(
-        Endpoint::RevokeAll,
-        "revoke-all",
-        &[
-            route("/org/clusters/:cluster_id/access/revoke-all", &[Method::Post]),
-            route("/api/v1/clusters/:cluster_id/access/revoke-all", &[Method::Post]),
-        ],
-        GATED,
-        Auth::Session,
-    ),
+    spec(Endpoint::Capabilities, "capabilities", access_routes!("capabilities", &[Method::Get]), GATED, Auth::Session),
+    spec(Endpoint::Members, "members", access_routes!("members", &[Method::Get]), GATED, Auth::Session),
+    spec(Endpoint::Grants, "grants", access_routes!("grants", &[Method::Get, Method::Post]), GATED, Auth::Session),
+    spec(Endpoint::Grant, "grant", access_routes!("grants/:grant_id", &[Method::Delete]), GATED, Auth::Session),
+    spec(Endpoint::RevokeAll, "revoke-all", access_routes!("revoke-all", &[Method::Post]), GATED, Auth::Session),
     spec(
         Endpoint::Clusters,
         "clusters",

@@ -165,8 +165,101 @@ pub fn parse_public_jwks(raw: &str) -> Result<Value, String> {
     Ok(serde_json::json!({ "keys": public }))
 }
 
+/// The public keys that verify cluster tokens, parsed once (the access
+/// proxy builds one per JWKS refresh, not per request). Keys are found by
+/// `kid`; a key of another type than Ed25519, or without a `kid`, is skipped.
+pub struct Verifier {
+    keys: Vec<(String, Ed25519PublicKey)>,
+}
+
+impl Verifier {
+    /// The verifier of a JWKS document (what `/.well-known/jwks.json` serves).
+    pub fn from_jwks(jwks: &Value) -> Verifier {
+        let keys = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|jwk| {
+                        let kid = jwk.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty())?;
+                        let key = Ed25519PublicKey::from_jwk(&jwk.to_string()).ok()?;
+                        Some((kid.to_owned(), key))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Verifier { keys }
+    }
+
+    /// How many keys it holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether it holds no key (and so refuses every token).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Verify a cluster token for `cluster_id` at `now`, with the cluster's
+    /// current revocation epoch: signed by one of the keys (EdDSA only; no
+    /// `alg: none`, no other algorithm), issued by Lanyard, unexpired (no
+    /// skew), for this cluster, minted at or after the epoch.
+    pub fn verify(
+        &self,
+        token: &str,
+        cluster_id: &ClusterId,
+        current_epoch: i64,
+        now: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let meta = Token::decode_metadata(token).map_err(|_| TokenError::Invalid)?;
+        if meta.algorithm() != "EdDSA" {
+            return Err(TokenError::Invalid);
+        }
+        let kid = meta.key_id().ok_or(TokenError::Invalid)?;
+        let (_, key) = self.keys.iter().find(|(k, _)| k == kid).ok_or(TokenError::Invalid)?;
+        let options = VerificationOptions {
+            allowed_issuers: Some(HashSet::from_strings(&[ISSUER])),
+            time_tolerance: Some(Duration::from_secs(0)),
+            artificial_time: Some(UnixTimeStamp::from_secs(now)),
+            max_token_length: Some(MAX_TOKEN_BYTES),
+            ..Default::default()
+        };
+        let claims = key.verify_token::<TokenClaims>(token, Some(options)).map_err(|e| {
+            match e.downcast_ref::<jwt_simple::JWTError>() {
+                Some(jwt_simple::JWTError::TokenHasExpired) => TokenError::Expired,
+                _ => TokenError::Invalid,
+            }
+        })?;
+        let audience_ok =
+            claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id.as_str()])));
+        if !audience_ok {
+            return Err(TokenError::WrongCluster);
+        }
+        if claims.expires_at.is_none() {
+            return Err(TokenError::Invalid);
+        }
+        if claims.custom.rev < current_epoch {
+            return Err(TokenError::Revoked);
+        }
+        Ok(VerifiedToken {
+            member_id: claims.subject.as_deref().and_then(MemberId::parse).ok_or(TokenError::Invalid)?,
+            cluster_id: cluster_id.clone(),
+            expires_at: claims.expires_at.map_or(0, |e| e.as_secs()),
+            claims: claims.custom,
+        })
+    }
+}
+
+/// The longest cluster token considered at all.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 /// Verify a cluster token for `cluster_id` against a JWKS document, at `now`,
-/// with the cluster's current revocation epoch.
+/// with the cluster's current revocation epoch ([`Verifier::verify`]; for a
+/// caller that verifies once, such as a test).
 pub fn verify(
     token: &str,
     jwks: &Value,
@@ -174,44 +267,7 @@ pub fn verify(
     current_epoch: i64,
     now: u64,
 ) -> Result<VerifiedToken, TokenError> {
-    let meta = Token::decode_metadata(token).map_err(|_| TokenError::Invalid)?;
-    if meta.algorithm() != "EdDSA" {
-        return Err(TokenError::Invalid);
-    }
-    let kid = meta.key_id().ok_or(TokenError::Invalid)?;
-    let jwk = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .and_then(|keys| keys.iter().find(|k| k.get("kid").and_then(Value::as_str) == Some(kid)))
-        .ok_or(TokenError::Invalid)?;
-    let key = Ed25519PublicKey::from_jwk(&jwk.to_string()).map_err(|_| TokenError::Invalid)?;
-    let options = VerificationOptions {
-        allowed_issuers: Some(HashSet::from_strings(&[ISSUER])),
-        time_tolerance: Some(Duration::from_secs(0)),
-        artificial_time: Some(UnixTimeStamp::from_secs(now)),
-        max_token_length: Some(4096),
-        ..Default::default()
-    };
-    let claims = key.verify_token::<TokenClaims>(token, Some(options)).map_err(|e| {
-        match e.downcast_ref::<jwt_simple::JWTError>() {
-            Some(jwt_simple::JWTError::TokenHasExpired) => TokenError::Expired,
-            _ => TokenError::Invalid,
-        }
-    })?;
-    let audience_ok =
-        claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id.as_str()])));
-    if !audience_ok {
-        return Err(TokenError::WrongCluster);
-    }
-    if claims.custom.rev < current_epoch {
-        return Err(TokenError::Revoked);
-    }
-    Ok(VerifiedToken {
-        member_id: claims.subject.as_deref().and_then(MemberId::parse).ok_or(TokenError::Invalid)?,
-        cluster_id: cluster_id.clone(),
-        expires_at: claims.expires_at.map_or(0, |e| e.as_secs()),
-        claims: claims.custom,
-    })
+    Verifier::from_jwks(jwks).verify(token, cluster_id, current_epoch, now)
 }
 
 #[cfg(test)]
@@ -274,6 +330,34 @@ mod tests {
         let (other, _) = keys(1);
         assert_eq!(verify(&token, &other.jwks(), &cluster(), 2, NOW), Err(TokenError::Invalid));
         assert_eq!(verify("garbage", &k.jwks(), &cluster(), 2, NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn only_eddsa_tokens_signed_by_a_published_key_verify() {
+        use base64::Engine as _;
+        let (k, _) = keys(1);
+        let verifier = Verifier::from_jwks(&k.jwks());
+        assert_eq!(verifier.len(), 1, "keys are parsed once, into the verifier");
+        let (token, _) = k.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
+        assert!(verifier.verify(&token, &cluster(), 2, NOW).is_ok());
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let kid = Token::decode_metadata(&token).unwrap().key_id().unwrap().to_owned();
+        let payload = token.split('.').nth(1).unwrap().to_owned();
+        for alg in ["none", "HS256", "ES256", "RS256"] {
+            let header = b64(serde_json::json!({"alg": alg, "typ": "JWT", "kid": kid}));
+            let forged = format!("{header}.{payload}.");
+            assert_eq!(verifier.verify(&forged, &cluster(), 2, NOW), Err(TokenError::Invalid), "alg {alg}");
+            let signed = format!("{header}.{payload}.{}", token.split('.').nth(2).unwrap());
+            assert_eq!(verifier.verify(&signed, &cluster(), 2, NOW), Err(TokenError::Invalid), "alg {alg}");
+        }
+        let unknown_kid = b64(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "someone-else"}));
+        let forged = format!("{unknown_kid}.{payload}.{}", token.split('.').nth(2).unwrap());
+        assert_eq!(verifier.verify(&forged, &cluster(), 2, NOW), Err(TokenError::Invalid));
+        assert_eq!(verifier.verify(&"a".repeat(MAX_TOKEN_BYTES + 1), &cluster(), 2, NOW), Err(TokenError::Invalid));
+        assert!(
+            Verifier::from_jwks(&serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": kid}]})).is_empty()
+        );
+        assert!(Verifier::from_jwks(&serde_json::json!("garbage")).is_empty());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! * **services**: the request shape ([`http`]), configuration ([`config`]),
 //!   sessions ([`identity`]), authorization decided once ([`authz`]), cluster
 //!   tokens ([`token`]), kubeconfigs ([`kubeconfig`]), the store layout over
-//!   the key-value interface ([`store`]), the development issuer ([`dev`]);
+//!   the key-value interface ([`store`]), the development issuer ([`dev`]),
+//!   and the access proxy's decisions ([`proxy`]);
 //! * **the endpoints**: the table that describes each once ([`endpoint`]) and
 //!   their handlers ([`api`]), as functions from a request and an
 //!   environment to a response.
@@ -38,6 +39,7 @@ pub mod kubeconfig;
 pub mod kv;
 pub mod method;
 pub mod model;
+pub mod proxy;
 pub mod random;
 pub mod rbac;
 pub mod records;

@@ -1,6 +1,7 @@
-//! The Spin side of every Lanyard component, so that a component is one line:
+//! The Spin side of every Lanyard component, so that a component is one line
+//! (every `functions/<name>/src/lib.rs` is this, and is compiled):
 //!
-//! ```ignore
+//! ```text
 //! #[spin_sdk::http_component]
 //! async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 //!     lanyard_glue::serve(Endpoint::Grants, req, out).await

@@ -2,26 +2,19 @@
 //! members eligible for a grant, and grants: list, create, revoke one,
 //! revoke all.
 
-use super::{Cx, views};
+use super::{Cx, email_field, views};
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::http::Response;
 use crate::identity::Via;
 use crate::ids::{ClusterId, GrantId};
-use crate::model::{ClusterKind, Email, GrantSpec, MemberStatus, Namespace, Role, Scope, ScopeKind};
+use crate::model::{ClusterKind, GrantSpec, MemberStatus, Namespace, Role, Scope, ScopeKind};
 use crate::records::GrantWithStatus;
 use crate::wire::{self, CreateGrant};
 
 /// Validate a grant request, naming the first bad field.
 pub fn grant_spec(body: CreateGrant) -> Result<GrantSpec, ApiError> {
-    let email = match body.email.as_deref() {
-        None | Some("") => {
-            return Err(ApiError::validation("email", "email is required: the member's email address"));
-        }
-        Some(e) => {
-            Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?
-        }
-    };
+    let email = email_field(body.email.as_deref(), "email is required: the member's email address")?;
     let role_names = Role::ALL.map(Role::as_str).join(", ");
     let role = match body.role.as_deref() {
         None => return Err(ApiError::validation("role", format!("role is required: one of {role_names}"))),

@@ -1,12 +1,11 @@
 //! The organisation's directory: list the members, invite an email,
 //! deactivate or reactivate a member, release a member's sign-in identity.
 
-use super::{Cx, views};
+use super::{Cx, email_field, views};
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::http::Response;
 use crate::ids::MemberId;
-use crate::model::Email;
 use crate::wire::{self, Invite, MemberPatch};
 
 /// What a member patch asks for, validated.
@@ -46,12 +45,7 @@ impl Cx<'_> {
     pub(super) fn invite(&self) -> Result<Response, ApiError> {
         self.authorize(Action::ManageDirectory)?;
         let body: Invite = self.req.json()?;
-        let email = match body.email.as_deref() {
-            None | Some("") => return Err(ApiError::validation("email", "email is required")),
-            Some(e) => {
-                Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address"))?
-            }
-        };
+        let email = email_field(body.email.as_deref(), "email is required")?;
         let member = self.store.invite(self.caller.org(), &email, self.caller.audit_name(), self.env.now)?;
         Ok(Response::json(201, &views::member(&member)))
     }

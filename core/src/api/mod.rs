@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::http::{Method, Request, Response};
 use crate::identity;
 use crate::ids::ClusterId;
+use crate::model::Email;
 use crate::records::ClusterRecord;
 use crate::store::Store;
 
@@ -127,6 +128,15 @@ struct Cx<'a> {
     config: Config<'a>,
     store: Store<'a>,
     caller: Caller,
+}
+
+/// The `email` field of a request body: `missing` when it is absent or
+/// empty, the one "not a valid email address" when it does not parse.
+fn email_field(value: Option<&str>, missing: &'static str) -> Result<Email, ApiError> {
+    match value {
+        None | Some("") => Err(ApiError::validation("email", missing)),
+        Some(e) => Email::parse(e).ok_or_else(|| ApiError::validation("email", "email is not a valid email address")),
+    }
 }
 
 impl Cx<'_> {

@@ -47,11 +47,6 @@ impl AccessView {
         }
     }
 
-    /// The revocation epoch the view enforces.
-    pub fn epoch(&self) -> i64 {
-        self.epoch
-    }
-
     /// How old the view is at `now`, in seconds.
     pub fn age(&self, now: u64) -> u64 {
         now.saturating_sub(self.synced_at)

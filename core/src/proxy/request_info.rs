@@ -35,7 +35,7 @@ pub enum RequestInfo {
     /// Anything else (`/version`, `/healthz`, discovery).
     NonResource {
         /// The lower-case method.
-        verb: &'static str,
+        verb: String,
         /// The path, without the query.
         path: String,
     },
@@ -47,7 +47,8 @@ const MAX_SEGMENT: usize = 253;
 /// The target of a request with `method` on `path` (without the query);
 /// `watch` says whether the query asks to watch (`watch=true`).
 pub fn request_info(method: Method, path: &str, watch: bool) -> RequestInfo {
-    let non_resource = || RequestInfo::NonResource { verb: lower(method), path: path.to_owned() };
+    let non_resource =
+        || RequestInfo::NonResource { verb: method.as_str().to_ascii_lowercase(), path: path.to_owned() };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     if segments.iter().any(|s| s.len() > MAX_SEGMENT || *s == "." || *s == "..") {
         return non_resource();
@@ -98,19 +99,6 @@ pub fn request_info(method: Method, path: &str, watch: bool) -> RequestInfo {
 /// Whether a query string asks to watch (`watch=true` or `watch=1`).
 pub fn query_watches(query: &str) -> bool {
     query.split('&').any(|pair| matches!(pair, "watch=true" | "watch=1"))
-}
-
-fn lower(method: Method) -> &'static str {
-    match method {
-        Method::Get => "get",
-        Method::Head => "head",
-        Method::Post => "post",
-        Method::Put => "put",
-        Method::Patch => "patch",
-        Method::Delete => "delete",
-        Method::Options => "options",
-        Method::Other => "other",
-    }
 }
 
 #[cfg(test)]

@@ -358,6 +358,14 @@ mod tests {
             Verifier::from_jwks(&serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": kid}]})).is_empty()
         );
         assert!(Verifier::from_jwks(&serde_json::json!("garbage")).is_empty());
+        // Signed by the deployment's own key, but with no `exp`: never accepted.
+        let mut forever = jwt_simple::claims::Claims::with_custom_claims(claims(), Duration::from_secs(900))
+            .with_issuer(ISSUER)
+            .with_subject(member().as_str())
+            .with_audience(cluster().as_str());
+        forever.expires_at = None;
+        let no_exp = k.keys[0].sign(forever).unwrap();
+        assert_eq!(verifier.verify(&no_exp, &cluster(), 2, NOW), Err(TokenError::Invalid));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use lanyard_core::ids::{ClusterId, digest_hex, parse_rfc3339};
+use lanyard_core::wire::ExecCredential;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,8 +39,8 @@ pub fn file(dir: &Path, control_plane: &str, cluster_id: &ClusterId) -> PathBuf 
 
 /// A credential's `status.expirationTimestamp`, as Unix seconds.
 pub fn expiry(credential: &Value) -> Option<u64> {
-    let ts = credential.get("status")?.get("expirationTimestamp")?.as_str()?;
-    parse_rfc3339(ts)
+    let credential = ExecCredential::deserialize(credential).ok()?;
+    parse_rfc3339(&credential.status.expiration_timestamp)
 }
 
 /// The cached credential at `path`, if it was minted with `session_token` and

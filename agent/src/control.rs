@@ -74,6 +74,8 @@ pub struct ControlPlane {
     url: String,
     base: String,
     credential: String,
+    /// The self-signed certificate the access proxy serves, published with every heartbeat.
+    proxy_ca_pem: Option<String>,
 }
 
 impl ControlPlane {
@@ -88,15 +90,29 @@ impl ControlPlane {
             url: url.trim_end_matches('/').to_owned(),
             base: format!("{}/agent/v1/clusters/{cluster_id}", url.trim_end_matches('/')),
             credential,
+            proxy_ca_pem: None,
         })
     }
 
+    /// Publish `pem`, the access proxy's self-signed certificate, with every heartbeat.
+    pub fn publish_proxy_ca(mut self, pem: Option<String>) -> Self {
+        self.proxy_ca_pem = pem;
+        self
+    }
+
+    /// One authenticated call whose answer is the JSON message `T`.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
         call: &'static str,
     ) -> Result<T, CallError> {
-        let resp = req.bearer_auth(&self.credential).send().await.map_err(|e| CallError::Unreachable {
+        let resp = self.send(req.bearer_auth(&self.credential), call).await?;
+        resp.json().await.map_err(|source| CallError::Response { call, source })
+    }
+
+    /// Send `req`; any status but a success is an error.
+    async fn send(&self, req: reqwest::RequestBuilder, call: &'static str) -> Result<reqwest::Response, CallError> {
+        let resp = req.send().await.map_err(|e| CallError::Unreachable {
             call,
             url: self.url.clone(),
             source: e.without_url(),
@@ -111,12 +127,13 @@ impl ControlPlane {
                 CallError::Status { call, status, body }
             });
         }
-        resp.json().await.map_err(|source| CallError::Response { call, source })
+        Ok(resp)
     }
 
     /// Say the agent is alive.
     pub async fn heartbeat(&self) -> Result<HeartbeatReply, CallError> {
-        let body = Heartbeat { version: Some(env!("CARGO_PKG_VERSION").to_owned()) };
+        let body =
+            Heartbeat { version: Some(env!("CARGO_PKG_VERSION").to_owned()), proxy_ca_pem: self.proxy_ca_pem.clone() };
         self.call(self.http.post(format!("{}/heartbeat", self.base)).json(&body), "heartbeat").await
     }
 
@@ -135,6 +152,14 @@ impl ControlPlane {
     /// What the control plane wants on the cluster.
     pub async fn state(&self) -> Result<AccessState, CallError> {
         self.call(self.http.get(format!("{}/state", self.base)), "read access state").await
+    }
+
+    /// The control plane's published token keys (`/.well-known/jwks.json`),
+    /// as raw bytes: the caller parses them only when they change.
+    pub async fn jwks(&self) -> Result<bytes::Bytes, CallError> {
+        const CALL: &str = "read the token keys";
+        let resp = self.send(self.http.get(format!("{}/.well-known/jwks.json", self.url)), CALL).await?;
+        resp.bytes().await.map_err(|source| CallError::Response { call: CALL, source })
     }
 
     /// Report grants' outcomes.

@@ -16,6 +16,7 @@
 //! [`plan`]: lanyard_core::rbac::plan
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -28,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::backoff::{Backoff, Failure, Jitter, OsJitter};
 use crate::cluster::{Cluster, kube_error_text};
 use crate::control::{CallError, ControlPlane, Outcome};
+use crate::metrics::Metrics;
 
 /// Cluster writes in flight at once.
 const CONCURRENCY: usize = 16;
@@ -163,13 +165,21 @@ pub struct Worker {
     pub cluster: Cluster,
     pub cluster_id: ClusterId,
     pub timing: Timing,
+    /// Counts the results it reports.
+    pub metrics: Arc<Metrics>,
     /// Last outcome reported per grant: only changes are sent.
     reported: HashMap<GrantId, Outcome>,
 }
 
 impl Worker {
-    pub fn new(control: ControlPlane, cluster: Cluster, cluster_id: ClusterId, timing: Timing) -> Self {
-        Worker { control, cluster, cluster_id, timing, reported: HashMap::new() }
+    pub fn new(
+        control: ControlPlane,
+        cluster: Cluster,
+        cluster_id: ClusterId,
+        timing: Timing,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Worker { control, cluster, cluster_id, timing, metrics, reported: HashMap::new() }
     }
 
     /// Run until `shutdown` turns true.
@@ -284,6 +294,9 @@ impl Worker {
             outcomes.iter().filter(|(id, o)| self.reported.get(id) != Some(o)).cloned().collect();
         if !changed.is_empty() {
             self.control.report(&changed).await?;
+            let failed = changed.iter().filter(|(_, o)| matches!(o, Outcome::Failed(_))).count();
+            self.metrics.reconciled("applied", changed.len() - failed);
+            self.metrics.reconciled("failed", failed);
         }
         self.reported = outcomes.into_iter().collect();
         Ok(summary)

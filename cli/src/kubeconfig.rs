@@ -394,7 +394,7 @@ mod tests {
             created_at: 0,
             created_by: String::new(),
         };
-        lanyard_core::kubeconfig::render(&cluster, "http://cp", Some("team-a"))
+        lanyard_core::kubeconfig::render(&cluster, cluster.ca_pem.as_deref(), "http://cp", Some("team-a"))
     }
 
     const EXISTING: &str = r#"apiVersion: v1

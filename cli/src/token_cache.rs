@@ -7,6 +7,13 @@
 //! after `lanyard login` as someone else the cached token is not reused. A
 //! credential is reused until [`REFRESH_BEFORE_SECS`] before its
 //! `status.expirationTimestamp`; one without an expiry is never cached.
+//!
+//! A cached token is handed to each requesting process (the kubectl that runs
+//! the plugin, named by its process id) once. kubectl asks again within one
+//! run only when its credential expired or was refused with a 401 (a revoked
+//! token, say, after revoke-all and a new grant), and then handing it the same
+//! token would only fail again: a second request from the same process mints
+//! a fresh one.
 
 use std::path::{Path, PathBuf};
 
@@ -21,10 +28,16 @@ use crate::fsutil;
 /// A cached token is replaced this many seconds before it expires.
 pub const REFRESH_BEFORE_SECS: u64 = 60;
 
+/// How many requesting processes an entry remembers.
+const REMEMBERED: usize = 16;
+
 #[derive(Serialize, Deserialize)]
 struct Entry {
     session: String,
     credential: Value,
+    /// The processes it was handed to, most recent last.
+    #[serde(default)]
+    handed_to: Vec<u32>,
 }
 
 /// `~/.kube/cache/lanyard`.
@@ -43,26 +56,39 @@ pub fn expiry(credential: &Value) -> Option<u64> {
     parse_rfc3339(&credential.status.expiration_timestamp)
 }
 
-/// The cached credential at `path`, if it was minted with `session_token` and
-/// is good for more than [`REFRESH_BEFORE_SECS`] after `now`.
-pub fn read(path: &Path, session_token: &str, now: u64) -> Option<Value> {
+/// The cached credential at `path` for process `requester`, if it was minted
+/// with `session_token`, is good for more than [`REFRESH_BEFORE_SECS`] after
+/// `now`, and was not handed to `requester` before (which is then noted).
+pub fn reuse(path: &Path, session_token: &str, now: u64, requester: u32) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
-    let entry: Entry = serde_json::from_str(&text).ok()?;
-    if entry.session != digest_hex(&[session_token]) {
+    let mut entry: Entry = serde_json::from_str(&text).ok()?;
+    if entry.session != digest_hex(&[session_token]) || entry.handed_to.contains(&requester) {
         return None;
     }
     let exp = expiry(&entry.credential)?;
-    (now + REFRESH_BEFORE_SECS < exp).then_some(entry.credential)
+    if now + REFRESH_BEFORE_SECS >= exp {
+        return None;
+    }
+    entry.handed_to.push(requester);
+    let excess = entry.handed_to.len().saturating_sub(REMEMBERED);
+    entry.handed_to.drain(..excess);
+    // Not noted (the file cannot be written): the process may get this token twice, nothing worse.
+    let _ = save(path, &entry);
+    Some(entry.credential)
 }
 
-/// Cache `credential` (only if it has an expiry).
-pub fn write(path: &Path, session_token: &str, credential: &Value) -> Result<()> {
+/// Cache `credential`, handed to `requester` (only if it has an expiry).
+pub fn write(path: &Path, session_token: &str, credential: &Value, requester: u32) -> Result<()> {
     if expiry(credential).is_none() {
         return Ok(());
     }
-    let entry = Entry { session: digest_hex(&[session_token]), credential: credential.clone() };
-    let text = serde_json::to_vec(&entry).unwrap_or_default();
-    fsutil::write_atomic(path, &text)
+    let entry =
+        Entry { session: digest_hex(&[session_token]), credential: credential.clone(), handed_to: vec![requester] };
+    save(path, &entry)
+}
+
+fn save(path: &Path, entry: &Entry) -> Result<()> {
+    fsutil::write_atomic(path, &serde_json::to_vec(entry).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -82,17 +108,32 @@ mod tests {
         assert_eq!(path, file(dir.path(), "http://cp", &c1));
         assert_ne!(path, file(dir.path(), "http://cp", &c2));
         let exp = 2_000_000_000u64; // 2033-05-18T03:33:20Z
-        write(&path, "session-a", &credential("2033-05-18T03:33:20Z")).unwrap();
-        assert!(read(&path, "session-a", exp - REFRESH_BEFORE_SECS - 1).is_some());
-        assert!(read(&path, "session-a", exp - REFRESH_BEFORE_SECS).is_none());
-        assert!(read(&path, "session-b", exp - 3600).is_none());
+        write(&path, "session-a", &credential("2033-05-18T03:33:20Z"), 1).unwrap();
+        assert!(reuse(&path, "session-a", exp - REFRESH_BEFORE_SECS - 1, 2).is_some());
+        assert!(reuse(&path, "session-a", exp - REFRESH_BEFORE_SECS, 3).is_none());
+        assert!(reuse(&path, "session-b", exp - 3600, 4).is_none());
+    }
+
+    #[test]
+    fn a_process_that_asks_again_gets_no_cached_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        let now = 2_000_000_000 - 3600;
+        write(&path, "s", &credential("2033-05-18T03:33:20Z"), 10).unwrap();
+        assert!(reuse(&path, "s", now, 10).is_none(), "the minting process asks again: its token was refused");
+        assert!(reuse(&path, "s", now, 11).is_some(), "another kubectl gets it once");
+        assert!(reuse(&path, "s", now, 11).is_none(), "and not twice");
+        for pid in 100..100 + REMEMBERED as u32 {
+            assert!(reuse(&path, "s", now, pid).is_some());
+        }
+        assert!(reuse(&path, "s", now, 11).is_some(), "only the most recent processes are remembered");
     }
 
     #[test]
     fn never_caches_without_expiry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json");
-        write(&path, "s", &serde_json::json!({"status": {"token": "t"}})).unwrap();
+        write(&path, "s", &serde_json::json!({"status": {"token": "t"}}), 1).unwrap();
         assert!(!path.exists());
     }
 }

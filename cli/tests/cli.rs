@@ -561,7 +561,9 @@ fn token_plugin_caches_and_refreshes() {
             c.into(),
         ]
     };
-    let run = |c: &str| env.run(&args(c).iter().map(String::as_str).collect::<Vec<_>>());
+    // As kubectl runs it: each command a new parent process (a second request from the same one means a refusal).
+    let run =
+        |c: &str| env.shell(r#""$LANYARD" "$@"; exit $?"#, &args(c).iter().map(String::as_str).collect::<Vec<_>>());
     run(&cluster).code(3);
     env.login(&app, &bob);
 
@@ -577,31 +579,41 @@ fn token_plugin_caches_and_refreshes() {
     let cache = token_cache::file(&env.cache_dir(), &app.url, &lanyard_core::ids::ClusterId::parse(&cluster).unwrap());
     assert_eq!(mode(&cache), 0o600);
     assert_eq!(mode(&env.cache_dir()), 0o700);
-    let mtime = std::fs::metadata(&cache).unwrap().modified().unwrap();
 
-    // Reused: same credential, the cache untouched.
+    // Reused by another process: the same credential.
     let started = Instant::now();
     let second = run(&cluster);
     let warm = started.elapsed();
     second.ok();
     assert_eq!(second.json(), cred);
-    assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), mtime);
     eprintln!("cluster token: first (mint) {mint:?}, warm cache {warm:?}");
+    // A process that asks twice (kubectl after a 401) gets a fresh token the second time.
+    let args_of = args(&cluster);
+    let twice = env.shell(
+        r#""$LANYARD" "$@" && "$LANYARD" "$@"; exit $?"#,
+        &args_of.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    twice.ok();
+    let tokens: Vec<String> =
+        twice.stdout.lines().map(|l| credential_token(&serde_json::from_str(l).unwrap())).collect();
+    assert_eq!(tokens.len(), 2, "{twice:?}");
+    assert_eq!(tokens[0], credential_token(&cred), "the first request of a process reuses the cache");
+    assert_ne!(tokens[1], tokens[0], "its second request mints anew");
 
     // Proof that a cached credential is served without a request: plant one.
     let far = json!({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
         "status": {"token": "planted", "expirationTimestamp": "2099-01-01T00:00:00Z"}});
-    token_cache::write(&cache, &bob, &far).unwrap();
+    token_cache::write(&cache, &bob, &far, 1).unwrap();
     assert_eq!(credential_token(&run(&cluster).json()), "planted");
     // Near expiry (under 60 s left): a fresh one is minted and cached.
     let soon = lanyard_core::ids::rfc3339(unix_now() + 30);
     let near = json!({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
         "status": {"token": "near-expiry", "expirationTimestamp": soon}});
-    token_cache::write(&cache, &bob, &near).unwrap();
+    token_cache::write(&cache, &bob, &near, 1).unwrap();
     let fresh = run(&cluster).json();
     assert!(!["near-expiry", "planted"].contains(&credential_token(&fresh).as_str()));
     assert!(token_cache::expiry(&fresh).unwrap() > unix_now() + 60);
-    assert_eq!(credential_token(&token_cache::read(&cache, &bob, unix_now()).unwrap()), credential_token(&fresh));
+    assert_eq!(credential_token(&token_cache::reuse(&cache, &bob, unix_now(), 1).unwrap()), credential_token(&fresh));
     // Another session does not reuse the cache.
     let carol = app.sign_in("carol@acme.example", "acme");
     env.login(&app, &carol);
@@ -715,7 +727,7 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
     assert_eq!(out.code, 0, "{out:#?} seen {:?}", seen.lock().unwrap());
     assert!(out.stdout.contains("v1.32.0-lanyard-test"), "{out:?}");
     // The plugin ran (its cache exists) and kubectl sent exactly the token it minted.
-    let cached = token_cache::read(&cache, &bob, unix_now()).expect("the exec plugin cached its credential");
+    let cached = token_cache::reuse(&cache, &bob, unix_now(), 0).expect("the exec plugin cached its credential");
     let token = credential_token(&cached);
     let sent = seen.lock().unwrap().clone();
     assert!(!sent.is_empty() && sent.iter().all(|t| *t == token), "kubectl sent {sent:?}");
@@ -733,9 +745,7 @@ fn kubectl_runs_the_exec_plugin_and_sends_the_minted_token() {
     assert_eq!(payload["aud"], cluster.as_str());
 
     // A second kubectl command reuses the cached token.
-    let mtime = std::fs::metadata(&cache).unwrap().modified().unwrap();
     kubectl(&env, &["get", "--raw", "/version"]).ok();
-    assert_eq!(std::fs::metadata(&cache).unwrap().modified().unwrap(), mtime);
     assert!(seen.lock().unwrap().iter().all(|t| *t == token));
     assert!(Path::new(&env.kubeconfig).exists());
 }

@@ -44,6 +44,18 @@ pub enum Bearer<'a> {
     Token(&'a str),
 }
 
+impl<'a> Bearer<'a> {
+    /// How a request whose `Authorization` header is `authorization` presents
+    /// a token (the one parser, for the API and for the access proxy).
+    pub fn from_header(authorization: Option<&'a str>) -> Bearer<'a> {
+        let Some(auth) = authorization else { return Bearer::Absent };
+        match auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).map(str::trim) {
+            Some(token) if !token.is_empty() => Bearer::Token(token),
+            _ => Bearer::Malformed,
+        }
+    }
+}
+
 /// A request as an endpoint sees it.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -119,11 +131,7 @@ impl Request {
 
     /// The request's bearer token, if it presents one.
     pub fn bearer(&self) -> Bearer<'_> {
-        let Some(auth) = self.header("authorization") else { return Bearer::Absent };
-        match auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")).map(str::trim) {
-            Some(token) if !token.is_empty() => Bearer::Token(token),
-            _ => Bearer::Malformed,
-        }
+        Bearer::from_header(self.header("authorization"))
     }
 
     /// A cookie's value.

@@ -16,15 +16,16 @@ pub fn entry_name(cluster: &ClusterRecord) -> String {
     format!("lanyard-{}", cluster.name)
 }
 
-/// The kubeconfig for `cluster`, minting through the control plane at
+/// The kubeconfig for `cluster`, whose proxy is trusted by `ca` (PEM; none
+/// for a publicly trusted one), minting through the control plane at
 /// `control_plane`, with `namespace` as the context's default namespace.
-pub fn render(cluster: &ClusterRecord, control_plane: &str, namespace: Option<&str>) -> String {
+pub fn render(cluster: &ClusterRecord, ca: Option<&str>, control_plane: &str, namespace: Option<&str>) -> String {
     let q = |s: &str| serde_json::Value::from(s).to_string();
     let name = q(&entry_name(cluster));
     let mut out = String::new();
     out.push_str("apiVersion: v1\nkind: Config\nclusters:\n");
     out.push_str(&format!("- name: {name}\n  cluster:\n    server: {}\n", q(&cluster.proxy_url)));
-    if let Some(ca) = &cluster.ca_pem {
+    if let Some(ca) = ca {
         let data = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
         out.push_str(&format!("    certificate-authority-data: {}\n", q(&data)));
     }
@@ -65,7 +66,7 @@ mod tests {
 
     #[test]
     fn renders_the_exec_plugin_and_the_namespace() {
-        let text = render(&cluster(None), "https://lanyard.example", Some("team-a"));
+        let text = render(&cluster(None), None, "https://lanyard.example", Some("team-a"));
         assert_eq!(
             text,
             r#"apiVersion: v1
@@ -100,14 +101,14 @@ current-context: "lanyard-prod"
 preferences: {}
 "#
         );
-        assert!(!render(&cluster(None), "u", None).contains("namespace:"));
+        assert!(!render(&cluster(None), None, "u", None).contains("namespace:"));
         assert!(!text.contains("secret-hash"));
     }
 
     #[test]
     fn carries_the_ca_base64_encoded_and_quotes_everything() {
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-        let text = render(&cluster(Some(pem)), "https://x\"y", None);
+        let text = render(&cluster(Some(pem)), Some(pem), "https://x\"y", None);
         let data = base64::engine::general_purpose::STANDARD.encode(pem);
         assert!(text.contains(&format!("certificate-authority-data: \"{data}\"")));
         assert!(text.contains(r#"- "https://x\"y""#), "hostile characters stay inside a quoted scalar");

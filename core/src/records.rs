@@ -33,6 +33,20 @@ pub struct ClusterRecord {
     pub created_by: String,
 }
 
+impl ClusterRecord {
+    /// The CA that kubeconfigs trust for the cluster's proxy: the one it was
+    /// registered with, else the self-signed certificate its proxy published
+    /// in the agent's last heartbeat `beat` (an admin's word beats an agent's).
+    pub fn trusted_ca<'a>(&'a self, beat: Option<&'a Heartbeat>) -> Option<&'a str> {
+        self.ca_pem.as_deref().or_else(|| beat.and_then(|b| b.proxy_ca_pem.as_deref()))
+    }
+}
+
+/// Whether `pem` holds PEM-encoded certificates (a cheap shape check; TLS checks the rest).
+pub fn is_pem_certificates(pem: &str) -> bool {
+    pem.contains("-----BEGIN CERTIFICATE-----") && pem.contains("-----END CERTIFICATE-----")
+}
+
 /// The tombstone of a deleted cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterDeletion {
@@ -65,6 +79,9 @@ pub struct Heartbeat {
     /// The agent's version, as it reported it (at most 64 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The self-signed certificate its access proxy serves, as it published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ca_pem: Option<String>,
 }
 
 impl Heartbeat {

@@ -377,6 +377,11 @@ pub struct Heartbeat {
     /// The agent's version (the first 64 characters are kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The certificate (PEM) of the access proxy, when it serves one it
+    /// generated itself: kubeconfigs then trust it, unless the cluster was
+    /// registered with a CA of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_ca_pem: Option<String>,
 }
 
 /// The answer to a heartbeat.

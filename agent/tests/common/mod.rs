@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod access;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -201,7 +203,7 @@ pub fn spawn_logged(mut agent: Command, log: &Path) -> Child {
 }
 
 /// The agent binary: Cargo's for tests; `target/debug` for the benchmark example.
-fn agent_binary() -> PathBuf {
+pub fn agent_binary() -> PathBuf {
     if let Some(path) = option_env!("CARGO_BIN_EXE_lanyard-agent") {
         return PathBuf::from(path);
     }

@@ -100,8 +100,11 @@ pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
         }
     }
     let listing: Value = listing.json().map_err(transport)?;
-    let has_demo = listing["clusters"].as_array().is_some_and(|cs| cs.iter().any(|c| c["name"] == "demo"));
-    if !has_demo {
+    let demo = listing["clusters"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == "demo"));
+    let id_path = state.join("demo-cluster.id");
+    if let Some(id) = demo.and_then(|c| c["id"].as_str()) {
+        fsutil::write_atomic(&id_path, id.as_bytes())?;
+    } else {
         let resp = client
             .post(&clusters_url)
             .bearer_auth(&admin)
@@ -115,6 +118,7 @@ pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
         let credential = body["agent_credential"].as_str().unwrap_or_default();
         let path = state.join("demo-agent.credential");
         fsutil::write_atomic(&path, credential.as_bytes())?;
+        fsutil::write_atomic(&id_path, body["cluster"]["id"].as_str().unwrap_or_default().as_bytes())?;
         crate::output::note(&format!(
             "registered cluster demo ({}); its agent credential is in {}",
             body["cluster"]["id"],

@@ -1,7 +1,7 @@
 //! `lanyard cluster token`: the kubectl exec plugin. Prints the
 //! `ExecCredential` the control plane mints (`POST
 //! /api/v1/clusters/{id}/k8s-token`), reusing a cached one until shortly
-//! before it expires ([`crate::token_cache`]). Only the credential goes to
+//! before it expires, once per kubectl process ([`crate::token_cache`]). Only the credential goes to
 //! stdout; everything else goes to stderr, which kubectl shows.
 //!
 //! `--cluster` is a cluster id (what the kubeconfigs Lanyard writes carry) or
@@ -33,7 +33,9 @@ pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
         ClusterRef::Name(name) => (api.resolve_cluster(name.as_str())?.id, name.to_string()),
     };
     let cache = token_cache::file(&token_cache::dir()?, &control_plane, &cluster_id);
-    if let Some(credential) = token_cache::read(&cache, &session.token, unix_now()) {
+    // The kubectl that runs us (see token_cache: a second request from it means its token was refused).
+    let requester = std::os::unix::process::parent_id();
+    if let Some(credential) = token_cache::reuse(&cache, &session.token, unix_now(), requester) {
         println!("{credential}");
         return Ok(());
     }
@@ -44,7 +46,7 @@ pub fn run(control_plane: &str, cluster: &str) -> Result<()> {
     // Checked against the wire type, then printed as it came (kubectl reads it).
     crate::api::parse::<ExecCredential>(&credential, "ExecCredential")?;
     // A cache that cannot be written costs a mint per command, nothing more.
-    if let Err(e) = token_cache::write(&cache, &session.token, &credential) {
+    if let Err(e) = token_cache::write(&cache, &session.token, &credential, requester) {
         crate::output::note(&format!("lanyard: warning: cannot cache the token: {e}"));
     }
     println!("{credential}");

@@ -79,14 +79,28 @@ impl Env {
     /// The binary with this environment (and no standard input).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(args)
-            .env("HOME", self.home())
+        c.args(args);
+        self.with_env(&mut c);
+        c
+    }
+
+    /// `sh -c script sh args…` with this environment and `$LANYARD` naming
+    /// the binary: each run is a new parent process of the CLI, as each
+    /// kubectl is of its exec plugin.
+    pub fn shell(&self, script: &str, args: &[&str]) -> Out {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script).arg("sh").args(args).env("LANYARD", BIN);
+        self.with_env(&mut c);
+        out(c.output().expect("run sh"))
+    }
+
+    fn with_env(&self, c: &mut Command) {
+        c.env("HOME", self.home())
             .env("LANYARD_CONFIG", &self.config)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("LANYARD_CONTROL_PLANE")
             .env_remove("LANYARD_STATE")
             .stdin(Stdio::null());
-        c
     }
 
     pub fn run(&self, args: &[&str]) -> Out {

@@ -37,6 +37,9 @@ use crate::wire::{self, ReportState};
 pub const LEASE_MAX: i64 = 500;
 /// Longest error text kept per failed grant.
 pub const MAX_ERROR_CHARS: usize = 2048;
+
+/// The largest proxy certificate a heartbeat may publish.
+pub const MAX_PROXY_CA_BYTES: usize = 16 * 1024;
 /// Longest agent credential considered at all.
 const MAX_CREDENTIAL_BYTES: usize = 256;
 
@@ -82,7 +85,15 @@ pub(super) fn serve(
 fn heartbeat(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
     let body: wire::Heartbeat = req.json_or_default()?;
     let version = body.version.map(|v| v.chars().take(64).collect());
-    store.record_heartbeat(&c.id, &Heartbeat { at: env.now, version })?;
+    if let Some(pem) = &body.proxy_ca_pem
+        && (pem.len() > MAX_PROXY_CA_BYTES || !crate::records::is_pem_certificates(pem))
+    {
+        return Err(ApiError::validation(
+            "proxy_ca_pem",
+            "proxy_ca_pem must be PEM-encoded certificates of at most 16 KiB",
+        ));
+    }
+    store.record_heartbeat(&c.id, &Heartbeat { at: env.now, version, proxy_ca_pem: body.proxy_ca_pem })?;
     let reply = wire::HeartbeatReply {
         cluster_id: c.id.clone(),
         revocation_epoch: store.epoch(&c.id)?,

@@ -100,7 +100,7 @@ impl Cx<'_> {
         let proxy_url = body.proxy_url.ok_or_else(|| ApiError::validation("proxy_url", "proxy_url is required"))?;
         validate_proxy_url(&proxy_url)?;
         if let Some(ca) = &body.ca_pem
-            && !(ca.contains("-----BEGIN CERTIFICATE-----") && ca.contains("-----END CERTIFICATE-----"))
+            && !crate::records::is_pem_certificates(ca)
         {
             return Err(ApiError::validation("ca_pem", "ca_pem must be PEM-encoded certificates"));
         }

@@ -93,7 +93,9 @@ impl Cx<'_> {
                 )
             })?,
         };
-        let text = crate::kubeconfig::render(&cluster, &control_plane, namespace.as_deref());
+        let beat = self.store.heartbeat(&cluster.id)?;
+        let ca = cluster.trusted_ca(beat.as_ref());
+        let text = crate::kubeconfig::render(&cluster, ca, &control_plane, namespace.as_deref());
         Ok(Response::text(200, "application/yaml", text))
     }
 }

@@ -32,7 +32,7 @@ pub fn cluster(c: &ClusterRecord, beat: Option<&Heartbeat>, now: u64, offline_af
         name: c.name.clone(),
         kind: c.kind,
         proxy_url: c.proxy_url.clone(),
-        ca_pem: c.ca_pem.clone(),
+        ca_pem: c.trusted_ca(beat).map(str::to_owned),
         access_supported: c.kind == ClusterKind::Standard,
         agent: wire::AgentStatus {
             online: beat.is_some_and(|b| b.is_fresh(now, offline_after)),

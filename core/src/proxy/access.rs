@@ -3,8 +3,7 @@
 //! with a live grant, the keys that sign tokens).
 
 use std::collections::HashSet;
-
-use serde_json::Value;
+use std::sync::Arc;
 
 use super::status::Refusal;
 use crate::http::Bearer;
@@ -17,7 +16,7 @@ pub struct AccessView {
     cluster_id: ClusterId,
     epoch: i64,
     users: HashSet<String>,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
     synced_at: u64,
 }
 
@@ -35,16 +34,32 @@ pub struct Admitted {
 }
 
 impl AccessView {
-    /// The view of `state` (the agent API's access state) and `jwks` (the
-    /// control plane's published keys, parsed here once), synced at `synced_at`.
-    pub fn new(state: &AccessState, jwks: &Value, synced_at: u64) -> AccessView {
+    /// The view of `state` (the agent API's access state) with `verifier`
+    /// (the control plane's published keys, parsed once per JWKS refresh),
+    /// synced at `synced_at` (unix seconds).
+    pub fn new(state: &AccessState, verifier: Arc<Verifier>, synced_at: u64) -> AccessView {
         AccessView {
             cluster_id: state.cluster_id.clone(),
             epoch: state.revocation_epoch,
             users: state.grants.iter().map(|g| g.user.clone()).collect(),
-            verifier: Verifier::from_jwks(jwks),
+            verifier,
             synced_at,
         }
+    }
+
+    /// When the state was last synced (unix seconds).
+    pub fn synced_at(&self) -> u64 {
+        self.synced_at
+    }
+
+    /// The cluster's revocation epoch in this view.
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    /// How many users hold a live grant.
+    pub fn users(&self) -> usize {
+        self.users.len()
     }
 
     /// How old the view is at `now`, in seconds.
@@ -123,7 +138,7 @@ mod tests {
                 Vec::new()
             };
             let state = AccessState { cluster_id: self.cluster.clone(), revocation_epoch: epoch, grants };
-            AccessView::new(&state, &self.keys.jwks(), synced_at)
+            AccessView::new(&state, Arc::new(Verifier::from_jwks(&self.keys.jwks())), synced_at)
         }
     }
 

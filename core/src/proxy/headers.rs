@@ -9,10 +9,9 @@ use super::status::Refusal;
 /// The header the proxy names the member in.
 pub const IMPERSONATE_USER: &str = "impersonate-user";
 
-/// Headers removed from every request: the client's credential, what names
-/// the proxy's own host or the client's address, and the hop-by-hop headers
-/// of RFC 9110 §7.6.1 (an upgrade keeps `Upgrade` and a `Connection: Upgrade`
-/// of its own, see [`upstream_headers`]).
+/// Headers removed from every request besides the hop-by-hop ones: the
+/// client's credential, and what names the proxy's own host or the client's
+/// address.
 const REMOVED: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -23,14 +22,19 @@ const REMOVED: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-port",
     "x-real-ip",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
 ];
+
+/// The hop-by-hop headers of RFC 9110 §7.6.1, removed in both directions (an
+/// upgrade keeps `Upgrade` and a `Connection: Upgrade` of its own, see
+/// [`upstream_headers`]).
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+/// Whether `name` (lower-case) is a hop-by-hop header: one that describes a
+/// single connection and is never forwarded as it is.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
 
 /// Whether a request asks for a protocol upgrade (`kubectl exec`, `attach`,
 /// `port-forward`: SPDY or WebSocket): `Connection` names `upgrade` and an
@@ -71,7 +75,7 @@ pub fn upstream_headers(incoming: &[(String, Vec<u8>)], user: &str) -> Result<Ve
         .iter()
         .filter(|(name, _)| {
             let name = name.to_ascii_lowercase();
-            !REMOVED.contains(&name.as_str()) && !named.contains(&name)
+            !REMOVED.contains(&name.as_str()) && !is_hop_by_hop(&name) && !named.contains(&name)
         })
         .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
         .collect();

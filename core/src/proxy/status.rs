@@ -8,6 +8,12 @@ use crate::token::TokenError;
 /// A refusal of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The proxy has not yet learnt the cluster's access state from the control plane.
+    #[error("the access proxy has not yet reached the Lanyard control plane, so it cannot check anyone's access yet")]
+    NotSynced,
+    /// A request method the Kubernetes API does not serve.
+    #[error("the Kubernetes API does not serve this method")]
+    Method,
     /// No `Authorization: Bearer` token.
     #[error("no bearer token: use a kubeconfig from `lanyard cluster kubeconfig add`")]
     NoToken,
@@ -38,8 +44,9 @@ impl Refusal {
     /// then fetches a fresh one), `403` for a request that asks for more.
     pub fn code(&self) -> u16 {
         match self {
-            Refusal::NoToken | Refusal::Token(_) | Refusal::NoGrant | Refusal::Stale { .. } => 401,
+            Refusal::NoToken | Refusal::Token(_) | Refusal::NoGrant | Refusal::Stale { .. } | Refusal::NotSynced => 401,
             Refusal::Impersonation(_) => 403,
+            Refusal::Method => 405,
         }
     }
 
@@ -52,7 +59,11 @@ impl Refusal {
             metadata: Empty {},
             status: "Failure",
             message: self.to_string(),
-            reason: if code == 401 { "Unauthorized" } else { "Forbidden" },
+            reason: match code {
+                401 => "Unauthorized",
+                405 => "MethodNotAllowed",
+                _ => "Forbidden",
+            },
             code,
         };
         serde_json::to_vec(&status).unwrap_or_default()
@@ -86,6 +97,8 @@ mod tests {
             (Refusal::Token(TokenError::Revoked), 401, "Unauthorized"),
             (Refusal::NoGrant, 401, "Unauthorized"),
             (Refusal::Stale { age_seconds: 99, limit_seconds: 60 }, 401, "Unauthorized"),
+            (Refusal::NotSynced, 401, "Unauthorized"),
+            (Refusal::Method, 405, "MethodNotAllowed"),
             (Refusal::Impersonation("impersonate-user".into()), 403, "Forbidden"),
         ] {
             let body: serde_json::Value = serde_json::from_slice(&refusal.body()).unwrap();

@@ -202,9 +202,16 @@ impl App {
     }
 
     fn boot(&mut self) {
+        self.boot_at(None);
+    }
+
+    fn boot_at(&mut self, listen: Option<std::net::SocketAddr>) {
         let root = repo_root();
         let cache = root.join("target/lanyard-test-cache");
         let mut config = HostConfig::new(root.join("spin.toml"), self.state.path(), cache);
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
         config.variables = self.variables.clone();
         // As Spin does: client-sent spin-* headers reach the component, before
         // the router's own values. The core must not be fooled by them.
@@ -220,6 +227,26 @@ impl App {
             host.shutdown().expect("host shut down cleanly");
         }
         self.boot();
+    }
+
+    /// Stop the host, keeping its store and address: the control plane is
+    /// unreachable until [`App::resume`].
+    pub fn stop(&mut self) {
+        if let Some(host) = self.host.take() {
+            host.shutdown().expect("host shut down cleanly");
+        }
+    }
+
+    /// Start the host again, on the store and the address it had.
+    pub fn resume(&mut self) {
+        assert!(self.host.is_none(), "the host is running");
+        let address = self.url.trim_start_matches("http://").parse().expect("the host's address");
+        self.boot_at(Some(address));
+    }
+
+    /// A variable the host runs with (e.g. `token_signing_keys`).
+    pub fn variable(&self, name: &str) -> Option<&str> {
+        self.variables.get(name).map(String::as_str)
     }
 
     /// The key-value store's path.

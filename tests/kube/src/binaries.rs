@@ -1,12 +1,18 @@
-//! Finding the control-plane binaries (etcd, kube-apiserver,
-//! kube-controller-manager) that `scripts/kube-binaries` builds from the
-//! upstream Go modules into the cache outside the clone.
+//! Finding the binaries the fixture runs, which scripts build from source
+//! into the cache outside the clone: the control plane (etcd, kube-apiserver,
+//! kube-controller-manager) from the upstream Go modules by
+//! `scripts/kube-binaries`, and the fake kubelet from `tests/kubelet/` by
+//! `scripts/fake-kubelet`.
 //!
-//! The script is idempotent and returns in well under a second once the
-//! binaries exist, so the fixture simply runs it (once per test process) and
-//! takes the bin directory from the last line of its stdout. A cold build takes
-//! a long time; its progress goes to the test's stderr. Setting
-//! `LANYARD_KUBE_BIN_DIR` skips the script and uses that directory instead.
+//! Both scripts are idempotent and return in well under a second once their
+//! binaries exist, so the fixture simply runs each (once per test process)
+//! and takes the path from the last line of its stdout. A cold build takes a
+//! while (the control plane about 20 minutes, the fake kubelet under a
+//! minute); its progress goes to the test's stderr. Setting
+//! `LANYARD_KUBE_BIN_DIR` (a directory with the three control-plane binaries)
+//! or `LANYARD_FAKE_KUBELET` (the fake kubelet's path, which `scripts/test`
+//! sets) skips the script. A missing binary is an error naming the script
+//! that builds it: no test skips.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +26,12 @@ pub const BUILD_SCRIPT: &str = "scripts/kube-binaries";
 
 /// Environment variable naming a directory that already holds the binaries.
 pub const BIN_DIR_ENV: &str = "LANYARD_KUBE_BIN_DIR";
+
+/// The script that builds the fake kubelet, relative to the repository root.
+pub const FAKE_KUBELET_SCRIPT: &str = "scripts/fake-kubelet";
+
+/// Environment variable naming an already built fake kubelet binary.
+pub const FAKE_KUBELET_ENV: &str = "LANYARD_FAKE_KUBELET";
 
 /// Paths of the three control-plane binaries.
 #[derive(Debug, Clone)]
@@ -58,23 +70,67 @@ impl Binaries {
     }
 }
 
+/// The fake kubelet of this test process (see `tests/kubelet/main.go`),
+/// building it on first use.
+pub fn fake_kubelet() -> Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let binary = BINARY
+        .get_or_init(|| locate_fake_kubelet().map_err(|error| format!("{error:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    ensure_fake_kubelet(binary)
+}
+
+fn ensure_fake_kubelet(binary: PathBuf) -> Result<PathBuf> {
+    if !binary.is_file() {
+        bail!("the fake kubelet {} is missing: build it with `{FAKE_KUBELET_SCRIPT}`", binary.display());
+    }
+    Ok(binary)
+}
+
 fn locate_bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
         return Ok(PathBuf::from(dir));
     }
-    let script = repo_root().join(BUILD_SCRIPT);
+    run_build_script(BUILD_SCRIPT, "the Kubernetes test binaries")
+}
+
+fn locate_fake_kubelet() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(FAKE_KUBELET_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    run_build_script(FAKE_KUBELET_SCRIPT, "the fake kubelet")
+}
+
+/// Runs `script` (relative to the repository root), which builds `what`, and
+/// returns the path on the last line of its stdout.
+fn run_build_script(script: &str, what: &str) -> Result<PathBuf> {
+    let path = repo_root().join(script);
     let output = Command::new("bash")
-        .arg(&script)
+        .arg(&path)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("could not run `{BUILD_SCRIPT}` ({})", script.display()))?;
+        .with_context(|| format!("could not run `{script}` ({})", path.display()))?;
     if !output.status.success() {
-        bail!("`{BUILD_SCRIPT}` could not build the Kubernetes test binaries ({}); its log is above", output.status);
+        bail!("`{script}` could not build {what} ({}); its log is above", output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let Some(last_line) = stdout.lines().rev().find(|line| !line.trim().is_empty()) else {
-        bail!("`{BUILD_SCRIPT}` printed no bin directory");
+        bail!("`{script}` printed no path");
     };
     Ok(PathBuf::from(last_line.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_fake_kubelet_names_the_script_that_builds_it() {
+        let error = ensure_fake_kubelet(PathBuf::from("/nonexistent/fake-kubelet")).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains("/nonexistent/fake-kubelet is missing"), "{message}");
+        assert!(message.contains("scripts/fake-kubelet"), "{message}");
+    }
 }

@@ -14,37 +14,63 @@
 //!   controller (which gives each namespace its `default` account).
 //!
 //! `start` returns once `/readyz` says ok and the aggregated roles have rules.
+//!
 //! Dropping the cluster, also while a failed test unwinds, kills every process
 //! group and removes the directory; set `LANYARD_KUBE_KEEP_DIR=1` to keep the
 //! directory (with the logs) for a post-mortem. Clusters are independent:
 //! several may run at once.
+//!
+//! There is no container runtime on the test machines, so nothing can run a
+//! Pod; but `kubectl exec`, `attach` and `port-forward` must still be tested
+//! for real, through the API server, which forwards them to the Pod's
+//! kubelet. [`KubeCluster::start_node`] starts a *fake kubelet*
+//! (`tests/kubelet/`, Go, built by `scripts/fake-kubelet`): it serves the
+//! kubelet's streaming endpoints with the kubelet's own streaming libraries
+//! over a runtime whose answers are fixed (`echo`, `cat`, `exit N`; attach
+//! copies stdin; port-forward dials the port on this machine), and is
+//! registered as a Ready Node. [`FakeNode::pod`] creates a Pod bound to it and
+//! reports it Running. The API server verifies the fake kubelet's
+//! certificate against a CA the cluster makes at start
+//! (`--kubelet-certificate-authority`). The helpers [`exec`] (and
+//! [`exec_echo`], [`exec_cat_stdin`], [`exec_exit_code`]), [`attach`] and
+//! [`port_forward_roundtrip`] (or [`PortForward`]) run the real kubectl
+//! commands against any kubeconfig, over either [`Streaming`] transport.
 
 mod binaries;
+mod kubectl;
+mod kubelet_ca;
+mod node;
 mod process;
+mod streaming;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
+use lanyard_test_support::{Probe, wait_for};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
-pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries};
-use lanyard_test_support::{Probe, wait_for};
+pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries, FAKE_KUBELET_ENV, FAKE_KUBELET_SCRIPT, fake_kubelet};
+pub use kubectl::{DEFAULT_KUBECTL, KubectlOutput};
+pub use node::{FAKE_CONTAINER, FAKE_IMAGE, FAKE_NODE_LABEL, FakeNode};
+pub use streaming::{
+    PortForward, STREAM_DEADLINE, Streaming, TcpEchoServer, WebSocketStreams, attach, exec, exec_cat_stdin, exec_echo,
+    exec_exit_code, port_forward_roundtrip,
+};
 
+use kubectl::{display_args, run_kubectl};
+use kubelet_ca::KubeletCa;
 use process::Supervisor;
 
 /// User name of the admin identity (group `system:masters`).
 pub const ADMIN_USER: &str = "lanyard-admin";
 /// User name of the agent identity (no bindings, no extra groups).
 pub const AGENT_USER: &str = "lanyard-agent";
-/// The kubectl the helpers run, unless `LANYARD_KUBECTL` names another.
-pub const DEFAULT_KUBECTL: &str = "/usr/bin/kubectl";
 /// The service IP range the API server allocates from.
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.96.0.0/16";
 
@@ -54,8 +80,6 @@ const KEEP_DIR_ENV: &str = "LANYARD_KUBE_KEEP_DIR";
 const START_TIMEOUT_ENV: &str = "LANYARD_KUBE_START_TIMEOUT_SECS";
 /// Per phase: generous, as a 2-core machine may be starting several clusters.
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
-/// Every kubectl call gives up on the API server after this long.
-const KUBECTL_REQUEST_TIMEOUT: &str = "--request-timeout=30s";
 /// The built-in ClusterRoles that the aggregation controller fills.
 const AGGREGATED_ROLES: [&str; 3] = ["view", "edit", "admin"];
 const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
@@ -70,20 +94,6 @@ pub enum Identity {
     Agent,
 }
 
-/// What a kubectl run printed, and how it exited.
-#[derive(Debug, Clone)]
-pub struct KubectlOutput {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl KubectlOutput {
-    pub fn success(&self) -> bool {
-        self.status.success()
-    }
-}
-
 /// A running control plane; dropping it tears everything down.
 pub struct KubeCluster {
     // Field order matters: the processes stop before the directory goes.
@@ -93,6 +103,8 @@ pub struct KubeCluster {
     ca_cert_pem: String,
     admin_token: String,
     agent_token: String,
+    /// Signs the fake kubelets' serving certificates; the API server trusts it.
+    kubelet_ca: KubeletCa,
     work_dir: tempfile::TempDir,
 }
 
@@ -140,6 +152,8 @@ impl KubeCluster {
         let mut supervisor = Supervisor::new(layout.logs.clone())?;
         let admin_token = random_hex(32)?;
         let agent_token = random_hex(32)?;
+        let kubelet_ca = KubeletCa::new()?;
+        write_file(&layout.kubelet_ca_cert, &kubelet_ca.cert_pem())?;
 
         let booted = boot(binaries, &layout, &mut supervisor, &admin_token, &agent_token);
         let endpoint = match booted {
@@ -159,6 +173,7 @@ impl KubeCluster {
             ca_cert_pem: endpoint.ca_cert_pem,
             admin_token,
             agent_token,
+            kubelet_ca,
             work_dir,
         })
     }
@@ -296,6 +311,7 @@ struct Layout {
     service_account_key: PathBuf,
     service_account_public_key: PathBuf,
     ca_cert: PathBuf,
+    kubelet_ca_cert: PathBuf,
     admin_kubeconfig: PathBuf,
     agent_kubeconfig: PathBuf,
     kubectl_cache: PathBuf,
@@ -311,6 +327,7 @@ impl Layout {
             service_account_key: dir.join("service-account.key"),
             service_account_public_key: dir.join("service-account.pub"),
             ca_cert: dir.join("ca.crt"),
+            kubelet_ca_cert: dir.join("kubelet-ca.crt"),
             admin_kubeconfig: dir.join("admin.kubeconfig"),
             agent_kubeconfig: dir.join("agent.kubeconfig"),
             kubectl_cache: dir.join("kubectl-cache"),
@@ -442,6 +459,11 @@ fn apiserver_args(layout: &Layout, etcd_client_port: u16, port: u16) -> Vec<Stri
         format!("--service-account-key-file={}", layout.service_account_public_key.display()),
         format!("--service-account-signing-key-file={}", layout.service_account_key.display()),
         format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}"),
+        // Verify the kubelets' serving certificates (without a CA the API
+        // server would not), and dial them at their InternalIP, 127.0.0.1,
+        // whatever other addresses a Node reports.
+        format!("--kubelet-certificate-authority={}", layout.kubelet_ca_cert.display()),
+        "--kubelet-preferred-address-types=InternalIP".into(),
         "--profiling=false".into(),
     ]
 }
@@ -502,42 +524,6 @@ contexts:
 current-context: {user}
 "
     )
-}
-
-fn run_kubectl<I, S>(kubeconfig: &Path, cache_dir: &Path, args: I) -> Result<KubectlOutput>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let kubectl = std::env::var_os("LANYARD_KUBECTL").unwrap_or_else(|| DEFAULT_KUBECTL.into());
-    let args: Vec<S> = args.into_iter().collect();
-    let output = Command::new(&kubectl)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache_dir)
-        .arg(KUBECTL_REQUEST_TIMEOUT)
-        .args(&args)
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not run {} {}", Path::new(&kubectl).display(), display_args(&args)))?;
-    Ok(KubectlOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
-}
-
-fn display_args<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let mut text = String::new();
-    for (index, arg) in args.iter().enumerate() {
-        if index > 0 {
-            text.push(' ');
-        }
-        let _ = write!(text, "{}", arg.as_ref().to_string_lossy());
-    }
-    text
 }
 
 /// A loopback port held open until it is handed to the process that uses it,

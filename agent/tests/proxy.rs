@@ -22,7 +22,9 @@ use std::time::Duration;
 use common::access::{AccessEnv, Layout, MAX_STALENESS, Member};
 use lanyard_core::ids::{ClusterId, MemberId};
 use lanyard_core::token::{SigningKeys, TokenClaims};
-use lanyard_kube::Identity;
+use lanyard_kube::{
+    Identity, Streaming, attach, exec, exec_cat_stdin, exec_echo, exec_exit_code, port_forward_roundtrip,
+};
 use lanyard_test_support::{Probe, wait_for};
 use serde_json::Value;
 
@@ -326,6 +328,64 @@ fn without_the_control_plane_the_proxy_enforces_the_last_state_then_refuses() {
         Ok(if status == 200 { Probe::Ready(()) } else { Probe::NotYet(format!("{status}")) })
     })
     .unwrap();
+}
+
+#[test]
+fn exec_attach_and_port_forward_work_through_the_proxy_over_spdy_and_websocket() {
+    let env = AccessEnv::start(Layout::OneProcess);
+    env.namespace(NS);
+    let node = env.kube.start_node().expect("a fake node (binary from scripts/fake-kubelet)");
+    node.pod(NS, "web").unwrap();
+    let dev = env.member("dev@acme.example");
+    let grant = env.grant(&dev.email, "edit", Some(NS));
+    env.wait_status(&grant, "applied");
+    dev.add_kubeconfig();
+    dev.wait_kubectl_ok(&["get", "pod", "web", "-n", NS]);
+    let kubeconfig = dev.portable_kubeconfig();
+    for protocol in Streaming::ALL {
+        let context = |what: &str| format!("{what} over {protocol:?}; proxy log:\n{}", env.proxy_log());
+        let before = env.kube.websocket_streams().unwrap();
+        let echoed = exec_echo(&kubeconfig, NS, "web", &["through", "the", "proxy"], protocol);
+        assert_eq!(echoed.unwrap_or_else(|e| panic!("{e:#} {}", context("exec"))), "through the proxy\n");
+        let input = "line one\nline two, no newline";
+        let cat = exec_cat_stdin(&kubeconfig, NS, "web", input.as_bytes(), protocol);
+        assert_eq!(cat.unwrap_or_else(|e| panic!("{e:#} {}", context("exec -i"))), input);
+        assert_eq!(exec_exit_code(&kubeconfig, NS, "web", 3, protocol).unwrap(), 3, "{}", context("exit 3"));
+        let attached = attach(&kubeconfig, NS, "web", b"attached\n", protocol);
+        assert_eq!(attached.unwrap_or_else(|e| panic!("{e:#} {}", context("attach"))), "attached\n");
+        port_forward_roundtrip(&kubeconfig, NS, "web", protocol)
+            .unwrap_or_else(|e| panic!("{e:#} {}", context("port-forward")));
+        let after = env.kube.websocket_streams().unwrap();
+        let (commands, forwards) = match protocol {
+            Streaming::Spdy => (0, 0),
+            Streaming::WebSocket => (4, 1),
+        };
+        assert_eq!(
+            (after.remote_command - before.remote_command, after.port_forward - before.port_forward),
+            (commands, forwards),
+            "kubectl used {protocol:?} through the proxy (no silent fallback)"
+        );
+    }
+    // Refused without a grant for it: `view` may not exec.
+    let viewer = env.member("viewer@acme.example");
+    let id = env.grant(&viewer.email, "view", Some(NS));
+    env.wait_status(&id, "applied");
+    viewer.add_kubeconfig();
+    let refused = exec(&viewer.portable_kubeconfig(), NS, "web", &["echo", "no"], None, Streaming::WebSocket).unwrap();
+    assert!(!refused.success() && refused.stderr.to_ascii_lowercase().contains("forbidden"), "{refused:?}");
+
+    for subresource in ["exec", "attach", "portforward"] {
+        for session in ["start", "end"] {
+            let record = env.wait_audit(&format!("the {subresource} session's {session}"), |r| {
+                r["request"]["subresource"] == subresource && r["session"] == session
+            });
+            assert_eq!(record["user"], user(&dev.email));
+            assert_eq!(record["status"], 101);
+        }
+    }
+    let metrics = reqwest::blocking::get(&env.metrics_url).unwrap().text().unwrap();
+    assert!(metrics.contains("lanyard_proxy_upgrades_open 0\n"), "every session closed: {metrics}");
+    assert!(metrics.contains("lanyard_proxy_requests_total{code=\"101\"}"), "{metrics}");
 }
 
 /// The claims of a JWT, unverified (to copy them into hostile tokens).

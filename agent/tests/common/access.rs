@@ -389,6 +389,32 @@ impl Member {
         self.lanyard(&["cluster", "kubeconfig", "add", &self.cluster_id, "--set-current"]).ok();
     }
 
+    /// A copy of the member's kubeconfig that works from any environment:
+    /// its exec plugin names the CLI by path and carries the member's
+    /// `HOME` and `LANYARD_CONFIG` (for helpers that run kubectl themselves).
+    pub fn portable_kubeconfig(&self) -> PathBuf {
+        let q = |p: &Path| Value::from(p.display().to_string()).to_string();
+        let text = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("command:") && trimmed.contains("lanyard") {
+                let indent = &line[..line.len() - trimmed.len()];
+                out.push_str(&format!("{indent}command: {}\n{indent}env:\n", q(&cli_dir().join("lanyard"))));
+                out.push_str(&format!("{indent}- name: HOME\n{indent}  value: {}\n", q(self.home.path())));
+                let config = self.home.path().join("lanyard/config.json");
+                out.push_str(&format!("{indent}- name: LANYARD_CONFIG\n{indent}  value: {}\n", q(&config)));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        assert!(out.contains("LANYARD_CONFIG"), "no exec plugin in the kubeconfig:\n{text}");
+        let path = self.home.path().join("portable.kubeconfig");
+        std::fs::write(&path, out).unwrap();
+        path
+    }
+
     /// A kubectl command with the member's kubeconfig and the CLI on `PATH`.
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(kubectl());

@@ -170,7 +170,13 @@ fn main() {
     let p_rps = throughput(&proxied, seconds);
     let loaded_rss = rss_kib(env.proxy_pid());
 
-    // Revoke-all → first refusal.
+    // Revoke-all → first refusal. Each trial grants anew (revoke-all removed the last grant).
+    let revoke_all = || {
+        env.app
+            .post(&format!("/api/v1/clusters/{}/access/revoke-all", env.cluster_id), &env.admin, Value::Null)
+            .expect(200);
+    };
+    revoke_all();
     let mut revocations = Vec::with_capacity(trials);
     for trial in 0..trials {
         let id = env.grant(email, "view", Some(NS));
@@ -197,9 +203,7 @@ fn main() {
             })
         };
         let started = Instant::now();
-        env.app
-            .post(&format!("/api/v1/clusters/{}/access/revoke-all", env.cluster_id), &env.admin, Value::Null)
-            .expect(200);
+        revoke_all();
         let watchdog = std::thread::spawn({
             let stop = stop.clone();
             move || {

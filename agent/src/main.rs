@@ -197,6 +197,7 @@ async fn run(args: Args) -> Result<()> {
             audit: proxy::audit::Audit::default(),
             metrics: metrics.clone(),
             clock: clock.clone(),
+            tokens: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind(address)
             .await

@@ -19,6 +19,7 @@ use lanyard_core::proxy::audit::{AUDIT_SCHEMA, AuditRecord, SessionEvent};
 use lanyard_core::proxy::headers::{is_hop_by_hop, is_upgrade, upstream_headers};
 use lanyard_core::proxy::request_info::{RequestInfo, request_info};
 use lanyard_core::proxy::status::Refusal;
+use lanyard_core::proxy::verified::VerifiedTokens;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -46,6 +47,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Wall-clock time, for token expiry and the view's age.
     pub clock: Arc<dyn WallClock>,
+    /// Tokens whose signature was already checked.
+    pub tokens: VerifiedTokens,
 }
 
 /// What the audit record of a request needs to know, from its start.
@@ -130,7 +133,7 @@ impl Proxy {
             // Two credentials: which one would the apiserver have believed?
             (Some(_), Some(_)) => Bearer::Malformed,
         };
-        let admitted = view.admit(bearer, self.clock.unix_now(), self.max_staleness.as_secs())?;
+        let admitted = view.admit(bearer, self.clock.unix_now(), self.max_staleness.as_secs(), &self.tokens)?;
         if method == Method::Other {
             return Err(Refusal::Method);
         }

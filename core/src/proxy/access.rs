@@ -6,9 +6,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::status::Refusal;
+use super::verified::VerifiedTokens;
 use crate::http::Bearer;
 use crate::ids::{ClusterId, MemberId};
-use crate::token::Verifier;
+use crate::token::{TokenError, Verifier};
 use crate::wire::AccessState;
 
 /// The cluster's access as of the proxy's last sync with the control plane.
@@ -70,8 +71,16 @@ impl AccessView {
     /// Admit a request that presents `bearer` at `now`, or refuse it: a view
     /// older than `max_staleness` seconds refuses everything (it cannot know
     /// about revocations since); otherwise the token must verify for this
-    /// cluster at the view's epoch, and its user must hold a live grant.
-    pub fn admit(&self, bearer: Bearer<'_>, now: u64, max_staleness: u64) -> Result<Admitted, Refusal> {
+    /// cluster (its signature checked once, through `tokens`), be unexpired
+    /// and minted at or after the view's epoch, and its user must hold a live
+    /// grant.
+    pub fn admit(
+        &self,
+        bearer: Bearer<'_>,
+        now: u64,
+        max_staleness: u64,
+        tokens: &VerifiedTokens,
+    ) -> Result<Admitted, Refusal> {
         let age = self.age(now);
         if age > max_staleness {
             return Err(Refusal::Stale { age_seconds: age, limit_seconds: max_staleness });
@@ -80,7 +89,10 @@ impl AccessView {
             Bearer::Token(token) => token,
             Bearer::Absent | Bearer::Malformed => return Err(Refusal::NoToken),
         };
-        let verified = self.verifier.verify(token, &self.cluster_id, self.epoch, now).map_err(Refusal::Token)?;
+        let verified = tokens.verify(&self.verifier, token, &self.cluster_id, now).map_err(Refusal::Token)?;
+        if verified.claims.rev < self.epoch {
+            return Err(Refusal::Token(TokenError::Revoked));
+        }
         if !self.users.contains(&verified.claims.user) {
             return Err(Refusal::NoGrant);
         }
@@ -99,7 +111,7 @@ mod tests {
     use crate::ids::GrantId;
     use crate::model::{Email, Role};
     use crate::rbac::{DesiredGrant, kube_user};
-    use crate::token::{SigningKeys, TokenClaims, TokenError};
+    use crate::token::{SigningKeys, TokenClaims};
 
     const NOW: u64 = 1_800_000_000;
 
@@ -146,7 +158,8 @@ mod tests {
     fn a_live_grant_and_a_current_token_admit_as_the_member() {
         let w = World::new();
         let token = w.token(3, &w.cluster);
-        let admitted = w.view(3, true, NOW).admit(Bearer::Token(&token), NOW + 1, 30).unwrap();
+        let admitted =
+            w.view(3, true, NOW).admit(Bearer::Token(&token), NOW + 1, 30, &VerifiedTokens::default()).unwrap();
         assert_eq!((admitted.member_id, admitted.user.as_str()), (w.member.clone(), w.user.as_str()));
     }
 
@@ -154,14 +167,18 @@ mod tests {
     fn revocation_a_lost_grant_another_cluster_and_no_token_refuse() {
         let w = World::new();
         let token = w.token(3, &w.cluster);
-        let refuse = |view: &AccessView, bearer| view.admit(bearer, NOW + 1, 30).unwrap_err();
+        let refuse =
+            |view: &AccessView, bearer| view.admit(bearer, NOW + 1, 30, &VerifiedTokens::default()).unwrap_err();
         assert_eq!(refuse(&w.view(4, true, NOW), Bearer::Token(&token)), Refusal::Token(TokenError::Revoked));
         assert_eq!(refuse(&w.view(3, false, NOW), Bearer::Token(&token)), Refusal::NoGrant);
         let elsewhere = w.token(3, &ClusterId::derive(&["staging"]));
         assert_eq!(refuse(&w.view(3, true, NOW), Bearer::Token(&elsewhere)), Refusal::Token(TokenError::WrongCluster));
         assert_eq!(refuse(&w.view(3, true, NOW), Bearer::Absent), Refusal::NoToken);
         assert_eq!(refuse(&w.view(3, true, NOW), Bearer::Malformed), Refusal::NoToken);
-        let expired = w.view(3, true, NOW + 1_000).admit(Bearer::Token(&token), NOW + 1_000, 30).unwrap_err();
+        let expired = w
+            .view(3, true, NOW + 1_000)
+            .admit(Bearer::Token(&token), NOW + 1_000, 30, &VerifiedTokens::default())
+            .unwrap_err();
         assert_eq!(expired, Refusal::Token(TokenError::Expired));
     }
 
@@ -170,8 +187,8 @@ mod tests {
         let w = World::new();
         let token = w.token(3, &w.cluster);
         let view = w.view(3, true, NOW);
-        assert!(view.admit(Bearer::Token(&token), NOW + 30, 30).is_ok(), "at the limit");
-        let err = view.admit(Bearer::Token(&token), NOW + 31, 30).unwrap_err();
+        assert!(view.admit(Bearer::Token(&token), NOW + 30, 30, &VerifiedTokens::default()).is_ok(), "at the limit");
+        let err = view.admit(Bearer::Token(&token), NOW + 31, 30, &VerifiedTokens::default()).unwrap_err();
         assert_eq!(err, Refusal::Stale { age_seconds: 31, limit_seconds: 30 });
     }
 }

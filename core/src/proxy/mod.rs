@@ -13,7 +13,9 @@
 //!   by a key the control plane publishes (EdDSA only), for this cluster,
 //!   unexpired, minted at or after the cluster's revocation epoch, for a
 //!   user who still holds a live grant in the access state the agent last
-//!   synced. Anything else is `401`. An access state older than the
+//!   synced. Anything else is `401`. A token's signature is checked once
+//!   per JWKS ([`verified`]); everything that can change is checked on
+//!   every request. An access state older than the
 //!   staleness limit refuses everything: the proxy fails closed when it can
 //!   no longer know about revocations.
 //! * **Nothing the client sends can speak for someone else** ([`headers`]):
@@ -33,3 +35,4 @@ pub mod audit;
 pub mod headers;
 pub mod request_info;
 pub mod status;
+pub mod verified;

@@ -264,6 +264,8 @@ fn bad_tokens_lost_grants_and_deactivation_are_refused_and_watches_stream() {
     };
     let (status, _) = raw(&env, &format!("/api/v1/namespaces/{NS}/configmaps"), &token, &[]);
     assert_eq!(status, 200, "the real token works");
+    let (alpn, status) = common::access::http2_get(&env, &format!("/api/v1/namespaces/{NS}/configmaps"), &token);
+    assert_eq!((alpn.as_deref(), status), (Some(b"h2".as_slice()), 200), "and over HTTP/2, as kubectl speaks it");
     for (what, bad) in [
         ("expired", expired.as_str()),
         ("another cluster's", elsewhere.as_str()),

@@ -185,3 +185,56 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes).with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+        let generated = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        (cert, key, generated.cert.der().to_vec())
+    }
+
+    fn served(tls: &ServerTls) -> Vec<u8> {
+        tls.resolver.current.read().unwrap().cert[0].to_vec()
+    }
+
+    #[test]
+    fn changed_files_are_served_and_a_broken_change_keeps_the_old_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, first) = write_pair(dir.path(), "one.example");
+        let tls = ServerTls::new(&TlsSource::Files { cert: cert.clone(), key: key.clone() }).unwrap();
+        assert_eq!(served(&tls), first);
+        assert!(tls.self_signed_pem.is_none(), "files are not published");
+
+        let (_, _, second) = write_pair(dir.path(), "two.example");
+        // A new modification time, whatever the file system's resolution.
+        let later = SystemTime::now() + Duration::from_secs(5);
+        for path in [&cert, &key] {
+            std::fs::File::options().write(true).open(path).unwrap().set_modified(later).unwrap();
+        }
+        tls.resolver.reload_if_changed();
+        assert_eq!(served(&tls), second, "the new pair is served");
+
+        std::fs::write(&key, "not a key").unwrap();
+        std::fs::File::options().write(true).open(&key).unwrap().set_modified(later + Duration::from_secs(5)).unwrap();
+        tls.resolver.reload_if_changed();
+        assert_eq!(served(&tls), second, "a broken pair keeps the previous one");
+    }
+
+    #[test]
+    fn a_self_signed_certificate_is_made_once_kept_private_and_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = TlsSource::SelfSigned { dir: dir.path().join("tls"), names: vec!["127.0.0.1".into()] };
+        let first = ServerTls::new(&source).unwrap().self_signed_pem.unwrap();
+        assert!(first.contains("BEGIN CERTIFICATE"));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("tls").join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = ServerTls::new(&source).unwrap().self_signed_pem.unwrap();
+        assert_eq!(first, again, "kept across restarts");
+    }
+}

@@ -118,7 +118,7 @@ impl AccessEnv {
         env
     }
 
-    fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.proxy_url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
@@ -501,4 +501,42 @@ fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
 /// The repository root (re-exported).
 pub fn root() -> PathBuf {
     repo_root()
+}
+
+/// `GET path` on the proxy over HTTP/2 (ALPN `h2`, as kubectl negotiates it)
+/// with `token`: the negotiated protocol and the status.
+pub fn http2_get(env: &AccessEnv, path: &str, token: &str) -> (Option<Vec<u8>>, u16) {
+    use http_body_util::BodyExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = env.ca_pem.as_ref().expect("the proxy's CA");
+        use rustls_pki_types::pem::PemObject as _;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port())).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("{}{path}", env.proxy_url))
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        (alpn, status)
+    })
 }

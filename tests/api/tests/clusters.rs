@@ -362,3 +362,49 @@ fn concurrent_rotations_leave_exactly_one_current_credential() {
     assert!(!works(&app, &prod, &old));
     assert!(works(&app, &prod, working[0]));
 }
+
+/// The CA the cluster listing shows for `id`.
+fn listed_ca(app: &App, admin: &str, id: &str) -> Option<String> {
+    let listed = app.get("/api/v1/clusters", admin);
+    let cluster = listed.json["clusters"].as_array().unwrap().iter().find(|c| c["id"] == id).cloned().unwrap();
+    cluster["ca_pem"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_proxy_publishes_its_certificate_by_heartbeat_and_a_registered_ca_wins() {
+    use base64::Engine as _;
+    let ClusterFixture { app, admin, cluster, credential } = Fixture::start().with_cluster("prod");
+    let beat = |id: &str, credential: &str, body: Value| {
+        app.post(&format!("/agent/v1/clusters/{id}/heartbeat"), credential, body)
+    };
+    beat(&cluster, &credential, json!({})).expect(200);
+    let before = app.kv_snapshot();
+    beat(&cluster, &credential, json!({"proxy_ca_pem": "not a certificate"})).expect_error(422, "validation_failed");
+    let huge = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", "A".repeat(17 * 1024));
+    let refused = beat(&cluster, &credential, json!({"proxy_ca_pem": huge}));
+    refused.expect_error(422, "validation_failed");
+    assert_eq!(refused.field(), "proxy_ca_pem");
+    assert_eq!(app.kv_snapshot(), before, "a refused heartbeat changes nothing");
+    assert_eq!(listed_ca(&app, &admin, &cluster), None);
+
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBpublished\n-----END CERTIFICATE-----\n";
+    beat(&cluster, &credential, json!({"version": "0.1.0", "proxy_ca_pem": pem})).expect(200);
+    assert_eq!(listed_ca(&app, &admin, &cluster).as_deref(), Some(pem), "the listing carries it");
+    let dev = app.sign_in("dev@acme.example", "acme");
+    app.grant_access(&admin, &cluster, "dev@acme.example", "view", Some("team-a"));
+    let kubeconfig = app.get(&format!("/api/v1/clusters/{cluster}/kubeconfig"), &dev);
+    kubeconfig.expect(200);
+    let data = base64::engine::general_purpose::STANDARD.encode(pem);
+    assert!(kubeconfig.body.contains(&format!("certificate-authority-data: \"{data}\"")), "{}", kubeconfig.body);
+
+    // A CA the admin registered beats the agent's word.
+    let registered = "-----BEGIN CERTIFICATE-----\nMIIBregistered\n-----END CERTIFICATE-----\n";
+    let body =
+        json!({"name": "staging", "kind": "standard", "proxy_url": "https://proxy.example:8443", "ca_pem": registered});
+    let resp = app.post("/api/v1/clusters", &admin, body);
+    resp.expect(201);
+    let staging = resp.json["cluster"]["id"].as_str().unwrap().to_owned();
+    let staging_credential = resp.json["agent_credential"].as_str().unwrap().to_owned();
+    beat(&staging, &staging_credential, json!({"proxy_ca_pem": pem})).expect(200);
+    assert_eq!(listed_ca(&app, &admin, &staging).as_deref(), Some(registered));
+}

@@ -110,6 +110,8 @@ async fn dispatch(app: &Arc<App>, mut req: Request<Incoming>, client_addr: Socke
         }
     });
 
+    // Read to its end even if the component stops early (see drain.rs).
+    let req = req.map(crate::drain::Draining::new);
     let incoming = match store.data_mut().http().new_incoming_request(Scheme::Http, req) {
         Ok(incoming) => incoming,
         Err(e) => return fail(format!("cannot pass the request to the component: {e}")),

@@ -21,6 +21,7 @@
 //! ```
 
 mod dispatch;
+mod drain;
 pub mod headers;
 pub mod host;
 pub mod kv;

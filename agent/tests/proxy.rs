@@ -368,6 +368,32 @@ fn exec_attach_and_port_forward_work_through_the_proxy_over_spdy_and_websocket()
             "kubectl used {protocol:?} through the proxy (no silent fallback)"
         );
     }
+    // Logs: whole, and followed, each line arriving while the stream is still open.
+    let logs = dev.kubectl(&["logs", "web", "-n", NS]);
+    assert_eq!(logs.ok().stdout, "log line 1\nlog line 2\nlog line 3\n");
+    let mut follow = dev
+        .kubectl_command(&["logs", "-f", "web", "-n", NS])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, rx) = mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    for n in 1..=3 {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("a log line arrives as it is written");
+        assert_eq!(line, format!("log line {n}"));
+    }
+    assert!(follow.try_wait().unwrap().is_none(), "the stream is still open: the lines were not buffered to its end");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // Refused without a grant for it: `view` may not exec.
     let viewer = env.member("viewer@acme.example");
     let id = env.grant(&viewer.email, "view", Some(NS));

@@ -7,6 +7,7 @@
 //	GET|POST /exec/{namespace}/{pod}[/{uid}]/{container}?command=...&input=1&output=1&error=1&tty=1
 //	GET|POST /attach/{namespace}/{pod}[/{uid}]/{container}?input=1&output=1&error=1&tty=1
 //	GET|POST /portForward/{namespace}/{pod}[/{uid}]?port=...
+//	GET /containerLogs/{namespace}/{pod}/{container}?follow=true  (numbered lines, streamed)
 //	GET /healthz  (answers "ok")
 //
 // The streams are the kubelet's own: the published k8s.io/cri-streaming
@@ -154,10 +155,43 @@ func routes(runtime fakeRuntime) *http.ServeMux {
 		mux.HandleFunc(method+" /portForward/{namespace}/{pod}", portForward)
 		mux.HandleFunc(method+" /portForward/{namespace}/{pod}/{uid}", portForward)
 	}
+	mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", containerLogs)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	return mux
+}
+
+// containerLogs answers `kubectl logs`: lines "log line 1", "log line 2", ...
+// Without follow=true it writes three and ends; with it, one at once and then
+// one every 200 ms for a minute or until the client goes away, each flushed
+// as it is written, so a test can tell a stream from a buffered answer.
+func containerLogs(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	flusher, _ := w.(http.Flusher)
+	follow := r.URL.Query().Get("follow") == "true"
+	lines := 3
+	if follow {
+		lines = 300
+	}
+	ticker := time.NewTicker(200 * time.Millisecond)
+	defer ticker.Stop()
+	for n := 1; n <= lines; n++ {
+		if _, err := fmt.Fprintf(w, "log line %d\n", n); err != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if !follow || n == lines {
+			continue
+		}
+		select {
+		case <-ticker.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
 }
 
 // logRequests logs each request's method and path before serving it. It

@@ -28,7 +28,7 @@ use lanyard_kube::{
 use lanyard_test_support::{Probe, wait_for};
 use serde_json::Value;
 
-/// How long a revocation may take to reach the proxy in a test. The product
+/// How long a change of access (a revocation, a new grant) may take to reach the proxy in a test. The product
 /// promises under a second (the proxy polls every 100 ms here); the bench
 /// (`cargo run --example proxy_bench`) measures it. The margin is for a
 /// loaded CI machine, and the test still fails if the proxy only learns at
@@ -94,9 +94,13 @@ fn a_grant_is_forbidden_until_applied_then_kubectl_acts_as_the_member_and_no_one
     let grant = env.grant(&dev.email, "view", Some(NS));
     dev.add_kubeconfig();
 
-    // No worker yet: the grant is live (the proxy admits the token) but no binding exists, so RBAC refuses.
-    let out = dev.kubectl(&["get", "pods", "-n", NS]);
-    assert!(forbidden(&out), "{out:?}");
+    // No worker yet: once the proxy has synced the grant (a 401 until then, within its poll), it admits
+    // the token, but no binding exists, so RBAC refuses.
+    let out = wait_for("the proxy to admit the member and RBAC to refuse", REVOCATION, || {
+        let out = dev.kubectl(&["get", "pods", "-n", NS]);
+        Ok(if forbidden(&out) { Probe::Ready(out) } else { Probe::NotYet(out.stderr) })
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(out.stderr.contains(&format!("User \"{}\"", user(&dev.email))), "RBAC judged the member: {out:?}");
     assert_ne!(env.status(&grant), "applied", "no worker has applied it");
 
@@ -216,21 +220,7 @@ fn bad_tokens_lost_grants_and_deactivation_are_refused_and_watches_stream() {
     dev.wait_kubectl_ok(&["get", "configmaps", "-n", NS]);
 
     // A watch receives events as they happen.
-    let mut watch = dev
-        .kubectl_command(&["get", "configmaps", "-n", NS, "--watch", "-o", "name"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (lines, rx) = mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, rx) = streamed(&dev, &["get", "configmaps", "-n", NS, "--watch", "-o", "name"]);
     for name in ["w1", "w2"] {
         env.kube.kubectl_ok(Identity::Admin, ["create", "configmap", name, "-n", NS]).unwrap();
         let seen = rx.recv_timeout(Duration::from_secs(20)).expect("the watch event arrives while the watch is open");
@@ -371,21 +361,7 @@ fn exec_attach_and_port_forward_work_through_the_proxy_over_spdy_and_websocket()
     // Logs: whole, and followed, each line arriving while the stream is still open.
     let logs = dev.kubectl(&["logs", "web", "-n", NS]);
     assert_eq!(logs.ok().stdout, "log line 1\nlog line 2\nlog line 3\n");
-    let mut follow = dev
-        .kubectl_command(&["logs", "-f", "web", "-n", NS])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (lines, rx) = mpsc::channel();
-    let stdout = follow.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut follow, rx) = streamed(&dev, &["logs", "-f", "web", "-n", NS]);
     for n in 1..=3 {
         let line = rx.recv_timeout(Duration::from_secs(20)).expect("a log line arrives as it is written");
         assert_eq!(line, format!("log line {n}"));
@@ -399,6 +375,7 @@ fn exec_attach_and_port_forward_work_through_the_proxy_over_spdy_and_websocket()
     let id = env.grant(&viewer.email, "view", Some(NS));
     env.wait_status(&id, "applied");
     viewer.add_kubeconfig();
+    viewer.wait_kubectl_ok(&["get", "pods", "-n", NS]);
     let refused = exec(&viewer.portable_kubeconfig(), NS, "web", &["echo", "no"], None, Streaming::WebSocket).unwrap();
     assert!(!refused.success() && refused.stderr.to_ascii_lowercase().contains("forbidden"), "{refused:?}");
 
@@ -414,6 +391,21 @@ fn exec_attach_and_port_forward_work_through_the_proxy_over_spdy_and_websocket()
     let metrics = reqwest::blocking::get(&env.metrics_url).unwrap().text().unwrap();
     assert!(metrics.contains("lanyard_proxy_upgrades_open 0\n"), "every session closed: {metrics}");
     assert!(metrics.contains("lanyard_proxy_requests_total{code=\"101\"}"), "{metrics}");
+}
+
+/// `kubectl args` as `member`, running, and each line of its output as it arrives.
+fn streamed(member: &Member, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = member.kubectl_command(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (lines, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 /// The claims of a JWT, unverified (to copy them into hostile tokens).

@@ -111,14 +111,7 @@ impl Proxy {
                 ticket.who = Some(admitted);
                 self.forward(req, ticket).await
             }
-            Err(refused) => {
-                if let Refusal::Impersonation(names) = &refused {
-                    warn!(headers = %names, "refused a request that carries impersonation headers");
-                }
-                let resp = refusal::response(&refused);
-                ticket.audit(resp.status().as_u16(), refused.body().len() as u64, None);
-                resp
-            }
+            Err(refused) => refuse(&ticket, &refused),
         };
         self.metrics.request(resp.status().as_u16(), started.elapsed());
         Ok(resp)
@@ -149,10 +142,8 @@ impl Proxy {
         let headers = match upstream_headers(&pairs, &user) {
             Ok(headers) => headers,
             Err(refused) => {
-                warn!(headers = %refused, "refused a request that carries impersonation headers");
-                let resp = refusal::response(&refused);
-                ticket.audit(resp.status().as_u16(), refused.body().len() as u64, None);
-                return resp;
+                warn!(refusal = %refused, "refused a request that carries impersonation headers");
+                return refuse(&ticket, &refused);
             }
         };
         let client_upgrade = client_upgrade.filter(|_| is_upgrade(&pairs));
@@ -210,6 +201,13 @@ impl Proxy {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
+}
+
+/// The answer to a refused request, audited.
+fn refuse(ticket: &Ticket, refused: &Refusal) -> Response<ProxyBody> {
+    let resp = refusal::response(refused);
+    ticket.audit(resp.status().as_u16(), refused.body().len() as u64, None);
+    resp
 }
 
 /// Whether a query string asks to watch (`watch=true` or `watch=1`).

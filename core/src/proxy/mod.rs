@@ -1,5 +1,5 @@
 //! The access proxy's decisions, as pure functions: what the agent's proxy
-//! (issue 9) will run for every kubectl request before it forwards it.
+//! (`agent/src/proxy/`) runs for every kubectl request before it forwards it.
 //!
 //! # The security boundary (design memo)
 //!

@@ -16,7 +16,7 @@ use lanyard_core::http::{Bearer, Method};
 use lanyard_core::ids::ClusterId;
 use lanyard_core::proxy::access::Admitted;
 use lanyard_core::proxy::audit::{AUDIT_SCHEMA, AuditRecord, SessionEvent};
-use lanyard_core::proxy::headers::{is_hop_by_hop, is_upgrade, upstream_headers};
+use lanyard_core::proxy::headers::{Header, is_hop_by_hop, is_upgrade, upstream_headers};
 use lanyard_core::proxy::request_info::{RequestInfo, request_info};
 use lanyard_core::proxy::status::Refusal;
 use lanyard_core::proxy::verified::VerifiedTokens;
@@ -137,8 +137,7 @@ impl Proxy {
         let user = ticket.who.as_ref().map(|a| a.user.clone()).unwrap_or_default();
         let client_upgrade = (req.version() == Version::HTTP_11).then(|| hyper::upgrade::on(&mut req));
         let (parts, incoming) = req.into_parts();
-        let pairs: Vec<(String, Vec<u8>)> =
-            parts.headers.iter().map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+        let pairs: Vec<Header<'_>> = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         let headers = match upstream_headers(&pairs, &user) {
             Ok(headers) => headers,
             Err(refused) => {
@@ -149,7 +148,7 @@ impl Proxy {
         let client_upgrade = client_upgrade.filter(|_| is_upgrade(&pairs));
         let uri = match self.upstream.uri(parts.uri.path_and_query()) {
             Ok(uri) => uri,
-            Err(e) => return self.bad_gateway(&ticket, &format!("{e:#}")),
+            Err(e) => return bad_gateway(&ticket, &format!("{e:#}")),
         };
         let mut out = Request::new(incoming);
         *out.method_mut() = parts.method;
@@ -157,7 +156,7 @@ impl Proxy {
         *out.version_mut() = Version::HTTP_11;
         let out_headers = out.headers_mut();
         for (name, value) in headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(&value)) {
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) {
                 out_headers.append(name, value);
             }
         }
@@ -168,7 +167,7 @@ impl Proxy {
             Ok(resp) => resp,
             Err(e) => {
                 debug!(error = %e, "the kube-apiserver did not answer");
-                return self.bad_gateway(&ticket, "the access proxy cannot reach the Kubernetes API server");
+                return bad_gateway(&ticket, "the access proxy cannot reach the Kubernetes API server");
             }
         };
         let status = resp.status();
@@ -188,25 +187,20 @@ impl Proxy {
         let on_end = Box::new(AuditAtEnd { ticket, status: status.as_u16() });
         Response::from_parts(head, body::metered(incoming, on_end))
     }
-
-    fn bad_gateway(&self, ticket: &Ticket, message: &str) -> Response<ProxyBody> {
-        let status = serde_json::json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": "ServiceUnavailable", "code": 502,
-        });
-        let bytes = serde_json::to_vec(&status).unwrap_or_default();
-        ticket.audit(502, bytes.len() as u64, None);
-        let mut resp = Response::new(body::full(bytes));
-        *resp.status_mut() = StatusCode::BAD_GATEWAY;
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp
-    }
 }
 
 /// The answer to a refused request, audited.
 fn refuse(ticket: &Ticket, refused: &Refusal) -> Response<ProxyBody> {
-    let resp = refusal::response(refused);
-    ticket.audit(resp.status().as_u16(), refused.body().len() as u64, None);
+    audited(ticket, refusal::response(refused))
+}
+
+/// The answer when the kube-apiserver cannot be reached, audited.
+fn bad_gateway(ticket: &Ticket, message: &str) -> Response<ProxyBody> {
+    audited(ticket, refusal::bad_gateway(message))
+}
+
+fn audited(ticket: &Ticket, (resp, bytes): (Response<ProxyBody>, u64)) -> Response<ProxyBody> {
+    ticket.audit(resp.status().as_u16(), bytes, None);
     resp
 }
 

@@ -4,6 +4,8 @@
 //! `Impersonate-*` header is refused, never cleaned: a client that asks to
 //! act as someone else must learn that it cannot.
 
+use std::borrow::Cow;
+
 use super::status::Refusal;
 
 /// The header the proxy names the member in.
@@ -36,54 +38,79 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
+/// A header as the proxy reads it: its name and its value's bytes, borrowed
+/// from the request.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
+/// A header the proxy sends upstream: its name in lower case (borrowed when
+/// the client's already was), its value borrowed.
+pub type Forwarded<'a> = (Cow<'a, str>, &'a [u8]);
+
 /// Whether a request asks for a protocol upgrade (`kubectl exec`, `attach`,
 /// `port-forward`: SPDY or WebSocket): `Connection` names `upgrade` and an
 /// `Upgrade` header is present.
-pub fn is_upgrade(headers: &[(String, Vec<u8>)]) -> bool {
+pub fn is_upgrade(headers: &[Header<'_>]) -> bool {
     let connection_upgrade = values(headers, "connection")
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     connection_upgrade && values(headers, "upgrade").next().is_some()
 }
 
-fn values<'a>(headers: &'a [(String, Vec<u8>)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+fn values<'a>(headers: &'a [Header<'a>], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).filter_map(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// The headers to send upstream for a request of `user`, or the refusal of
-/// a request that carries impersonation headers (named in the refusal, their
-/// values never).
-pub fn upstream_headers(incoming: &[(String, Vec<u8>)], user: &str) -> Result<Vec<(String, Vec<u8>)>, Refusal> {
-    let mut impersonation: Vec<String> = incoming
-        .iter()
-        .map(|(name, _)| name.to_ascii_lowercase())
-        .filter(|name| name.starts_with("impersonate-"))
-        .collect();
-    if !impersonation.is_empty() {
-        impersonation.sort();
-        impersonation.dedup();
-        return Err(Refusal::Impersonation(impersonation.join(", ")));
+/// `name` in lower case, borrowed when it already is (as hyper gives it).
+fn lower(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
     }
-    let upgrade = is_upgrade(incoming);
+}
+
+/// The headers to send upstream for a request of `user` (names in lower
+/// case, values borrowed from `incoming`), or the refusal of a request that
+/// carries impersonation headers (named in the refusal, their values never).
+pub fn upstream_headers<'a>(incoming: &[Header<'a>], user: &'a str) -> Result<Vec<Forwarded<'a>>, Refusal> {
+    const IMPERSONATE: &str = "impersonate-";
+    let is_impersonation =
+        |name: &str| name.get(..IMPERSONATE.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(IMPERSONATE));
+    if incoming.iter().any(|(name, _)| is_impersonation(name)) {
+        let mut names: Vec<String> = incoming
+            .iter()
+            .filter(|(name, _)| is_impersonation(name))
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect();
+        names.sort();
+        names.dedup();
+        return Err(Refusal::Impersonation(names.join(", ")));
+    }
     // Headers the client's `Connection` names are hop-by-hop too.
-    let named: Vec<String> = values(incoming, "connection")
+    let named: Vec<&str> = values(incoming, "connection")
         .flat_map(|v| v.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .filter(|token| !token.is_empty() && token != "upgrade")
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && !token.eq_ignore_ascii_case("upgrade"))
         .collect();
-    let mut out: Vec<(String, Vec<u8>)> = incoming
+    let mut out: Vec<Forwarded<'a>> = incoming
         .iter()
+        .map(|&(name, value)| (lower(name), value))
         .filter(|(name, _)| {
-            let name = name.to_ascii_lowercase();
-            !REMOVED.contains(&name.as_str()) && !is_hop_by_hop(&name) && !named.contains(&name)
+            !REMOVED.contains(&name.as_ref())
+                && !is_hop_by_hop(name)
+                && !named.iter().any(|n| n.eq_ignore_ascii_case(name))
         })
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
         .collect();
-    if upgrade {
-        out.push(("connection".into(), b"Upgrade".to_vec()));
-        out.extend(values(incoming, "upgrade").map(|v| ("upgrade".to_owned(), v.as_bytes().to_vec())));
+    if is_upgrade(incoming) {
+        out.push((Cow::Borrowed("connection"), b"Upgrade"));
+        out.extend(
+            incoming
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("upgrade"))
+                .map(|&(_, value)| (Cow::Borrowed("upgrade"), value)),
+        );
     }
-    out.push((IMPERSONATE_USER.into(), user.as_bytes().to_vec()));
+    out.push((Cow::Borrowed(IMPERSONATE_USER), user.as_bytes()));
     Ok(out)
 }
 
@@ -91,12 +118,12 @@ pub fn upstream_headers(incoming: &[(String, Vec<u8>)], user: &str) -> Result<Ve
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())).collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        pairs.iter().map(|&(k, v)| (k, v.as_bytes())).collect()
     }
 
-    fn names(h: &[(String, Vec<u8>)]) -> Vec<&str> {
-        h.iter().map(|(n, _)| n.as_str()).collect()
+    fn names<'a>(h: &'a [Forwarded<'a>]) -> Vec<&'a str> {
+        h.iter().map(|(n, _)| n.as_ref()).collect()
     }
 
     #[test]
@@ -146,7 +173,7 @@ mod tests {
         assert!(is_upgrade(&spdy));
         let out = upstream_headers(&spdy, "lanyard:dev@ex.io").unwrap();
         assert_eq!(names(&out), ["x-stream-protocol-version", "connection", "upgrade", "impersonate-user"]);
-        assert_eq!((out[1].1.as_slice(), out[2].1.as_slice()), (b"Upgrade".as_slice(), b"SPDY/3.1".as_slice()));
+        assert_eq!((out[1].1, out[2].1), (b"Upgrade".as_slice(), b"SPDY/3.1".as_slice()));
         let websocket = headers(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&websocket));
         assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])), "Connection must name it");

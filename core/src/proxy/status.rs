@@ -53,21 +53,22 @@ impl Refusal {
     /// The `Status` JSON body.
     pub fn body(&self) -> Vec<u8> {
         let code = self.code();
-        let status = Status {
-            kind: "Status",
-            api_version: "v1",
-            metadata: Empty {},
-            status: "Failure",
-            message: self.to_string(),
-            reason: match code {
-                401 => "Unauthorized",
-                405 => "MethodNotAllowed",
-                _ => "Forbidden",
-            },
-            code,
+        let reason = match code {
+            401 => "Unauthorized",
+            405 => "MethodNotAllowed",
+            _ => "Forbidden",
         };
-        serde_json::to_vec(&status).unwrap_or_default()
+        failure_body(code, reason, self.to_string())
     }
+}
+
+/// The body of a failure `Status` with `code`, `reason` and `message`: what
+/// the proxy answers whenever it answers itself (a refusal, or an apiserver
+/// it cannot reach).
+pub fn failure_body(code: u16, reason: &'static str, message: String) -> Vec<u8> {
+    let status =
+        Status { kind: "Status", api_version: "v1", metadata: Empty {}, status: "Failure", message, reason, code };
+    serde_json::to_vec(&status).unwrap_or_default()
 }
 
 /// `metav1.Status`, as much of it as a refusal needs.

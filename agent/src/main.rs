@@ -194,7 +194,7 @@ async fn run(args: Args) -> Result<()> {
             view,
             max_staleness: timing.max_staleness,
             upstream,
-            audit: proxy::audit::Audit::default(),
+            audit: proxy::audit::Audit,
             metrics: metrics.clone(),
             clock: clock.clone(),
             tokens: Default::default(),

@@ -55,11 +55,7 @@ impl ServerTls {
                 (load_files(&dir.join(CERT_FILE), &dir.join(KEY_FILE))?, Some(pem))
             }
         };
-        let resolver = Arc::new(Resolver {
-            current: RwLock::new(pair.key),
-            source: source.clone(),
-            stamp: RwLock::new(pair.stamp),
-        });
+        let resolver = Arc::new(Resolver { current: RwLock::new(pair), source: source.clone() });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -93,7 +89,8 @@ impl ServerTls {
 const CERT_FILE: &str = "proxy.crt";
 const KEY_FILE: &str = "proxy.key";
 
-/// A loaded certificate and the modification times it was loaded at.
+/// A loaded certificate and the modification times of its files.
+#[derive(Debug)]
 struct Loaded {
     key: Arc<CertifiedKey>,
     stamp: (Option<SystemTime>, Option<SystemTime>),
@@ -102,27 +99,27 @@ struct Loaded {
 /// Serves the current certificate to every handshake.
 #[derive(Debug)]
 struct Resolver {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Loaded>,
     source: TlsSource,
-    stamp: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
 }
 
 impl Resolver {
     fn reload_if_changed(&self) {
         let TlsSource::Files { cert, key } = &self.source else { return };
         let now = (modified(cert), modified(key));
-        if *self.stamp.read().unwrap_or_else(|e| e.into_inner()) == now {
+        if self.current.read().unwrap_or_else(|e| e.into_inner()).stamp == now {
             return;
         }
-        match load_files(cert, key) {
+        let loaded = load_files(cert, key);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        match loaded {
             Ok(loaded) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
-                *self.stamp.write().unwrap_or_else(|e| e.into_inner()) = loaded.stamp;
+                *current = loaded;
                 info!(cert = %cert.display(), "reloaded the proxy's TLS certificate");
             }
             Err(e) => {
                 // Not again until the files change once more.
-                *self.stamp.write().unwrap_or_else(|e| e.into_inner()) = now;
+                current.stamp = now;
                 error!(error = %format!("{e:#}"), "the proxy's new TLS certificate does not load; still serving the previous one");
             }
         }
@@ -131,7 +128,7 @@ impl Resolver {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).key.clone())
     }
 }
 
@@ -199,7 +196,7 @@ mod tests {
     }
 
     fn served(tls: &ServerTls) -> Vec<u8> {
-        tls.resolver.current.read().unwrap().cert[0].to_vec()
+        tls.resolver.current.read().unwrap().key.cert[0].to_vec()
     }
 
     #[test]

@@ -24,7 +24,7 @@ use lanyard_kube::{Identity, KubeCluster};
 use lanyard_test_support::{Probe, wait_for};
 use serde_json::Value;
 
-use super::{SETTLE, agent_command, apply_proxy_rbac, apply_rbac, repo_root, send_signal};
+use super::{SETTLE, agent_command, apply_proxy_rbac, apply_rbac, send_signal, service_account_kubeconfig};
 
 /// The staleness limit the tests' proxies run with (seconds).
 pub const MAX_STALENESS: u64 = 4;
@@ -69,8 +69,8 @@ impl AccessEnv {
         let dir = tempfile::tempdir().unwrap();
         let worker_kubeconfig = dir.path().join("worker.kubeconfig");
         let proxy_kubeconfig = dir.path().join("proxy.kubeconfig");
-        write_sa_kubeconfig(&kube, "lanyard-agent", &worker_kubeconfig);
-        write_sa_kubeconfig(&kube, "lanyard-proxy", &proxy_kubeconfig);
+        service_account_kubeconfig(&kube, "lanyard-agent", &worker_kubeconfig);
+        service_account_kubeconfig(&kube, "lanyard-proxy", &proxy_kubeconfig);
 
         let options = Options { extra: vec![("agent_offline_after_seconds".into(), "3".into())], ..Options::default() };
         let app = App::start_with(options);
@@ -417,7 +417,7 @@ impl Member {
 
     /// A kubectl command with the member's kubeconfig and the CLI on `PATH`.
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(kubectl());
+        let mut command = Command::new(lanyard_kube::kubectl_program());
         command.args(args).args(["--request-timeout", "20s"]);
         self.env(&mut command);
         command
@@ -457,28 +457,9 @@ pub fn cli_dir() -> PathBuf {
     dir
 }
 
-pub fn kubectl() -> String {
-    std::env::var("LANYARD_KUBECTL").unwrap_or_else(|_| lanyard_kube::DEFAULT_KUBECTL.to_owned())
-}
-
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A kubeconfig for ServiceAccount `name` of `lanyard-system`, with a TokenRequest token.
-fn write_sa_kubeconfig(kube: &KubeCluster, name: &str, path: &Path) {
-    let token = kube
-        .kubectl_ok(Identity::Admin, ["create", "token", name, "-n", "lanyard-system", "--duration", "2h"])
-        .unwrap_or_else(|e| panic!("a token for {name}: {e:#}"))
-        .trim()
-        .to_owned();
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: {name}\ncurrent-context: e2e\n",
-        kube.server_url(),
-        kube.ca_cert_path().display()
-    );
-    std::fs::write(path, text).unwrap();
 }
 
 /// A test CA's certificate for 127.0.0.1 and localhost, as files; returns (cert, key, CA PEM).
@@ -496,11 +477,6 @@ fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     std::fs::write(&cert, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
     (cert, key, ca.pem())
-}
-
-/// The repository root (re-exported).
-pub fn root() -> PathBuf {
-    repo_root()
 }
 
 /// `GET path` on the proxy over HTTP/2 (ALPN `h2`, as kubectl negotiates it)

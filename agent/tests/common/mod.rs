@@ -43,17 +43,9 @@ impl Env {
     pub fn start_without_agent() -> Env {
         let kube = KubeCluster::start().expect("start the Kubernetes control plane (see scripts/kube-binaries)");
         apply_rbac(&kube);
-        let token = kube
-            .kubectl_ok(
-                Identity::Admin,
-                ["create", "token", "lanyard-agent", "-n", "lanyard-system", "--duration", "2h"],
-            )
-            .expect("a token for the agent's ServiceAccount")
-            .trim()
-            .to_owned();
         let dir = tempfile::tempdir().unwrap();
         let agent_kubeconfig = dir.path().join("agent.kubeconfig");
-        std::fs::write(&agent_kubeconfig, kubeconfig(kube.server_url(), kube.ca_cert_path(), &token)).unwrap();
+        service_account_kubeconfig(&kube, "lanyard-agent", &agent_kubeconfig);
         let options = Options { extra: vec![("agent_offline_after_seconds".into(), "3".into())], ..Options::default() };
         let ClusterFixture { app, admin, cluster: cluster_id, credential } =
             Fixture::start_with(options).with_cluster("e2e");
@@ -230,11 +222,20 @@ fn apply(kube: &KubeCluster, file: &str) {
         .unwrap_or_else(|e| panic!("apply {file}: {e:#}"));
 }
 
-fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: agent\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: agent\ncurrent-context: e2e\n",
-        ca.display()
-    )
+/// Write to `path` a kubeconfig for ServiceAccount `name` of `lanyard-system`,
+/// with a token from the TokenRequest API.
+pub fn service_account_kubeconfig(kube: &KubeCluster, name: &str, path: &Path) {
+    let token = kube
+        .kubectl_ok(Identity::Admin, ["create", "token", name, "-n", "lanyard-system", "--duration", "2h"])
+        .unwrap_or_else(|e| panic!("a token for the ServiceAccount {name}: {e:#}"))
+        .trim()
+        .to_owned();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: e2e\n  context:\n    cluster: e2e\n    user: {name}\ncurrent-context: e2e\n",
+        kube.server_url(),
+        kube.ca_cert_path().display()
+    );
+    std::fs::write(path, text).unwrap();
 }
 
 /// Wait for a condition with a deadline (re-exported for tests).

@@ -223,9 +223,7 @@ impl App {
 
     /// Stop the host and start it again on the same store.
     pub fn restart(&mut self) {
-        if let Some(host) = self.host.take() {
-            host.shutdown().expect("host shut down cleanly");
-        }
+        self.stop();
         self.boot();
     }
 

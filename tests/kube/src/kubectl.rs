@@ -18,6 +18,11 @@ use anyhow::{Context, Result, bail};
 pub const DEFAULT_KUBECTL: &str = "/usr/bin/kubectl";
 /// Environment variable naming another kubectl binary.
 const KUBECTL_ENV: &str = "LANYARD_KUBECTL";
+/// The kubectl to run: `$LANYARD_KUBECTL`, else [`DEFAULT_KUBECTL`].
+pub fn kubectl_program() -> OsString {
+    std::env::var_os(KUBECTL_ENV).unwrap_or_else(|| DEFAULT_KUBECTL.into())
+}
+
 /// Every request (not a stream) gives up on the API server after this long.
 const KUBECTL_REQUEST_TIMEOUT: &str = "--request-timeout=30s";
 
@@ -69,7 +74,7 @@ impl Kubectl {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let program = std::env::var_os(KUBECTL_ENV).unwrap_or_else(|| DEFAULT_KUBECTL.into());
+        let program = kubectl_program();
         let args: Vec<OsString> = args.into_iter().map(|arg| arg.as_ref().to_owned()).collect();
         let description = format!("`kubectl {}`", display_args(&args));
         let mut command = Command::new(program);

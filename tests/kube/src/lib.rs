@@ -56,7 +56,7 @@ use lanyard_test_support::{Probe, wait_for};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
 pub use binaries::{BIN_DIR_ENV, BUILD_SCRIPT, Binaries, FAKE_KUBELET_ENV, FAKE_KUBELET_SCRIPT, fake_kubelet};
-pub use kubectl::{DEFAULT_KUBECTL, KubectlOutput};
+pub use kubectl::{DEFAULT_KUBECTL, KubectlOutput, kubectl_program};
 pub use node::{FAKE_CONTAINER, FAKE_IMAGE, FAKE_NODE_LABEL, FakeNode};
 pub use streaming::{
     PortForward, STREAM_DEADLINE, Streaming, TcpEchoServer, WebSocketStreams, attach, exec, exec_cat_stdin, exec_echo,

@@ -1,8 +1,9 @@
 //! `lanyard cluster token`: the kubectl exec plugin. Prints the
 //! `ExecCredential` the control plane mints (`POST
 //! /api/v1/clusters/{id}/k8s-token`), reusing a cached one until shortly
-//! before it expires, once per kubectl process ([`crate::token_cache`]). Only the credential goes to
-//! stdout; everything else goes to stderr, which kubectl shows.
+//! before it expires, once per kubectl process ([`crate::token_cache`]).
+//! Only the credential goes to stdout; everything else goes to stderr, which
+//! kubectl shows.
 //!
 //! `--cluster` is a cluster id (what the kubeconfigs Lanyard writes carry) or
 //! a cluster name, resolved to its id through the cluster list; anything else

@@ -37,7 +37,6 @@ use crate::wire::{self, ReportState};
 pub const LEASE_MAX: i64 = 500;
 /// Longest error text kept per failed grant.
 pub const MAX_ERROR_CHARS: usize = 2048;
-
 /// The largest proxy certificate a heartbeat may publish.
 pub const MAX_PROXY_CA_BYTES: usize = 16 * 1024;
 /// Longest agent credential considered at all.
@@ -90,7 +89,7 @@ fn heartbeat(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Resu
     {
         return Err(ApiError::validation(
             "proxy_ca_pem",
-            "proxy_ca_pem must be PEM-encoded certificates of at most 16 KiB",
+            format!("proxy_ca_pem must be PEM-encoded certificates of at most {} KiB", MAX_PROXY_CA_BYTES / 1024),
         ));
     }
     store.record_heartbeat(&c.id, &Heartbeat { at: env.now, version, proxy_ca_pem: body.proxy_ca_pem })?;

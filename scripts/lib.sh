@@ -4,6 +4,7 @@
 # (default ~/.cache/lanyard), so a fresh clone on the same machine reuses it:
 #   target/        cargo's target directory (./target in the clone links here)
 #   kube/<ver>/    Kubernetes binaries built from source (later issues)
+#   dex/<hash>/    Dex, the tests' OpenID Connect provider (scripts/dex)
 set -euo pipefail
 
 LANYARD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -9,7 +9,8 @@
 //! | `token_signing_keys` | secret: JSON array of Ed25519 private JWKs, the signing one first | none (no tokens) |
 //! | `token_jwks` | the public keys that verify cluster tokens, as a JWKS document | none (no JWKS) |
 //! | `token_lifetime_seconds` | lifetime of cluster tokens, 60 to 3600 | `900` |
-//! | `public_url` | the control plane's URL as clients reach it (kubeconfig exec args) | from the request |
+//! | `public_url` | the control plane's URL as clients reach it (kubeconfig exec args, sign-in redirects) | from the request |
+//! | `oidc_client_secrets` | secret: JSON object, issuer URL → the browser sign-in client's secret there | none (public clients, PKCE only) |
 //!
 //! Values are parsed when they are needed, so a request pays only for what it
 //! uses, and a bad value is reported by name without echoing it (it may be a
@@ -38,19 +39,31 @@ impl Variables for std::collections::BTreeMap<String, String> {
 /// An issuer is bound to the organisations it may speak for: exactly one of
 /// `org` (every session of this issuer is in that organisation) and `orgs`
 /// (the organisation comes from `org_claim` and must be in the list).
+///
+/// Its keys are either given (`jwks`, for an air-gapped deployment or the
+/// development issuer) or read from the provider: its discovery document at
+/// `<issuer>/.well-known/openid-configuration` and the `jwks_uri` it names,
+/// cached in the store ([`crate::oidc`]). Only a discovered issuer can sign
+/// people in (`lanyard login`, `/auth/login`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "IssuerEntry")]
 pub struct IssuerConfig {
-    /// The `iss` claim its tokens carry.
+    /// The `iss` claim its tokens carry: the provider's issuer URL.
     pub issuer: String,
-    /// The `aud` claim Lanyard's sessions must carry: Lanyard's client id at
-    /// this issuer (and so the `azp` of a multi-audience session).
-    pub audience: String,
-    /// Its public keys, as a JWKS document (`{"keys": [...]}`).
-    pub jwks: serde_json::Value,
+    /// Lanyard's client id at this issuer: the browser sign-in's client, and
+    /// an `aud` a session may carry (and so the `azp` of a multi-audience session).
+    pub client_id: String,
+    /// The client the CLI signs in with (a public client: PKCE, no secret),
+    /// when it is not [`IssuerConfig::client_id`]; also an accepted `aud`.
+    pub cli_client_id: Option<String>,
+    /// Where its keys come from.
+    pub keys: IssuerKeys,
+    /// The scopes a sign-in asks for (`openid` always among them).
+    pub scopes: Vec<String>,
     /// The organisations this issuer may speak for.
     pub orgs: OrgBinding,
-    /// The claim naming the caller's organisation.
+    /// The claim naming the caller's organisation: a string, or an array (a
+    /// `groups` claim) of which exactly one value is a bound organisation.
     pub org_claim: String,
     /// The claim carrying the caller's organisation role.
     pub role_claim: String,
@@ -62,6 +75,35 @@ pub struct IssuerConfig {
     /// Whether a session without an `email_verified` claim is accepted, for
     /// providers that never send it (`email_verified: false` is always refused).
     pub allow_missing_email_verified: bool,
+    /// How long a fetched discovery document and key set are used before
+    /// they are read again.
+    pub cache_seconds: u64,
+    /// The least time between two reads of the key set caused by tokens
+    /// naming a key it does not have.
+    pub refetch_interval_seconds: u64,
+}
+
+impl IssuerConfig {
+    /// The audiences a session may carry: Lanyard's client ids at this issuer.
+    pub fn audiences(&self) -> Vec<&str> {
+        let mut audiences = vec![self.client_id.as_str()];
+        audiences.extend(self.cli_client_id.as_deref().filter(|c| *c != self.client_id));
+        audiences
+    }
+
+    /// The client the CLI signs in with.
+    pub fn cli_client(&self) -> &str {
+        self.cli_client_id.as_deref().unwrap_or(&self.client_id)
+    }
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IssuerKeys {
+    /// Given in the configuration, as a JWKS document (`{"keys": [...]}`).
+    Static(serde_json::Value),
+    /// Read from the provider's discovery document and `jwks_uri`.
+    Discovered,
 }
 
 /// The organisations an issuer may speak for.
@@ -93,8 +135,14 @@ impl OrgBinding {
 #[serde(deny_unknown_fields)]
 struct IssuerEntry {
     issuer: String,
-    audience: String,
-    jwks: serde_json::Value,
+    #[serde(alias = "audience")]
+    client_id: String,
+    #[serde(default)]
+    cli_client_id: Option<String>,
+    #[serde(default)]
+    jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
     #[serde(default)]
     org: Option<String>,
     #[serde(default)]
@@ -109,7 +157,18 @@ struct IssuerEntry {
     allow_shared_orgs: bool,
     #[serde(default)]
     allow_missing_email_verified: bool,
+    #[serde(default)]
+    cache_seconds: Option<u64>,
+    #[serde(default)]
+    refetch_interval_seconds: Option<u64>,
 }
+
+/// The scopes a sign-in asks for, unless an issuer says otherwise.
+pub const DEFAULT_SCOPES: [&str; 4] = ["openid", "email", "profile", "offline_access"];
+/// How long a provider's discovery document and keys are kept, unless an issuer says otherwise.
+pub const DEFAULT_CACHE_SECONDS: u64 = 3600;
+/// The least time between two unknown-key refetches, unless an issuer says otherwise.
+pub const DEFAULT_REFETCH_INTERVAL_SECONDS: u64 = 60;
 
 /// The claim that names the session's organisation, unless an issuer says otherwise.
 pub const DEFAULT_ORG_CLAIM: &str = "org";
@@ -192,8 +251,33 @@ impl TryFrom<IssuerEntry> for IssuerConfig {
         if e.issuer.trim().is_empty() {
             return Err("`issuer` must not be empty".into());
         }
-        if e.audience.trim().is_empty() {
-            return Err("`audience` must not be empty".into());
+        if e.client_id.trim().is_empty() {
+            return Err("`client_id` (or `audience`) must not be empty".into());
+        }
+        if e.cli_client_id.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err("`cli_client_id` must not be empty when given".into());
+        }
+        let keys = match e.jwks {
+            Some(jwks) => IssuerKeys::Static(jwks),
+            None => {
+                crate::oidc::check_provider_url(&e.issuer).map_err(|problem| {
+                    format!("{problem}; without `jwks`, the issuer's keys are read from its discovery document")
+                })?;
+                IssuerKeys::Discovered
+            }
+        };
+        let scopes = match e.scopes {
+            None => DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            Some(scopes) if scopes.iter().any(|s| s == "openid") => scopes,
+            Some(_) => return Err("`scopes` must include \"openid\"".into()),
+        };
+        if scopes.iter().any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control())) {
+            return Err("each scope must be one word".into());
+        }
+        let cache_seconds = e.cache_seconds.unwrap_or(DEFAULT_CACHE_SECONDS);
+        let refetch_interval_seconds = e.refetch_interval_seconds.unwrap_or(DEFAULT_REFETCH_INTERVAL_SECONDS);
+        if !(1..=86_400).contains(&cache_seconds) || !(1..=86_400).contains(&refetch_interval_seconds) {
+            return Err("`cache_seconds` and `refetch_interval_seconds` must be 1 to 86400".into());
         }
         let orgs = match (e.org, e.orgs) {
             (Some(_), Some(_)) => {
@@ -215,14 +299,18 @@ impl TryFrom<IssuerEntry> for IssuerConfig {
         };
         Ok(IssuerConfig {
             issuer: e.issuer,
-            audience: e.audience,
-            jwks: e.jwks,
+            client_id: e.client_id,
+            cli_client_id: e.cli_client_id,
+            keys,
+            scopes,
             orgs,
             org_claim: e.org_claim,
             role_claim: e.role_claim,
             admin_values: e.admin_values,
             allow_shared_orgs: e.allow_shared_orgs,
             allow_missing_email_verified: e.allow_missing_email_verified,
+            cache_seconds,
+            refetch_interval_seconds,
         })
     }
 }
@@ -349,6 +437,16 @@ impl<'a> Config<'a> {
     /// The control plane's URL as clients reach it (`public_url`), if set.
     pub fn public_url(&self) -> Result<Option<String>, ApiError> {
         Ok(self.var("public_url")?.map(|v| v.trim().trim_end_matches('/').to_owned()).filter(|v| !v.is_empty()))
+    }
+
+    /// The browser sign-in client's secret at `issuer` (`oidc_client_secrets`,
+    /// secret, given only to the callback): `None` for a public client.
+    pub fn client_secret(&self, issuer: &str) -> Result<Option<String>, ApiError> {
+        let Some(raw) = self.var("oidc_client_secrets")?.filter(|v| !v.trim().is_empty()) else { return Ok(None) };
+        let secrets: std::collections::BTreeMap<String, String> = serde_json::from_str(&raw).map_err(|_| {
+            ApiError::unavailable("variable oidc_client_secrets must be a JSON object of issuer URL to client secret")
+        })?;
+        Ok(secrets.get(issuer).cloned().filter(|s| !s.is_empty()))
     }
 
     /// After how many seconds without a heartbeat an agent is offline.

@@ -16,6 +16,7 @@ use crate::config::Variables;
 use crate::error::ApiError;
 use crate::http::{MAX_AGENT_BODY_BYTES, MAX_BODY_BYTES, Method, Request};
 use crate::kv::KeyValue;
+use crate::outbound::Outbound;
 use crate::random::Random;
 
 /// What a component gets from its host.
@@ -28,8 +29,10 @@ pub struct Env<'a> {
     pub now: u64,
     /// For what waits (a store claim's patience).
     pub clock: &'a dyn Clock,
-    /// For the secrets it makes (agent credentials).
+    /// For the secrets it makes (agent credentials, sign-in state).
     pub random: &'a dyn Random,
+    /// Outbound HTTP, to the identity provider only.
+    pub outbound: &'a dyn Outbound,
 }
 
 /// The endpoints, one per component.
@@ -67,6 +70,14 @@ pub enum Endpoint {
     AgentReports,
     /// The cluster's access state, for the agent.
     AgentState,
+    /// Where the CLI signs in (public).
+    LoginConfig,
+    /// Browser sign-in: off to the identity provider.
+    AuthLogin,
+    /// Browser sign-in: back from the identity provider.
+    AuthCallback,
+    /// Browser sign-out.
+    AuthLogout,
     /// Every other path.
     NotFound,
 }
@@ -223,6 +234,10 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Auth::Session,
     ),
     spec(Endpoint::Jwks, "jwks", &[route("/.well-known/jwks.json", &[Method::Get])], GATED, Auth::Public),
+    spec(Endpoint::LoginConfig, "login-config", &[route("/api/v1/login", &[Method::Get])], ALWAYS, Auth::Public),
+    spec(Endpoint::AuthLogin, "auth-login", &[route("/auth/login", &[Method::Get])], ALWAYS, Auth::Public),
+    spec(Endpoint::AuthCallback, "auth-callback", &[route("/auth/callback", &[Method::Get])], ALWAYS, Auth::Public),
+    spec(Endpoint::AuthLogout, "auth-logout", &[route("/auth/logout", &[Method::Get])], ALWAYS, Auth::Public),
     spec(Endpoint::NotFound, "not-found", &[route("/...", &[])], ALWAYS, Auth::Public),
 ];
 
@@ -256,7 +271,7 @@ pub fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
-    const ALL: [Endpoint; 17] = [
+    const ALL: [Endpoint; 21] = [
         Endpoint::Capabilities,
         Endpoint::Members,
         Endpoint::Grants,
@@ -273,6 +288,10 @@ mod tests {
         Endpoint::AgentJobs,
         Endpoint::AgentReports,
         Endpoint::AgentState,
+        Endpoint::LoginConfig,
+        Endpoint::AuthLogin,
+        Endpoint::AuthCallback,
+        Endpoint::AuthLogout,
         Endpoint::NotFound,
     ];
 

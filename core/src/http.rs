@@ -63,6 +63,8 @@ pub struct Request {
     pub method: Method,
     /// Path without the query string.
     pub path: String,
+    /// The query string, without the `?` (empty when there is none).
+    pub query: String,
     /// The route template the host matched (`/api/v1/clusters/:cluster_id`), if any.
     pub route: Option<String>,
     /// The matched route's parameters (`cluster_id` → `c_…`): only those it declares.
@@ -81,6 +83,7 @@ impl Request {
         Request {
             method,
             path: path.into(),
+            query: String::new(),
             route: None,
             params: BTreeMap::new(),
             origin: None,
@@ -122,6 +125,22 @@ impl Request {
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The same request with a query string (without the `?`).
+    pub fn with_query(mut self, query: impl Into<String>) -> Self {
+        self.query = query.into();
+        self
+    }
+
+    /// A query parameter's decoded value: the first, `None` when it is absent
+    /// or its encoding is broken.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(k, _)| crate::outbound::form_decode(k).as_deref() == Some(name))
+            .and_then(|(_, v)| crate::outbound::form_decode(v))
     }
 
     /// A parameter of the matched route (`cluster_id` for `:cluster_id`).

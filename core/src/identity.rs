@@ -1,11 +1,14 @@
 //! Who is calling: the SSO session, verified.
 //!
-//! A session is a JWT from a trusted OIDC issuer (EdDSA, ES256 or RS256), sent
-//! as the `lanyard_session` cookie by a browser or as `Authorization: Bearer`
-//! by the CLI. Issuer, audience (and `azp` when there are several audiences),
-//! expiry and signature are checked against the issuer's JWKS from
-//! configuration, using only keys meant for verifying this algorithm
-//! (`use`, `alg`, `key_ops`). The email must be verified by the provider and
+//! A session is an ID token from a trusted OIDC issuer (EdDSA, ES256 or
+//! RS256), sent as the `lanyard_session` cookie by a browser or as
+//! `Authorization: Bearer` by the CLI. The token's (unverified) `iss` picks the
+//! configured issuer, whose keys come from the configuration or the provider
+//! ([`crate::oidc::KeySource`]); then issuer, audience (one of Lanyard's client
+//! ids there, and `azp` when there are several audiences), `exp`, `nbf`, `iat`
+//! (not in the future) and signature are checked, using only keys meant for
+//! verifying this algorithm (`use`, `alg`, `key_ops`). A browser sign-in also
+//! checks the `nonce` it sent ([`verify_id_token`]). The email must be verified by the provider and
 //! ASCII. The organisation must be one the issuer is bound to
 //! ([`crate::config::OrgBinding`]); the organisation role comes from claims.
 //! A cookie-authenticated write must also carry `X-CSRF-Token` equal to the
@@ -23,6 +26,7 @@ use crate::error::ApiError;
 use crate::http::{Bearer, Request};
 use crate::ids;
 use crate::model::{Email, OrgRole};
+use crate::oidc::KeySource;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "lanyard_session";
@@ -81,7 +85,12 @@ pub fn csrf_token(session_token: &str) -> String {
 }
 
 /// Authenticate a request: bearer first, then the session cookie.
-pub fn authenticate(req: &Request, issuers: &[IssuerConfig], now: u64) -> Result<Session, ApiError> {
+pub fn authenticate(
+    req: &Request,
+    issuers: &[IssuerConfig],
+    keys: &dyn KeySource,
+    now: u64,
+) -> Result<Session, ApiError> {
     let (token, via) = match (req.bearer(), req.cookie(SESSION_COOKIE).filter(|t| !t.is_empty())) {
         (Bearer::Token(token), _) => (token, Via::Bearer),
         (Bearer::Malformed, _) => {
@@ -95,7 +104,7 @@ pub fn authenticate(req: &Request, issuers: &[IssuerConfig], now: u64) -> Result
             ));
         }
     };
-    let identity = verify_session(token, issuers, now)?;
+    let identity = verify_session(token, issuers, keys, now)?;
     Ok(Session { identity, via, csrf: csrf_token(token) })
 }
 
@@ -111,7 +120,46 @@ pub fn check_csrf(req: &Request, session: &Session) -> Result<(), ApiError> {
 }
 
 /// Verify a session token against the trusted issuers.
-pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result<Identity, ApiError> {
+pub fn verify_session(
+    token: &str,
+    issuers: &[IssuerConfig],
+    keys: &dyn KeySource,
+    now: u64,
+) -> Result<Identity, ApiError> {
+    let issuer = issuer_of(token, issuers)?;
+    verify_id_token(token, issuer, keys, &issuer.audiences(), None, now)
+}
+
+/// The configured issuer a token claims to come from (its `iss`, not yet
+/// verified: only which keys to try depends on it).
+pub fn issuer_of<'a>(token: &str, issuers: &'a [IssuerConfig]) -> Result<&'a IssuerConfig, ApiError> {
+    let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_owned());
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(unauthenticated("the session token is too long"));
+    }
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .ok_or_else(|| unauthenticated("the session token is not a JWT"))?;
+    let iss = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
+    issuers
+        .iter()
+        .find(|i| i.issuer == iss)
+        .ok_or_else(|| unauthenticated("the session token is not from a trusted issuer"))
+}
+
+/// Verify an ID token of `issuer` for one of `audiences`, and its `nonce`
+/// when one is expected (a browser sign-in).
+pub fn verify_id_token(
+    token: &str,
+    issuer: &IssuerConfig,
+    keys: &dyn KeySource,
+    audiences: &[&str],
+    nonce: Option<&str>,
+    now: u64,
+) -> Result<Identity, ApiError> {
     let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_owned());
     if token.len() > MAX_TOKEN_BYTES {
         return Err(unauthenticated("the session token is too long"));
@@ -119,36 +167,48 @@ pub fn verify_session(token: &str, issuers: &[IssuerConfig], now: u64) -> Result
     let meta = Token::decode_metadata(token).map_err(|_| unauthenticated("the session token is not a JWT"))?;
     let alg = meta.algorithm();
     let kid = meta.key_id();
+    let jwks = keys.keys(issuer, kid)?;
 
     // The most telling failure among the keys that could have signed it.
     let mut failure: Option<Refusal> = None;
-    for issuer in issuers {
-        let Some(keys) = issuer.jwks.get("keys").and_then(Value::as_array) else { continue };
-        for jwk in keys {
-            if let (Some(want), Some(have)) = (kid, jwk.get("kid").and_then(Value::as_str))
-                && want != have
-            {
-                continue;
+    for jwk in jwks.get("keys").and_then(Value::as_array).into_iter().flatten() {
+        if let (Some(want), Some(have)) = (kid, jwk.get("kid").and_then(Value::as_str))
+            && want != have
+        {
+            continue;
+        }
+        if !verifies_with(jwk, alg) {
+            continue;
+        }
+        let outcome = match verify_with_jwk(token, alg, jwk, issuer, audiences, now) {
+            None => continue, // the key is not of the token's algorithm
+            Some(outcome) => outcome,
+        };
+        match outcome {
+            Ok(claims) => {
+                check_nonce(&claims, nonce)?;
+                return identity_from_claims(claims, issuer, audiences);
             }
-            if !verifies_with(jwk, alg) {
-                continue;
-            }
-            let outcome = match verify_with_jwk(token, alg, jwk, issuer, now) {
-                None => continue, // the key is not of the token's algorithm
-                Some(outcome) => outcome,
-            };
-            match outcome {
-                Ok(claims) => return identity_from_claims(claims, issuer),
-                Err(refusal) => {
-                    if failure.as_ref().is_none_or(|f| f.rank() <= refusal.rank()) {
-                        failure = Some(refusal);
-                    }
+            Err(refusal) => {
+                if failure.as_ref().is_none_or(|f| f.rank() <= refusal.rank()) {
+                    failure = Some(refusal);
                 }
             }
         }
     }
     Err(failure
         .map_or_else(|| unauthenticated("the session token is not signed by a trusted issuer"), Refusal::into_error))
+}
+
+/// A browser sign-in's ID token must carry the nonce it was asked for.
+fn check_nonce(claims: &Claims, expected: Option<&str>) -> Result<(), ApiError> {
+    let Some(expected) = expected else { return Ok(()) };
+    match claims.nonce.as_deref() {
+        Some(nonce) if ids::ct_eq(nonce, expected) => Ok(()),
+        _ => Err(ApiError::Unauthenticated(
+            "the identity provider's answer is not for this sign-in (its nonce does not match); sign in again".into(),
+        )),
+    }
 }
 
 /// Why one key refused a session token.
@@ -218,6 +278,7 @@ fn verify_with_jwk(
     alg: &str,
     jwk: &Value,
     issuer: &IssuerConfig,
+    audiences: &[&str],
     now: u64,
 ) -> Option<Result<Claims, Refusal>> {
     let kty = jwk.get("kty").and_then(Value::as_str)?;
@@ -225,7 +286,7 @@ fn verify_with_jwk(
     let jwk_text = jwk.to_string();
     let options = VerificationOptions {
         allowed_issuers: Some(HashSet::from_strings(&[&issuer.issuer])),
-        allowed_audiences: Some(HashSet::from_strings(&[&issuer.audience])),
+        allowed_audiences: Some(HashSet::from_strings(audiences)),
         time_tolerance: Some(Duration::from_secs(CLOCK_SKEW_SECONDS)),
         artificial_time: Some(UnixTimeStamp::from_secs(now)),
         max_token_length: Some(MAX_TOKEN_BYTES),
@@ -256,12 +317,12 @@ fn verify_with_jwk(
     }))
 }
 
-fn identity_from_claims(claims: Claims, issuer: &IssuerConfig) -> Result<Identity, ApiError> {
+fn identity_from_claims(claims: Claims, issuer: &IssuerConfig, audiences: &[&str]) -> Result<Identity, ApiError> {
     let unauthenticated = |m: String| ApiError::Unauthenticated(m);
     if claims.expires_at.is_none() {
         return Err(unauthenticated("the session token has no expiry".into()));
     }
-    check_authorized_party(&claims, issuer)?;
+    check_authorized_party(&claims, audiences)?;
     let custom = &claims.custom;
     let text = |name: &str| custom.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let subject = claims
@@ -302,14 +363,14 @@ fn identity_from_claims(claims: Claims, issuer: &IssuerConfig) -> Result<Identit
 
 /// OIDC Core 3.1.3.7: a session for several audiences must name Lanyard as
 /// its authorized party (`azp`), and an `azp` that is present must be Lanyard.
-fn check_authorized_party(claims: &Claims, issuer: &IssuerConfig) -> Result<(), ApiError> {
+fn check_authorized_party(claims: &Claims, audiences: &[&str]) -> Result<(), ApiError> {
     let several = match &claims.audiences {
         Some(Audiences::AsSet(set)) => set.len() > 1,
         _ => false,
     };
     match claims.custom.get("azp") {
         None if !several => Ok(()),
-        Some(Value::String(azp)) if *azp == issuer.audience => Ok(()),
+        Some(Value::String(azp)) if audiences.contains(&azp.as_str()) => Ok(()),
         None => Err(ApiError::Unauthenticated(
             "the session token is for several audiences but names no authorized party (azp); sign in to Lanyard itself".into(),
         )),
@@ -325,6 +386,27 @@ fn session_org(custom: &serde_json::Map<String, Value>, issuer: &IssuerConfig) -
     let org = match (&issuer.orgs, custom.get(&issuer.org_claim)) {
         (OrgBinding::Fixed(org), None) => return Ok(org.clone()),
         (_, Some(Value::String(claimed))) if !claimed.trim().is_empty() => claimed.trim(),
+        // An array (a `groups` claim): exactly one of its values is a bound organisation.
+        (binding, Some(Value::Array(values))) => {
+            let mut bound = values.iter().filter_map(Value::as_str).filter(|v| binding.allows(v));
+            match (bound.next(), bound.next()) {
+                (Some(org), None) => return Ok(org.to_owned()),
+                (None, _) if matches!(binding, OrgBinding::Fixed(_)) => return Ok(binding.orgs()[0].clone()),
+                (None, _) => {
+                    return Err(ApiError::Unauthenticated(format!(
+                        "none of the session's `{}` is an organisation this issuer speaks for; ask an admin to \
+                         add you to your organisation's group at the identity provider",
+                        issuer.org_claim
+                    )));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::Unauthenticated(format!(
+                        "the session's `{}` names more than one organisation; Lanyard needs exactly one",
+                        issuer.org_claim
+                    )));
+                }
+            }
+        }
         (OrgBinding::AllowList(_), None) => {
             return Err(ApiError::Unauthenticated(format!(
                 "the session token has no `{}` (organisation) claim",
@@ -354,6 +436,7 @@ fn session_org(custom: &serde_json::Map<String, Value>, issuer: &IssuerConfig) -
 pub(crate) mod tests {
     use super::*;
     use crate::http::Method;
+    use crate::oidc::StaticKeys;
 
     pub(crate) const NOW: u64 = 1_800_000_000;
 
@@ -411,13 +494,18 @@ pub(crate) mod tests {
     #[test]
     fn verifies_a_good_session_and_reads_claims() {
         let iss = TestIssuer::new("https://sso.example");
-        let s = authenticate(&bearer(&iss.token("Ann@Ex.io", "acme", true)), std::slice::from_ref(&iss.config), NOW)
-            .unwrap();
+        let s = authenticate(
+            &bearer(&iss.token("Ann@Ex.io", "acme", true)),
+            std::slice::from_ref(&iss.config),
+            &StaticKeys,
+            NOW,
+        )
+        .unwrap();
         assert_eq!(s.identity.email.as_str(), "ann@ex.io");
         assert_eq!(s.identity.org, "acme");
         assert_eq!(s.identity.role, OrgRole::Admin);
         assert_eq!(s.via, Via::Bearer);
-        let s = authenticate(&bearer(&iss.token("bo@ex.io", "acme", false)), &[iss.config], NOW).unwrap();
+        let s = authenticate(&bearer(&iss.token("bo@ex.io", "acme", false)), &[iss.config], &StaticKeys, NOW).unwrap();
         assert_eq!(s.identity.role, OrgRole::Member);
     }
 
@@ -437,18 +525,18 @@ pub(crate) mod tests {
         ];
         for (token, want) in cases {
             let req = if token.is_empty() { Request::new(Method::Get, "/") } else { bearer(&token) };
-            let err = authenticate(&req, &cfg, NOW).unwrap_err();
+            let err = authenticate(&req, &cfg, &StaticKeys, NOW).unwrap_err();
             assert_eq!(err.status(), 401, "{want}");
             assert!(err.message().contains(want), "{} should mention {want}", err.message());
             assert!(!err.message().contains(&token) || token.is_empty());
         }
         // Expired: two minutes past expiry (beyond the skew allowance).
-        let err = authenticate(&bearer(&good), &cfg, NOW + 600 + CLOCK_SKEW_SECONDS + 60).unwrap_err();
+        let err = authenticate(&bearer(&good), &cfg, &StaticKeys, NOW + 600 + CLOCK_SKEW_SECONDS + 60).unwrap_err();
         assert!(err.message().contains("expired"), "{}", err.message());
         // A foreign issuer's key under the same kid does not verify.
         let mut forged_cfg = iss.config.clone();
         forged_cfg.issuer = "https://evil.example".into();
-        let err = authenticate(&bearer(&other.token("a@ex.io", "acme", true)), &cfg, NOW).unwrap_err();
+        let err = authenticate(&bearer(&other.token("a@ex.io", "acme", true)), &cfg, &StaticKeys, NOW).unwrap_err();
         assert_eq!(err.status(), 401);
     }
 
@@ -460,14 +548,14 @@ pub(crate) mod tests {
             c.custom.remove("org");
             c
         });
-        assert!(authenticate(&bearer(&no_org), &cfg, NOW).unwrap_err().message().contains("organisation"));
+        assert!(authenticate(&bearer(&no_org), &cfg, &StaticKeys, NOW).unwrap_err().message().contains("organisation"));
         let unverified = iss.token_with("a@ex.io", "acme", false, |mut c| {
             c.custom.insert("email_verified".into(), false.into());
             c
         });
-        assert!(authenticate(&bearer(&unverified), &cfg, NOW).unwrap_err().message().contains("verified"));
+        assert!(authenticate(&bearer(&unverified), &cfg, &StaticKeys, NOW).unwrap_err().message().contains("verified"));
         let bad_email = iss.token("not-an-email", "acme", false);
-        assert!(authenticate(&bearer(&bad_email), &cfg, NOW).unwrap_err().message().contains("email"));
+        assert!(authenticate(&bearer(&bad_email), &cfg, &StaticKeys, NOW).unwrap_err().message().contains("email"));
     }
 
     #[test]
@@ -499,7 +587,7 @@ pub(crate) mod tests {
             c
         };
         for token in [es.sign(claims()).unwrap(), rs.sign(claims()).unwrap()] {
-            let id = verify_session(&token, std::slice::from_ref(&cfg), NOW).unwrap();
+            let id = verify_session(&token, std::slice::from_ref(&cfg), &StaticKeys, NOW).unwrap();
             assert_eq!((id.org.as_str(), id.role), ("acme", OrgRole::Admin));
         }
     }
@@ -511,20 +599,20 @@ pub(crate) mod tests {
         let token = iss.token("a@ex.io", "acme", true);
         let cookie = format!("lanyard_session={token}");
         let post = Request::new(Method::Post, "/").with_header("cookie", cookie.clone());
-        let session = authenticate(&post, &cfg, NOW).unwrap();
+        let session = authenticate(&post, &cfg, &StaticKeys, NOW).unwrap();
         assert_eq!(check_csrf(&post, &session), Err(ApiError::CsrfRequired));
         let wrong = post.clone().with_header(CSRF_HEADER, "nope");
         assert_eq!(check_csrf(&wrong, &session), Err(ApiError::CsrfRequired));
         let right = post.clone().with_header(CSRF_HEADER, csrf_token(&token));
         assert_eq!(check_csrf(&right, &session), Ok(()));
         let get = Request::new(Method::Get, "/").with_header("cookie", cookie);
-        assert_eq!(check_csrf(&get, &authenticate(&get, &cfg, NOW).unwrap()), Ok(()));
+        assert_eq!(check_csrf(&get, &authenticate(&get, &cfg, &StaticKeys, NOW).unwrap()), Ok(()));
         let bearer_post = Request::new(Method::Post, "/").with_header("authorization", format!("Bearer {token}"));
-        assert_eq!(check_csrf(&bearer_post, &authenticate(&bearer_post, &cfg, NOW).unwrap()), Ok(()));
+        assert_eq!(check_csrf(&bearer_post, &authenticate(&bearer_post, &cfg, &StaticKeys, NOW).unwrap()), Ok(()));
     }
 
     fn refusal(token: &str, cfg: &[IssuerConfig]) -> String {
-        let err = verify_session(token, cfg, NOW).unwrap_err();
+        let err = verify_session(token, cfg, &StaticKeys, NOW).unwrap_err();
         assert_eq!(err.status(), 401, "{}", err.message());
         err.message()
     }
@@ -534,7 +622,7 @@ pub(crate) mod tests {
         // An allow-list: the org claim picks one of them.
         let listed = TestIssuer::new("https://sso.acme");
         let cfg = [listed.config.clone()];
-        assert_eq!(verify_session(&listed.token("a@ex.io", "acme", true), &cfg, NOW).unwrap().org, "acme");
+        assert_eq!(verify_session(&listed.token("a@ex.io", "acme", true), &cfg, &StaticKeys, NOW).unwrap().org, "acme");
         let message = refusal(&listed.token("a@ex.io", "globex", true), &cfg);
         assert!(message.contains("globex") && message.contains("not trusted"), "{message}");
         // A fixed organisation: the claim may be absent or the same, never another.
@@ -549,8 +637,11 @@ pub(crate) mod tests {
             c.custom.remove("org");
             c
         });
-        assert_eq!(verify_session(&no_claim, &cfg, NOW).unwrap().org, "globex");
-        assert_eq!(verify_session(&fixed.token("g@ex.io", "globex", true), &cfg, NOW).unwrap().org, "globex");
+        assert_eq!(verify_session(&no_claim, &cfg, &StaticKeys, NOW).unwrap().org, "globex");
+        assert_eq!(
+            verify_session(&fixed.token("g@ex.io", "globex", true), &cfg, &StaticKeys, NOW).unwrap().org,
+            "globex"
+        );
         assert!(refusal(&fixed.token("g@ex.io", "acme", true), &cfg).contains("acme"));
         // Neither issuer's key speaks for the other's organisations.
         assert!(refusal(&listed.token("g@ex.io", "globex", true), &cfg).contains("globex"));
@@ -573,7 +664,7 @@ pub(crate) mod tests {
         assert!(refusal(&as_text, std::slice::from_ref(&iss.config)).contains("not verified"));
         let mut lenient = iss.config.clone();
         lenient.allow_missing_email_verified = true;
-        assert!(verify_session(&missing, std::slice::from_ref(&lenient), NOW).is_ok());
+        assert!(verify_session(&missing, std::slice::from_ref(&lenient), &StaticKeys, NOW).is_ok());
         let unverified = iss.token_with("a@ex.io", "acme", false, |mut c| {
             c.custom.insert("email_verified".into(), false.into());
             c
@@ -603,8 +694,11 @@ pub(crate) mod tests {
         };
         assert!(refusal(&token(&["other-app", "lanyard"], None), &cfg).contains("azp"));
         assert!(refusal(&token(&["other-app", "lanyard"], Some("other-app")), &cfg).contains("another application"));
-        assert!(verify_session(&token(&["other-app", "lanyard"], Some("lanyard")), &cfg, NOW).is_ok());
-        assert!(verify_session(&token(&["lanyard"], None), &cfg, NOW).is_ok(), "one audience needs no azp");
+        assert!(verify_session(&token(&["other-app", "lanyard"], Some("lanyard")), &cfg, &StaticKeys, NOW).is_ok());
+        assert!(
+            verify_session(&token(&["lanyard"], None), &cfg, &StaticKeys, NOW).is_ok(),
+            "one audience needs no azp"
+        );
         assert!(refusal(&token(&["lanyard"], Some("other-app")), &cfg).contains("another application"));
         assert!(refusal(&token(&["other-app", "third"], Some("lanyard")), &cfg).contains("audience"));
     }
@@ -621,7 +715,7 @@ pub(crate) mod tests {
         };
         let entry = |keys: Vec<Value>| {
             let mut cfg = iss.config.clone();
-            cfg.jwks = serde_json::json!({ "keys": keys });
+            cfg.keys = crate::config::IssuerKeys::Static(serde_json::json!({ "keys": keys }));
             cfg
         };
         let unusable = [
@@ -634,15 +728,18 @@ pub(crate) mod tests {
             with("key_ops", "verify".into()),
         ];
         for key in unusable {
-            let err = verify_session(&token, &[entry(vec![key.clone()])], NOW).unwrap_err();
+            let err = verify_session(&token, &[entry(vec![key.clone()])], &StaticKeys, NOW).unwrap_err();
             assert_eq!(err.status(), 401, "{key}: {}", err.message());
             // ...and it does not stop a usable key of the set from verifying.
-            assert!(verify_session(&token, &[entry(vec![key.clone(), jwk.clone()])], NOW).is_ok(), "{key}");
+            assert!(
+                verify_session(&token, &[entry(vec![key.clone(), jwk.clone()])], &StaticKeys, NOW).is_ok(),
+                "{key}"
+            );
         }
         for usable in
             [with("use", "sig".into()), with("alg", "EdDSA".into()), with("key_ops", serde_json::json!(["verify"]))]
         {
-            assert!(verify_session(&token, &[entry(vec![usable.clone()])], NOW).is_ok(), "{usable}");
+            assert!(verify_session(&token, &[entry(vec![usable.clone()])], &StaticKeys, NOW).is_ok(), "{usable}");
         }
     }
 }

@@ -39,6 +39,8 @@ pub mod kubeconfig;
 pub mod kv;
 pub mod method;
 pub mod model;
+pub mod oidc;
+pub mod outbound;
 pub mod proxy;
 pub mod random;
 pub mod rbac;

@@ -15,6 +15,7 @@ use lanyard_core::endpoint::Endpoint;
 use lanyard_core::http::{Method, Request, Response};
 use lanyard_core::ids::{ClusterId, GrantId, MemberId};
 use lanyard_core::kv::{KeyValue, KvError, MemoryKv};
+use lanyard_core::outbound::NoOutbound;
 use lanyard_core::random::SystemRandom;
 use lanyard_core::store::Store;
 use lanyard_core::{Env, serve, token};
@@ -85,7 +86,14 @@ impl<K: KeyValue> Core<K> {
         serve(
             endpoint,
             &req,
-            &Env { kv: &self.kv, vars: &self.vars, now: NOW, clock: &SystemClock, random: &SystemRandom },
+            &Env {
+                kv: &self.kv,
+                vars: &self.vars,
+                now: NOW,
+                clock: &SystemClock,
+                random: &SystemRandom,
+                outbound: &NoOutbound,
+            },
         )
     }
 

@@ -61,6 +61,8 @@ pub struct ComponentContext {
     pub key_value_stores: BTreeSet<String>,
     /// The component's variables with their resolved values.
     pub variables: BTreeMap<String, String>,
+    /// Where it may send HTTP requests.
+    pub outbound: Arc<crate::outbound::AllowedHosts>,
 }
 
 /// An open `fermyon:spin/key-value` store.

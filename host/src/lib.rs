@@ -6,7 +6,8 @@
 //! Spin provides them: its HTTP routing and `spin-*` request headers
 //! ([`routes`], [`headers`]), application variables ([`manifest`]), and a
 //! key-value store in one SQLite file with Spin's schema and semantics
-//! ([`kv`], [`host`]), plus WASI 0.2 and `wasi:http`. [`server`] listens and
+//! ([`kv`], [`host`]), plus WASI 0.2 and `wasi:http` with outbound requests
+//! limited by `allowed_outbound_hosts` as Spin limits them ([`outbound`]). [`server`] listens and
 //! hands each request to a fresh component instance (the private `dispatch`
 //! module), as Spin's HTTP trigger does.
 //!
@@ -26,6 +27,7 @@ pub mod headers;
 pub mod host;
 pub mod kv;
 pub mod manifest;
+pub mod outbound;
 pub mod routes;
 mod runtime;
 pub mod server;

@@ -2,9 +2,9 @@
 //!
 //! Only what the host needs is read: the application `[variables]`, the
 //! `[[trigger.http]]` routes, and each `[component.<id>]`'s Wasm `source`,
-//! `key_value_stores` and `[component.<id>.variables]`. Everything else in the
-//! file (`build`, `allowed_outbound_hosts`, descriptions, ...) is accepted and
-//! ignored.
+//! `key_value_stores`, `allowed_outbound_hosts` (see [`crate::outbound`]) and
+//! `[component.<id>.variables]`. Everything else in the file (`build`,
+//! descriptions, ...) is accepted and ignored.
 //!
 //! Variables resolve as `spin up` resolves them: an explicit override (what
 //! `spin up --variable name=value` gives), else the environment variable
@@ -74,6 +74,8 @@ pub struct ComponentDecl {
     pub key_value_stores: Vec<String>,
     /// Component variable name → template over application variables.
     pub variables: BTreeMap<String, Template>,
+    /// `allowed_outbound_hosts`, each a template over application variables.
+    pub allowed_outbound_hosts: Vec<Template>,
 }
 
 /// A parsed `spin.toml`.
@@ -88,6 +90,9 @@ pub struct Manifest {
 
 /// Every component's variables with their values, after resolution.
 pub type ResolvedVariables = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Every component's `allowed_outbound_hosts`, after resolution.
+pub type ResolvedOutbound = BTreeMap<String, Vec<String>>;
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
@@ -158,6 +163,17 @@ impl Manifest {
                 }
                 component_variables.insert(name, template);
             }
+            let mut allowed_outbound_hosts = Vec::new();
+            for text in &raw_component.allowed_outbound_hosts {
+                let template = Template::parse(text)?;
+                if let Some(unknown) = template.references().find(|r| !variables.contains_key(*r)) {
+                    return Err(ManifestError::InvalidTemplate {
+                        template: text.clone(),
+                        reason: format!("unknown variable {unknown:?}"),
+                    });
+                }
+                allowed_outbound_hosts.push(template);
+            }
             for label in &raw_component.key_value_stores {
                 if label != "default" {
                     return Err(ManifestError::Invalid(format!(
@@ -172,6 +188,7 @@ impl Manifest {
                     source,
                     key_value_stores: raw_component.key_value_stores,
                     variables: component_variables,
+                    allowed_outbound_hosts,
                 },
             );
         }
@@ -219,6 +236,41 @@ impl Manifest {
         overrides: &BTreeMap<String, String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ResolvedVariables, ManifestError> {
+        let app_values = self.app_values(overrides, env)?;
+        let mut resolved = BTreeMap::new();
+        for (id, component) in &self.components {
+            let mut values = BTreeMap::new();
+            for (name, template) in &component.variables {
+                values.insert(name.clone(), template.render(&app_values)?);
+            }
+            resolved.insert(id.clone(), values);
+        }
+        Ok(resolved)
+    }
+
+    /// Resolves every component's `allowed_outbound_hosts` templates, as
+    /// Spin does (over the application variables, once).
+    pub fn resolve_outbound(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedOutbound, ManifestError> {
+        let app_values = self.app_values(overrides, env)?;
+        let mut resolved = BTreeMap::new();
+        for (id, component) in &self.components {
+            let hosts =
+                component.allowed_outbound_hosts.iter().map(|t| t.render(&app_values)).collect::<Result<_, _>>()?;
+            resolved.insert(id.clone(), hosts);
+        }
+        Ok(resolved)
+    }
+
+    /// Every application variable's value: override, else environment, else default.
+    fn app_values(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<&str, String>, ManifestError> {
         if let Some(unknown) = overrides.keys().find(|k| !self.variables.contains_key(*k)) {
             return Err(ManifestError::UnknownOverride(unknown.clone()));
         }
@@ -233,15 +285,7 @@ impl Manifest {
                 None => return Err(ManifestError::MissingRequiredVariable(name.clone())),
             }
         }
-        let mut resolved = BTreeMap::new();
-        for (id, component) in &self.components {
-            let mut values = BTreeMap::new();
-            for (name, template) in &component.variables {
-                values.insert(name.clone(), template.render(&app_values)?);
-            }
-            resolved.insert(id.clone(), values);
-        }
-        Ok(resolved)
+        Ok(app_values)
     }
 }
 
@@ -394,6 +438,8 @@ struct RawComponent {
     key_value_stores: Vec<String>,
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
 }
 
 #[cfg(test)]

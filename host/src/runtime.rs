@@ -19,10 +19,11 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::host::{ComponentContext, SpinHost};
 use crate::kv::{CasMode, KvStore};
+use crate::outbound::OutboundHttp;
 
 /// How often the epoch advances: the granularity of guest yields and of the
 /// request time limit.
@@ -32,7 +33,7 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(20);
 pub(crate) struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: DenyOutboundHttp,
+    hooks: OutboundHttp,
     table: ResourceTable,
     spin: SpinHost,
 }
@@ -43,7 +44,7 @@ impl RequestState {
             // Guest stdout/stderr go to the host's, as `spin up` shows them.
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
-            hooks: DenyOutboundHttp,
+            hooks: OutboundHttp { allowed: component.outbound.clone() },
             table: ResourceTable::new(),
             spin: SpinHost::new(component, kv, cas_mode),
         }
@@ -59,28 +60,6 @@ impl WasiView for RequestState {
 impl WasiHttpView for RequestState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
-    }
-}
-
-/// Outbound HTTP is refused: every Lanyard component has
-/// `allowed_outbound_hosts = []`, and Spin then denies every request.
-struct DenyOutboundHttp;
-
-impl WasiHttpHooks for DenyOutboundHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

@@ -25,6 +25,7 @@ use crate::headers::ClientSpinHeaders;
 use crate::host::ComponentContext;
 use crate::kv::{CasMode, KvStore};
 use crate::manifest::Manifest;
+use crate::outbound::AllowedHosts;
 use crate::routes::Router;
 use crate::runtime::{self, EpochTicker, RequestState};
 
@@ -106,6 +107,7 @@ impl App {
         anyhow::ensure!(config.max_concurrent_requests > 0, "max_concurrent_requests must be at least 1");
         let manifest = Manifest::load(&config.manifest)?;
         let variables = manifest.resolve_variables(&config.variables, |name| std::env::var(name).ok())?;
+        let outbound = manifest.resolve_outbound(&config.variables, |name| std::env::var(name).ok())?;
 
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
@@ -124,10 +126,13 @@ impl App {
             };
             let component = runtime::load_component(&engine, &decl.source, &config.cache_dir, &mut compiled)?;
             let pre = runtime::pre_instantiate(&linker, &component, id)?;
+            let allowed = AllowedHosts::parse(outbound.get(id).map_or(&[][..], Vec::as_slice))
+                .with_context(|| format!("component {id:?}"))?;
             let context = Arc::new(ComponentContext {
                 id: id.to_string(),
                 key_value_stores: decl.key_value_stores.iter().cloned().collect(),
                 variables: variables.get(id).cloned().unwrap_or_default(),
+                outbound: Arc::new(allowed),
             });
             components.insert(id.to_string(), LoadedComponent { context, pre });
         }

@@ -28,6 +28,7 @@ use crate::http::{Method, Request, Response};
 use crate::identity;
 use crate::ids::ClusterId;
 use crate::model::Email;
+use crate::oidc::Providers;
 use crate::records::ClusterRecord;
 use crate::store::Store;
 
@@ -35,6 +36,7 @@ pub mod access;
 pub mod agent;
 pub mod clusters;
 pub mod directory;
+pub mod sign_in;
 pub mod tokens;
 pub mod views;
 
@@ -86,11 +88,16 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
         return Err(ApiError::AccessUnavailable);
     }
     check_method(endpoint, req)?;
-    if endpoint == Endpoint::Jwks {
-        return Ok(Response::json(200, &config.token_jwks()?));
+    match endpoint {
+        Endpoint::Jwks => return Ok(Response::json(200, &config.token_jwks()?)),
+        Endpoint::LoginConfig | Endpoint::AuthLogin | Endpoint::AuthCallback | Endpoint::AuthLogout => {
+            return sign_in::serve(endpoint, req, env, &config);
+        }
+        _ => {}
     }
     let store = Store::new(env.kv, env.clock);
-    let session = identity::authenticate(req, &config.issuers()?, env.now)?;
+    let providers = Providers::new(env.kv, env.outbound, env.now);
+    let session = identity::authenticate(req, &config.issuers()?, &providers, env.now)?;
     identity::check_csrf(req, &session)?;
     let member = store.admit(&session.identity, env.now)?;
     let caller = Caller { session, member };
@@ -113,6 +120,10 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
         Endpoint::K8sToken => cx.k8s_token(),
         Endpoint::Kubeconfig => cx.kubeconfig(),
         Endpoint::Jwks
+        | Endpoint::LoginConfig
+        | Endpoint::AuthLogin
+        | Endpoint::AuthCallback
+        | Endpoint::AuthLogout
         | Endpoint::NotFound
         | Endpoint::AgentHeartbeat
         | Endpoint::AgentJobs

@@ -168,3 +168,45 @@ pub fn mint_count(m: &MemberId, window: impl Display) -> String {
 pub fn mint_windows(m: &MemberId) -> String {
     format!("v1/rate/k8s-token/{m}/windows")
 }
+
+// ----- identity providers and sign-in -------------------------------------
+
+/// The digest that stands for an issuer URL in keys.
+fn issuer(iss: &str) -> String {
+    ids::digest_hex(&["issuer", iss])[..24].to_owned()
+}
+
+/// A provider's cached discovery document ([`crate::oidc`]).
+pub fn provider_metadata(iss: &str) -> String {
+    format!("v1/idp/{}/metadata", issuer(iss))
+}
+
+/// A provider's cached key set.
+pub fn provider_jwks(iss: &str) -> String {
+    format!("v1/idp/{}/jwks", issuer(iss))
+}
+
+/// Counter: reads of a provider's key set in refetch window `window` (the first wins).
+pub fn provider_refetch(iss: &str, window: u64) -> String {
+    format!("v1/idp/{}/refetch/{window}", issuer(iss))
+}
+
+/// A browser sign-in in progress, by the digest of its `state`.
+pub fn sign_in(state_digest: &str) -> String {
+    format!("v1/sign-in/{state_digest}")
+}
+
+/// Counter: a browser sign-in's callback was taken (the first wins).
+pub fn sign_in_used(state_digest: &str) -> String {
+    format!("v1/sign-in/{state_digest}/used")
+}
+
+/// Log of the sign-ins begun in minute `m` (digests of their `state`), for the sweep.
+pub fn sign_ins_begun(m: u64) -> String {
+    format!("v1/sign-in/minute/{m}")
+}
+
+/// The last minute whose abandoned sign-ins were swept (a JSON number).
+pub fn sign_ins_swept() -> String {
+    "v1/sign-in/swept".to_owned()
+}

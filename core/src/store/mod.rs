@@ -41,6 +41,12 @@
 //! | `v1/org/{o}/member/{m}/pin/{g}` | [`Pin`] JSON (write-once): the (issuer, subject) of generation `g` | first sign-in |
 //! | `v1/org/{o}/member/{m}/pin/{g}/released` | counter: generation `g` released once | admin release, abandoned pin |
 //! | `v1/rate/k8s-token/{m}/{minute}` | counter: tokens minted in that minute | token mint |
+//! | `v1/idp/{i}/metadata`, `v1/idp/{i}/jwks` | a provider's discovery document and keys, with when they were read ([`crate::oidc`]) | a session or sign-in that needs them |
+//! | `v1/idp/{i}/refetch/{window}` | counter: key-set reads in that window; only the first reads | a token naming an unknown key |
+//! | `v1/sign-in/{s}` | a browser sign-in in progress: nonce, PKCE verifier, where to go back (deleted when used) | `/auth/login` |
+//! | `v1/sign-in/{s}/used` | counter: its callback was taken once | `/auth/callback` |
+//! | `v1/sign-in/minute/{m}/seq`, `…/minute/{m}/{n}` | log of the sign-ins begun in minute `m`, for the sweep of abandoned ones | `/auth/login` |
+//! | `v1/sign-in/swept` | JSON number: the last minute swept | `/auth/login` |
 //!
 //! `{o}` is a digest of the organisation name; `{fp}` a digest of (member,
 //! role, scope, namespace); ids are `c_…`, `g_…`, `m_…` (see [`crate::ids`]).
@@ -131,6 +137,7 @@ pub mod keys;
 pub mod log;
 pub mod members;
 pub mod rate;
+pub mod sign_in;
 
 pub use clusters::AGENT_CREDENTIAL_WINDOW;
 pub use members::member_id;

@@ -27,6 +27,7 @@ use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam
 
 pub use lanyard_core::Endpoint;
 
+pub mod outbound;
 pub mod spin_headers;
 
 mod bindings {
@@ -46,8 +47,14 @@ pub const STORE_LABEL: &str = "default";
 pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
     let response = match SpinKv::open() {
         Ok(kv) => {
-            let env =
-                Env { kv: &kv, vars: &SpinVariables, now: unix_now(), clock: &SystemClock, random: &SystemRandom };
+            let env = Env {
+                kv: &kv,
+                vars: &SpinVariables,
+                now: unix_now(),
+                clock: &SystemClock,
+                random: &SystemRandom,
+                outbound: &outbound::SpinOutbound,
+            };
             let head = read_head(&req);
             // What the head decides (an agent's credential) is decided before any body is read.
             match lanyard_core::admit(endpoint, &head, &env) {
@@ -74,13 +81,15 @@ fn unix_now() -> u64 {
 fn read_head(req: &IncomingRequest) -> Request {
     let method = Method::parse(&req.method().to_string());
     let path_and_query = req.path_with_query().unwrap_or_else(|| "/".into());
-    let path = path_and_query.split('?').next().unwrap_or("/").to_owned();
+    let (path, query) = path_and_query.split_once('?').unwrap_or((&path_and_query, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let mut headers: Vec<(String, Vec<u8>)> =
         req.headers().entries().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let routing = spin_headers::take_routing(&mut headers);
     Request {
         method,
         path,
+        query,
         route: routing.route,
         params: routing.params,
         origin: routing.origin,

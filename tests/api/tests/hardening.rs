@@ -216,8 +216,9 @@ fn outside_development_mode_a_kubeconfig_needs_the_public_url() {
 #[test]
 fn session_configuration_reaches_exactly_the_components_that_verify_sessions() {
     let manifest: toml::Table = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap().parse().unwrap();
-    // The agent API authenticates agents, the JWKS and the not-found route nobody.
-    let sessionless = ["agent-heartbeat", "agent-jobs", "agent-reports", "agent-state", "jwks", "not-found"];
+    // The agent API authenticates agents; the JWKS, the not-found route and sign-out nobody.
+    let sessionless =
+        ["agent-heartbeat", "agent-jobs", "agent-reports", "agent-state", "jwks", "not-found", "auth-logout"];
     for (name, component) in manifest["component"].as_table().unwrap() {
         let vars = component.get("variables").and_then(|v| v.as_table());
         let has = |var: &str| vars.is_some_and(|v| v.contains_key(var));

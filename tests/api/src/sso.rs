@@ -1,0 +1,81 @@
+//! The control plane signed into by a real OpenID Connect provider: Dex (see
+//! the `lanyard-dex` crate) trusted as the only issuer, for the organisations
+//! `acme` and `globex`, with the organisation and the admin role read from
+//! Dex's `groups` claim (`platform-admins` are admins), the browser sign-in's
+//! confidential client `lanyard-web` (its secret in `oidc_client_secrets`)
+//! and the public CLI client `lanyard-cli`, and outbound HTTP allowed to Dex
+//! only (`idp_origin`).
+
+use lanyard_dex::{CLI_CLIENT_ID, Dex, Front, Setup, WEB_CLIENT_ID};
+use serde_json::{Value, json};
+
+use crate::{App, Options};
+
+/// The group that makes a Dex user an organisation admin.
+pub const ADMIN_GROUP: &str = "platform-admins";
+
+/// Dex and the control plane that trusts it.
+pub struct SsoEnv {
+    pub dex: Dex,
+    pub app: App,
+}
+
+/// How to start an [`SsoEnv`].
+#[derive(Debug, Clone)]
+pub struct SsoOptions {
+    /// Dex's setup (its `lanyard-web` redirect URI is added).
+    pub setup: Setup,
+    /// Members of the issuer's `session_issuers` entry, replacing the defaults.
+    pub entry: Value,
+    /// Whether outbound HTTP to Dex is allowed (`idp_origin`).
+    pub allow_outbound: bool,
+}
+
+impl Default for SsoOptions {
+    fn default() -> Self {
+        SsoOptions { setup: Setup::default(), entry: json!({}), allow_outbound: true }
+    }
+}
+
+impl SsoEnv {
+    pub fn start() -> SsoEnv {
+        SsoEnv::start_with(SsoOptions::default())
+    }
+
+    pub fn start_with(options: SsoOptions) -> SsoEnv {
+        let front = Front::bind().expect("bind Dex's front");
+        let issuer = front.issuer();
+        let origin = format!("http://{}", front.address());
+        let mut entry = json!({
+            "issuer": issuer,
+            "client_id": WEB_CLIENT_ID,
+            "cli_client_id": CLI_CLIENT_ID,
+            "orgs": ["acme", "globex"],
+            "org_claim": "groups",
+            "role_claim": "groups",
+            "admin_values": [ADMIN_GROUP],
+            "scopes": ["openid", "email", "profile", "groups", "offline_access"],
+        });
+        for (k, v) in options.entry.as_object().expect("entry is a JSON object") {
+            entry[k] = v.clone();
+        }
+        let mut extra = vec![("session_issuers".to_owned(), Value::Array(vec![entry]).to_string())];
+        if options.allow_outbound {
+            extra.push(("idp_origin".to_owned(), origin.clone()));
+            extra.push(("idp_keys_origin".to_owned(), origin));
+        }
+        let mut app = App::start_with(Options { extra, ..Options::default() });
+        let setup = options.setup.web_redirect_uri(format!("{}/auth/callback", app.url));
+        let dex = Dex::start(front, setup).expect("start Dex");
+        // The web client's secret exists once Dex does: the host reads it at start.
+        app.set_variable("oidc_client_secrets", json!({ issuer: dex.web_client_secret() }).to_string());
+        app.stop();
+        app.resume();
+        SsoEnv { dex, app }
+    }
+
+    /// A member's session: their real ID token from Dex, through the CLI's client.
+    pub fn session(&self, email: &str) -> String {
+        self.dex.cli_tokens(email).expect("sign in at Dex").id_token
+    }
+}

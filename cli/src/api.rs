@@ -79,7 +79,7 @@ pub fn parse_grant_id(id: &str) -> Result<GrantId> {
 /// A client for one control plane and session.
 pub struct Api {
     base: String,
-    token: String,
+    token: Option<String>,
     http: Client,
 }
 
@@ -89,13 +89,22 @@ impl Api {
     }
 
     pub fn with_token(control_plane: &str, token: &str) -> Result<Api> {
+        Api::build(control_plane, Some(token))
+    }
+
+    /// A client without a session, for the control plane's public endpoints.
+    pub fn anonymous(control_plane: &str) -> Result<Api> {
+        Api::build(control_plane, None)
+    }
+
+    fn build(control_plane: &str, token: Option<&str>) -> Result<Api> {
         let http = Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("lanyard-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Api { base: control_plane.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+        Ok(Api { base: control_plane.trim_end_matches('/').to_owned(), token: token.map(str::to_owned), http })
     }
 
     pub fn base(&self) -> &str {
@@ -107,7 +116,11 @@ impl Api {
     }
 
     fn send(&self, req: RequestBuilder) -> Result<Response> {
-        let resp = req.bearer_auth(&self.token).send().map_err(|e| {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
+        let resp = req.send().map_err(|e| {
             // reqwest's message names the URL (never the Authorization header).
             CliError::Transport(format!(
                 "cannot reach the control plane at {}: {e}; check the URL (`lanyard whoami`) and that it is running",
@@ -178,10 +191,31 @@ impl Api {
         })
     }
 
+    /// Which identity provider members sign in with (`GET /api/v1/login`,
+    /// public): for the deployment, or for the organisation `org`.
+    pub fn login_discovery(&self, org: Option<&str>) -> Result<LoginDiscovery> {
+        let mut url = reqwest::Url::parse(&self.url(&path(&["api", "v1", "login"])))
+            .map_err(|e| CliError::Usage(format!("the control plane URL {} is not usable ({e})", self.base)))?;
+        if let Some(org) = org {
+            url.query_pairs_mut().append_pair("org", org);
+        }
+        let resp = self.send(self.http.get(url))?;
+        parse(&read_json(resp, &self.base)?, "sign-in discovery")
+    }
+
     /// The cluster's grants and `agent_online` (admins).
     pub fn grants_json(&self, cluster_id: &ClusterId) -> Result<Value> {
         self.get_json(&cluster_path(cluster_id, &["access", "grants"]))
     }
+}
+
+/// What `GET /api/v1/login` answers: the issuer and client to sign in with.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LoginDiscovery {
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// An answer as the wire type `T` (`what` names it in the error).

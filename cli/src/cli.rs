@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! lanyard [-o table|json]
+//!   login [--control-plane URL] [--org O] [--device] [--no-browser] [--timeout D] [--issuer URL --client-id ID]
 //!   login --control-plane URL (--token T | --token-stdin | --dev --email E [--org O] [--admin] [--state DIR])
 //!   logout
-//!   whoami
+//!   whoami [--local]
 //!   cluster list
 //!   cluster delete CLUSTER [--yes]
 //!   cluster credential rotate CLUSTER [--previous-valid-for S]
@@ -41,12 +42,17 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Log in to a control plane: check the session, then save it (mode 0600).
+    /// Log in to a control plane: sign in with your organisation's identity provider (or take a
+    /// session token), check the session, then save it (mode 0600).
     Login(Login),
-    /// Forget the session (the control plane URL is kept).
+    /// Forget the session and its refresh token (the control plane URL is kept).
     Logout,
     /// Show the control plane and who the session says you are; exit 3 if the control plane rejects it.
-    Whoami,
+    Whoami {
+        /// Only read the saved session (renewing it if it has expired); do not ask the control plane.
+        #[arg(long)]
+        local: bool,
+    },
     /// Clusters, their access, kubeconfig entries and tokens.
     #[command(subcommand)]
     Cluster(Cluster),
@@ -55,13 +61,56 @@ pub enum Command {
     Dev(Dev),
 }
 
+/// A duration as `--timeout` takes it: `90s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number.parse().map_err(|_| "give a duration such as 90s, 5m or 1h".to_owned())?;
+    let secs = match unit {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        _ => None,
+    };
+    match secs {
+        Some(0) => Err("must be more than zero".into()),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Err("give a duration such as 90s, 5m or 1h".into()),
+    }
+}
+
 #[derive(Args)]
-#[command(group(ArgGroup::new("credential").required(true).args(["token", "token_stdin", "dev"])))]
+#[command(group(ArgGroup::new("credential").args(["token", "token_stdin", "dev"])))]
+#[command(
+    after_help = "Without --token, --token-stdin or --dev, `lanyard login` signs you in with your organisation's \
+                  identity provider, which the control plane names: it opens your browser (or prints the URL to open), \
+                  or with --device shows a code to enter on another device. The session is renewed silently with the \
+                  provider's refresh token until the provider ends it."
+)]
 pub struct Login {
     /// The control plane's https:// URL (plain http:// only to localhost, 127.0.0.0/8 or [::1], e.g. the
     /// local run's http://127.0.0.1:3000); default: the one you last logged in to.
     #[arg(long, env = "LANYARD_CONTROL_PLANE")]
     pub control_plane: Option<String>,
+    /// The organisation: which of the control plane's identity providers to sign in with (for a deployment
+    /// that trusts several); with --dev, the organisation of the minted session (default demo).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Sign in with the device flow: show a code to enter on another device (for machines without a browser).
+    #[arg(long, conflicts_with_all = ["credential", "no_browser"])]
+    pub device: bool,
+    /// Do not try to open a browser; only print the sign-in URL.
+    #[arg(long, conflicts_with = "credential")]
+    pub no_browser: bool,
+    /// How long to wait for the browser sign-in to come back (e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, conflicts_with = "credential")]
+    pub timeout: std::time::Duration,
+    /// Sign in with this OpenID Connect issuer instead of the one the control plane names (needs --client-id).
+    #[arg(long, value_name = "URL", requires = "client_id", conflicts_with = "credential")]
+    pub issuer: Option<String>,
+    /// (--issuer) The OAuth client id the control plane accepts ID tokens for.
+    #[arg(long, value_name = "ID", requires = "issuer")]
+    pub client_id: Option<String>,
     /// A session token from your SSO (prefer --token-stdin: arguments are visible to other users).
     #[arg(long)]
     pub token: Option<String>,
@@ -74,9 +123,6 @@ pub struct Login {
     /// (--dev) Your email address.
     #[arg(long, requires = "dev")]
     pub email: Option<String>,
-    /// (--dev) The organisation.
-    #[arg(long, default_value = "demo", requires = "dev")]
-    pub org: String,
     /// (--dev) Be an organisation admin.
     #[arg(long, requires = "dev")]
     pub admin: bool,
@@ -259,5 +305,9 @@ pub enum Dev {
         /// How long to wait for the control plane to answer.
         #[arg(long, default_value_t = 120)]
         wait_secs: u64,
+        /// Seed as the admin whose session token is in this file (the local
+        /// run with Dex) instead of the development issuer's demo members.
+        #[arg(long)]
+        session_file: Option<PathBuf>,
     },
 }

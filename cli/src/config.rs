@@ -1,8 +1,16 @@
-//! The CLI's configuration: which control plane, and the session token.
+//! The CLI's configuration: which control plane, the session token, and
+//! what renews the session.
 //!
 //! Kept at `$LANYARD_CONFIG` or `~/.config/lanyard/config.json` as
-//! `{"control_plane": URL, "session_token": TOKEN}`, written atomically with
-//! mode 0600. `lanyard logout` drops the token and keeps the control plane.
+//! `{"control_plane": URL, "session_token": TOKEN, "refresh": {…}?}`,
+//! written atomically with mode 0600. `refresh` ([`Refresh`]) is there after
+//! `lanyard login` through the identity provider when it gave a refresh
+//! token: the token and what using it takes (the issuer, its token endpoint,
+//! the client id). It lives in the same file as the session on purpose: a
+//! renewal replaces the ID token and the rotated refresh token in one atomic
+//! write, so no reader ever sees one without the other, and one 0600 file
+//! holds every secret of the CLI. `lanyard logout` drops the token and the
+//! refresh token and keeps the control plane.
 //!
 //! The session token is a JWT; the CLI reads its payload without verifying it
 //! (the control plane verifies) to show who is logged in and until when.
@@ -22,19 +30,62 @@ use serde_json::Value;
 use crate::error::{CliError, Result};
 use crate::fsutil;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Refresh>,
+}
+
+/// A refresh token and what it takes to use it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Refresh {
+    /// The issuer the session's ID tokens come from (their `iss`).
+    pub issuer: String,
+    /// Its token endpoint (from its discovery document at login).
+    pub token_endpoint: String,
+    /// The client the ID tokens are for (their `aud`).
+    pub client_id: String,
+    pub refresh_token: String,
+}
+
+/// Never shows the refresh token.
+impl std::fmt::Debug for Refresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresh")
+            .field("issuer", &self.issuer)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Never shows the tokens.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("control_plane", &self.control_plane)
+            .field("session_token", &self.session_token.as_ref().map(|_| "…"))
+            .field("refresh", &self.refresh)
+            .finish()
+    }
 }
 
 /// A logged-in session: where, and with which token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Session {
     pub control_plane: String,
     pub token: String,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("control_plane", &self.control_plane).finish_non_exhaustive()
+    }
 }
 
 /// The config file's path: `$LANYARD_CONFIG`, else `~/.config/lanyard/config.json`.
@@ -87,7 +138,8 @@ impl Config {
     }
 }
 
-/// Load the config and its session (exit 3 when not logged in).
+/// Load the config and its session as saved (exit 3 when not logged in);
+/// [`crate::session::current`] renews it first when it has expired.
 pub fn load_session() -> Result<Session> {
     let path = path()?;
     Config::load(&path)?.session(&path)
@@ -173,6 +225,26 @@ impl SessionInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let cfg = Config {
+            control_plane: Some("https://cp.example".into()),
+            session_token: Some("secret-session".into()),
+            refresh: Some(Refresh {
+                issuer: "https://idp.example".into(),
+                token_endpoint: "https://idp.example/token".into(),
+                client_id: "lanyard-cli".into(),
+                refresh_token: "secret-refresh".into(),
+            }),
+        };
+        let shown = format!("{cfg:?} {:?}", Session { control_plane: "x".into(), token: "secret-session".into() });
+        assert!(!shown.contains("secret") && shown.contains("https://idp.example/token"), "{shown}");
+        // Without a refresh token, the file is what it was before sign-in existed.
+        let plain = Config { refresh: None, ..cfg };
+        let json: Value = serde_json::to_value(&plain).unwrap();
+        assert_eq!(json, serde_json::json!({"control_plane": "https://cp.example", "session_token": "secret-session"}));
+    }
 
     #[test]
     fn control_planes_are_https_or_loopback_http() {

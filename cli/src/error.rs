@@ -5,7 +5,7 @@
 //! | 0 | success |
 //! | 1 | any other error: transport, a local file, the server failing (5xx), rate limited (429), `access status --wait` ending with failed grants or timing out |
 //! | 2 | usage: bad arguments (clap's own errors), a confirmation refused or impossible, or an argument the server refused (400/422) |
-//! | 3 | not logged in, or the control plane rejected the session (401) |
+//! | 3 | not logged in, sign-in refused or timed out, the session ended and cannot be renewed, or the control plane rejected the session (401) |
 //! | 4 | forbidden (403) |
 //! | 5 | not found (404): a cluster, a grant, a kubeconfig entry |
 //! | 6 | conflict (409) |
@@ -65,8 +65,15 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// No session in the config (exit 3).
-    #[error("not logged in ({config}): run `lanyard login --control-plane URL --token-stdin` (or `--dev --email E` in the local run)", config = .0.display())]
+    #[error("not logged in ({config}): run `lanyard login --control-plane URL` (or `--dev --email E` in the local run)", config = .0.display())]
     NotLoggedIn(PathBuf),
+    /// Signing in with the identity provider failed or was refused (exit 3).
+    #[error("{0}")]
+    SignIn(String),
+    /// The session has expired and cannot be renewed silently (exit 3). One
+    /// line: it is what kubectl shows when the exec plugin fails.
+    #[error("your session has ended ({why}): run `lanyard login{}`", .control_plane.as_deref().map(|c| format!(" --control-plane {c}")).unwrap_or_default())]
+    SessionEnded { why: String, control_plane: Option<String> },
     /// Logged in, but to another control plane than the one asked for (exit 3).
     #[error("{0}")]
     OtherControlPlane(String),
@@ -101,7 +108,10 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => exit::USAGE,
-            CliError::NotLoggedIn(_) | CliError::OtherControlPlane(_) => exit::UNAUTHENTICATED,
+            CliError::NotLoggedIn(_)
+            | CliError::OtherControlPlane(_)
+            | CliError::SignIn(_)
+            | CliError::SessionEnded { .. } => exit::UNAUTHENTICATED,
             CliError::Api { api, .. } => match api.status {
                 401 => exit::UNAUTHENTICATED,
                 403 => exit::FORBIDDEN,

@@ -8,6 +8,9 @@
 //! | [`cli`] | the command tree (clap) |
 //! | [`commands`] | what each command does |
 //! | [`config`] | the config file and the session |
+//! | [`session`] | the session the commands use, renewed silently with the refresh token |
+//! | [`oidc`] | OpenID Connect with the identity provider: discovery, PKCE, code, refresh and device grants |
+//! | [`loopback`] | the loopback redirect listener of `lanyard login` |
 //! | [`api`] | the control plane's HTTP API |
 //! | [`output`] | tables and JSON |
 //! | [`kubeconfig`] | merging into and removing from a kubeconfig file |
@@ -22,5 +25,8 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod kubeconfig;
+pub mod loopback;
+pub mod oidc;
 pub mod output;
+pub mod session;
 pub mod token_cache;

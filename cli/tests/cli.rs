@@ -38,7 +38,12 @@ fn login_whoami_logout() {
     assert!(!env.config.exists());
     assert!(!out.stderr.contains("garbage"), "the token is never printed: {out:?}");
     env.run(&["login", "--control-plane", "not a url", "--token", "x"]).code(2);
-    env.run(&["login", "--control-plane", &app.url]).code(2);
+    // Without a token, login signs in with the identity provider the control plane names; this
+    // one names none (no `GET /api/v1/login`), and says so.
+    let out = env.run(&["login", "--control-plane", &app.url, "--no-browser", "--timeout", "1s"]);
+    out.code(5);
+    assert!(out.stderr.contains("no identity provider set up for `lanyard login`"), "{out:?}");
+    assert!(!env.config.exists());
 
     let admin = app.token("alice@acme.example", "acme", true);
     let out = env.run(&["-o", "json", "login", "--control-plane", &format!("{}/", app.url), "--token", &admin]);

@@ -1,4 +1,6 @@
 //! `lanyard login`, `logout` and `whoami`: the session the other commands use.
+//! Signing in through the identity provider is [`super::sso`]; a session
+//! token given (`--token`, `--token-stdin`) or minted (`--dev`) is here.
 
 use std::io::Read as _;
 
@@ -13,11 +15,14 @@ use crate::fsutil::{self, unix_now};
 use lanyard_core::ids::rfc3339;
 
 use crate::output::{Format, note, say};
-use crate::{commands::dev, token_cache};
+use crate::{commands::dev, session, token_cache};
 
 pub fn login(args: Login, format: Format) -> Result<()> {
+    if args.token.is_none() && !args.token_stdin && !args.dev {
+        return super::sso::login(&args, format);
+    }
     let path = config::path()?;
-    let mut cfg = Config::load(&path)?;
+    let cfg = Config::load(&path)?;
     let control_plane = match args.control_plane.as_deref().or(cfg.control_plane.as_deref()) {
         Some(url) => config::normalize_url(url)?,
         None => {
@@ -36,7 +41,8 @@ pub fn login(args: Login, format: Format) -> Result<()> {
         text
     } else {
         let email = args.email.unwrap_or_default();
-        let claims = SessionClaims { email, org: args.org, admin: args.admin, name: None, ttl_secs: args.ttl };
+        let org = args.org.unwrap_or_else(|| "demo".into());
+        let claims = SessionClaims { email, org, admin: args.admin, name: None, ttl_secs: args.ttl };
         dev::mint_session(&args.state, &claims)?
     };
     let token = token.trim().to_owned();
@@ -47,24 +53,45 @@ pub fn login(args: Login, format: Format) -> Result<()> {
     }
     // Check the session before saving it; signing in also makes the member known.
     Api::with_token(&control_plane, &token)?.clusters_json().map_err(|e| reject_hint(e, &control_plane))?;
-    cfg.control_plane = Some(control_plane.clone());
-    cfg.session_token = Some(token.clone());
-    cfg.save(&path)?;
-    let info = SessionInfo::from_token(&token);
+    save_session(&path, Some(&control_plane), &token, None)?;
+    logged_in(&path, &control_plane, &token, format, "");
+    Ok(())
+}
+
+/// Save a new session (and its refresh token, or none: a refresh token of
+/// an earlier session is dropped), under the session lock.
+pub(crate) fn save_session(
+    path: &std::path::Path,
+    control_plane: Option<&str>,
+    token: &str,
+    refresh: Option<config::Refresh>,
+) -> Result<()> {
+    let _lock = session::lock(path)?;
+    let mut cfg = Config::load(path)?;
+    if let Some(cp) = control_plane {
+        cfg.control_plane = Some(cp.to_owned());
+    }
+    cfg.session_token = Some(token.to_owned());
+    cfg.refresh = refresh;
+    cfg.save(path)
+}
+
+/// Say who is logged in where (`extra` ends the sentence).
+pub(crate) fn logged_in(path: &std::path::Path, control_plane: &str, token: &str, format: Format, extra: &str) {
+    let info = SessionInfo::from_token(token);
     match format {
-        Format::Json => crate::output::print_json(&describe(&control_plane, &info)),
+        Format::Json => crate::output::print_json(&describe(control_plane, &info)),
         Format::Table => note(&format!(
-            "Logged in to {control_plane} as {} (organisation {}){}; session saved in {}",
+            "Logged in to {control_plane} as {} (organisation {}){}; session saved in {}{extra}",
             info.email.as_deref().unwrap_or("?"),
             info.org.as_deref().unwrap_or("?"),
             if info.admin == Some(true) { ", admin" } else { "" },
             path.display()
         )),
     }
-    Ok(())
 }
 
-fn reject_hint(e: CliError, control_plane: &str) -> CliError {
+pub(crate) fn reject_hint(e: CliError, control_plane: &str) -> CliError {
     e.hint_on(401, |_| {
         format!("{control_plane} does not accept this session: get a fresh token from your SSO (or use --dev in the local run) and run `lanyard login` again")
     })
@@ -72,11 +99,15 @@ fn reject_hint(e: CliError, control_plane: &str) -> CliError {
 
 pub fn logout(format: Format) -> Result<()> {
     let path = config::path()?;
-    let mut cfg = Config::load(&path)?;
-    let was = cfg.session_token.take().is_some();
-    if path.exists() {
-        cfg.save(&path)?;
-    }
+    let was = {
+        let _lock = path.exists().then(|| session::lock(&path)).transpose()?;
+        let mut cfg = Config::load(&path)?;
+        let was = cfg.session_token.take().is_some() | cfg.refresh.take().is_some();
+        if path.exists() {
+            cfg.save(&path)?;
+        }
+        was
+    };
     // Cached cluster tokens were minted with this session: drop them too.
     let mut dropped = 0;
     if let Ok(dir) = token_cache::dir()
@@ -90,13 +121,15 @@ pub fn logout(format: Format) -> Result<()> {
     }
     match format {
         Format::Json => crate::output::print_json(&json!({"logged_out": was, "cached_tokens_removed": dropped})),
-        Format::Table if was => note(&format!("Logged out (session removed from {})", path.display())),
+        Format::Table if was => {
+            note(&format!("Logged out (session and refresh token removed from {})", path.display()))
+        }
         Format::Table => note("Not logged in; nothing to do"),
     }
     Ok(())
 }
 
-fn describe(control_plane: &str, info: &SessionInfo) -> Value {
+pub(crate) fn describe(control_plane: &str, info: &SessionInfo) -> Value {
     json!({
         "control_plane": control_plane,
         "email": info.email,
@@ -108,12 +141,24 @@ fn describe(control_plane: &str, info: &SessionInfo) -> Value {
     })
 }
 
-pub fn whoami(format: Format) -> Result<()> {
-    let session = config::load_session()?;
+/// `whoami`; with `local`, from the saved session only (renewed if it has
+/// expired: `session::fresh`), without the control plane, which may be unknown.
+pub fn whoami(local: bool, format: Format) -> Result<()> {
+    let session = if local {
+        let path = config::path()?;
+        let cfg = session::fresh(&path, &unix_now, &session::renew_with_provider)?;
+        config::Session {
+            control_plane: cfg.control_plane.unwrap_or_else(|| "-".into()),
+            token: cfg.session_token.unwrap_or_default(),
+        }
+    } else {
+        let session = session::current()?;
+        // The server is the judge: a rejected session exits 3.
+        Api::new(&session)?.clusters_json().map_err(|e| reject_hint(e, &session.control_plane))?;
+        session
+    };
     let info = SessionInfo::from_token(&session.token);
     let expired = info.expires_at.is_some_and(|exp| exp <= unix_now());
-    // The server is the judge: a rejected session exits 3.
-    Api::new(&session)?.clusters_json().map_err(|e| reject_hint(e, &session.control_plane))?;
     match format {
         Format::Json => crate::output::print_json(&describe(&session.control_plane, &info)),
         Format::Table => {

@@ -12,12 +12,11 @@ use serde_json::json;
 
 use crate::api::{Api, Grant, cluster_path, parse, parse_grant_id};
 use crate::cli::Access;
-use crate::config;
 use crate::error::{CliError, Result};
 use crate::output::{Format, Table, note, print_json};
 
 pub fn list(format: Format) -> Result<()> {
-    let api = Api::new(&config::load_session()?)?;
+    let api = Api::new(&crate::session::current()?)?;
     let body = api.clusters_json()?;
     if format == Format::Json {
         print_json(&body);
@@ -35,7 +34,7 @@ pub fn list(format: Format) -> Result<()> {
 
 /// `lanyard cluster delete CLUSTER [--yes]`.
 pub fn delete(name_or_id: &str, yes: bool, format: Format) -> Result<()> {
-    let api = Api::new(&config::load_session()?)?;
+    let api = Api::new(&crate::session::current()?)?;
     let cluster = api.resolve_cluster(name_or_id)?;
     confirm(Irreversible::DeleteCluster, cluster.name.as_str(), yes)?;
     api.delete(&cluster_path(&cluster.id, &[])).map_err(admin_only)?;
@@ -57,7 +56,7 @@ pub fn delete(name_or_id: &str, yes: bool, format: Format) -> Result<()> {
 /// `lanyard cluster credential rotate CLUSTER`: the new credential goes to
 /// stdout alone (so it can be piped into a Secret), the advice to stderr.
 pub fn rotate_credential(name_or_id: &str, previous_valid_for: u64, format: Format) -> Result<()> {
-    let api = Api::new(&config::load_session()?)?;
+    let api = Api::new(&crate::session::current()?)?;
     let cluster = api.resolve_cluster(name_or_id)?;
     let body = api
         .post_json(
@@ -109,7 +108,7 @@ fn grants_table(grants: &[Grant]) -> Table {
 }
 
 pub fn access(cmd: Access, format: Format) -> Result<()> {
-    let api = Api::new(&config::load_session()?)?;
+    let api = Api::new(&crate::session::current()?)?;
     match cmd {
         Access::List { cluster } => {
             let cluster = api.resolve_cluster(&cluster)?;

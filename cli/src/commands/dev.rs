@@ -61,11 +61,26 @@ pub fn mint_session(state: &Path, claims: &SessionClaims) -> Result<String> {
     Ok(dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, claims, unix_now()))
 }
 
-pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
-    let key = load_key(state)?;
-    let token = |email: &str, admin: bool| {
-        let claims = SessionClaims { email: email.into(), org: org.into(), admin, name: None, ttl_secs: 300 };
-        dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, &claims, unix_now())
+pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64, session_file: Option<&Path>) -> Result<()> {
+    // With a session file (the local run with Dex), only that admin signs in;
+    // otherwise the development issuer mints the demo members' sessions.
+    let given = match session_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::Io { context: format!("reading {}", path.display()), source: e })?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let key = if given.is_none() { Some(load_key(state)?) } else { None };
+    let token = |email: &str, admin: bool| match (&given, &key) {
+        (Some(session), _) => session.clone(),
+        (None, Some(key)) => {
+            let claims = SessionClaims { email: email.into(), org: org.into(), admin, name: None, ttl_secs: 300 };
+            dev::mint_session(key, dev::DEV_ISSUER, dev::AUDIENCE, &claims, unix_now())
+        }
+        (None, None) => String::new(),
     };
     let transport = |e: reqwest::Error| CliError::Transport(format!("talking to {url}: {e}"));
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().map_err(transport)?;
@@ -93,7 +108,7 @@ pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64) -> Result<()> {
             listing.text().unwrap_or_default()
         )));
     }
-    for (email, admin) in DEMO_MEMBERS {
+    for (email, admin) in DEMO_MEMBERS.into_iter().filter(|_| given.is_none()) {
         let resp = client.get(&clusters_url).bearer_auth(token(email, admin)).send().map_err(transport)?;
         if !resp.status().is_success() {
             return Err(CliError::Failed(format!("signing in {email} answered {}", resp.status())));

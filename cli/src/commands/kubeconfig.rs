@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::api::{Api, cluster_path};
 use crate::cli::Kubeconfig;
-use crate::config::{self, SessionInfo};
+use crate::config::SessionInfo;
 use crate::error::{ApiError, Result};
 use crate::kubeconfig;
 use crate::output::{Format, Table, note, print_json};
@@ -15,7 +15,7 @@ pub fn run(cmd: Kubeconfig, format: Format) -> Result<()> {
     let path = kubeconfig::path()?;
     match cmd {
         Kubeconfig::Add { cluster, set_current } => {
-            let session = config::load_session()?;
+            let session = crate::session::current()?;
             let api = Api::new(&session)?;
             let cluster = api.resolve_cluster(&cluster)?;
             let me = SessionInfo::from_token(&session.token).email.unwrap_or_else(|| "<your email>".into());

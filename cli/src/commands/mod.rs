@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cluster;
 pub mod dev;
 pub mod kubeconfig;
+pub mod sso;
 pub mod token;
 
 use lanyard_core::dev::SessionClaims;
@@ -17,7 +18,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Login(args) => auth::login(args, format),
         Command::Logout => auth::logout(format),
-        Command::Whoami => auth::whoami(format),
+        Command::Whoami { local } => auth::whoami(local, format),
         Command::Cluster(Cluster::List) => cluster::list(format),
         Command::Cluster(Cluster::Delete { cluster, yes }) => cluster::delete(&cluster, yes, format),
         Command::Cluster(Cluster::Credential(Credential::Rotate { cluster, previous_valid_for })) => {
@@ -31,6 +32,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dev(Dev::Token { email, org, admin, name, ttl, state }) => {
             dev::token(&state, SessionClaims { email, org, admin, name, ttl_secs: ttl })
         }
-        Command::Dev(Dev::Seed { url, org, state, wait_secs }) => dev::seed(&url, &org, &state, wait_secs),
+        Command::Dev(Dev::Seed { url, org, state, wait_secs, session_file }) => {
+            dev::seed(&url, &org, &state, wait_secs, session_file.as_deref())
+        }
     }
 }

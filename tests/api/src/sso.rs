@@ -1,18 +1,13 @@
 //! The control plane signed into by a real OpenID Connect provider: Dex (see
-//! the `lanyard-dex` crate) trusted as the only issuer, for the organisations
-//! `acme` and `globex`, with the organisation and the admin role read from
-//! Dex's `groups` claim (`platform-admins` are admins), the browser sign-in's
-//! confidential client `lanyard-web` (its secret in `oidc_client_secrets`)
-//! and the public CLI client `lanyard-cli`, and outbound HTTP allowed to Dex
-//! only (`idp_origin`).
+//! the `lanyard-dex` crate) trusted as the only issuer, with its
+//! [`session_issuer_entry`] (organisations `acme` and `globex` and the admin
+//! role from Dex's `groups`), the web client's secret in
+//! `oidc_client_secrets`, and outbound HTTP allowed to Dex only (`idp_origin`).
 
-use lanyard_dex::{CLI_CLIENT_ID, Dex, Front, Setup, WEB_CLIENT_ID};
+use lanyard_dex::{Dex, Front, Setup, session_issuer_entry};
 use serde_json::{Value, json};
 
 use crate::{App, Options};
-
-/// The group that makes a Dex user an organisation admin.
-pub const ADMIN_GROUP: &str = "platform-admins";
 
 /// Dex and the control plane that trusts it.
 pub struct SsoEnv {
@@ -46,16 +41,7 @@ impl SsoEnv {
         let front = Front::bind().expect("bind Dex's front");
         let issuer = front.issuer();
         let origin = format!("http://{}", front.address());
-        let mut entry = json!({
-            "issuer": issuer,
-            "client_id": WEB_CLIENT_ID,
-            "cli_client_id": CLI_CLIENT_ID,
-            "orgs": ["acme", "globex"],
-            "org_claim": "groups",
-            "role_claim": "groups",
-            "admin_values": [ADMIN_GROUP],
-            "scopes": ["openid", "email", "profile", "groups", "offline_access"],
-        });
+        let mut entry = session_issuer_entry(&issuer);
         for (k, v) in options.entry.as_object().expect("entry is a JSON object") {
             entry[k] = v.clone();
         }

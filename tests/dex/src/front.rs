@@ -67,7 +67,13 @@ impl Front {
     /// Binds a free loopback port and starts proxying (to nothing until Dex
     /// starts: `502` until then).
     pub fn bind() -> Result<Front> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("could not bind the Dex front's port")?;
+        Front::bind_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// Like [`Front::bind`], on a given address (the local run's fixed port).
+    pub fn bind_at(address: SocketAddr) -> Result<Front> {
+        let listener =
+            TcpListener::bind(address).with_context(|| format!("could not bind the Dex front's port {address}"))?;
         let address = listener.local_addr().context("could not read the Dex front's address")?;
         listener.set_nonblocking(true).context("could not make the Dex front's listener non-blocking")?;
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -29,6 +29,7 @@ mod binary;
 mod browser;
 mod front;
 mod html;
+mod lanyard;
 mod setup;
 mod tokens;
 
@@ -51,6 +52,7 @@ pub use setup::{
     WEB_CLIENT_ID,
 };
 
+pub use lanyard::{ADMIN_GROUP, ORGANISATIONS, session_issuer_entry};
 pub use tokens::{CLI_REDIRECT_URI, SCOPES, Tokens};
 
 use browser::Browser;

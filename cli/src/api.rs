@@ -161,6 +161,11 @@ impl Api {
     }
 
     /// The organisation's clusters, as listed by the server.
+    /// Who the session is, as the control plane decides it (checking the session).
+    pub fn me(&self) -> Result<wire::Me> {
+        parse::<wire::Me>(&self.get_json(&path(&["api", "v1", "me"]))?, "caller")
+    }
+
     pub fn clusters_json(&self) -> Result<Value> {
         self.get_json(&path(&["api", "v1", "clusters"]))
     }

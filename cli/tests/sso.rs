@@ -248,7 +248,8 @@ fn login_through_the_control_plane_then_the_exec_plugin_mints_and_renews_silentl
     reqwest::blocking::get(&location).unwrap();
     let out = run.finish();
     out.ok();
-    assert!(out.stderr.contains(&format!("Logged in to {} as {}", app.url, ALICE.email)), "{out:?}");
+    let said = format!("Logged in to {} as {} (organisation acme), admin", app.url, ALICE.email);
+    assert!(out.stderr.contains(&said), "the organisation and role as the control plane decided them: {out:?}");
 
     let token = ["cluster", "token", "--control-plane", app.url.as_str(), "--cluster", cluster.as_str()];
     let minted = env.run(&token);

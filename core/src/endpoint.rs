@@ -70,6 +70,8 @@ pub enum Endpoint {
     AgentReports,
     /// The cluster's access state, for the agent.
     AgentState,
+    /// Who the caller is.
+    Me,
     /// Where the CLI signs in (public).
     LoginConfig,
     /// Browser sign-in: off to the identity provider.
@@ -234,6 +236,7 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Auth::Session,
     ),
     spec(Endpoint::Jwks, "jwks", &[route("/.well-known/jwks.json", &[Method::Get])], GATED, Auth::Public),
+    spec(Endpoint::Me, "me", &[route("/api/v1/me", &[Method::Get])], ALWAYS, Auth::Session),
     spec(Endpoint::LoginConfig, "login-config", &[route("/api/v1/login", &[Method::Get])], ALWAYS, Auth::Public),
     spec(Endpoint::AuthLogin, "auth-login", &[route("/auth/login", &[Method::Get])], ALWAYS, Auth::Public),
     spec(Endpoint::AuthCallback, "auth-callback", &[route("/auth/callback", &[Method::Get])], ALWAYS, Auth::Public),
@@ -271,7 +274,7 @@ pub fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
-    const ALL: [Endpoint; 21] = [
+    const ALL: [Endpoint; 22] = [
         Endpoint::Capabilities,
         Endpoint::Members,
         Endpoint::Grants,
@@ -288,6 +291,7 @@ mod tests {
         Endpoint::AgentJobs,
         Endpoint::AgentReports,
         Endpoint::AgentState,
+        Endpoint::Me,
         Endpoint::LoginConfig,
         Endpoint::AuthLogin,
         Endpoint::AuthCallback,

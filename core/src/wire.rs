@@ -348,6 +348,17 @@ pub struct MemberList {
     pub members: Vec<Member>,
 }
 
+/// `GET /api/v1/me`: who the session is, as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    /// The caller's directory entry.
+    pub member: Member,
+    /// Their organisation.
+    pub organisation: String,
+    /// The issuer that signed their session.
+    pub issuer: String,
+}
+
 /// `POST /api/v1/members`: invite an email.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

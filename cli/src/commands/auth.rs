@@ -5,6 +5,8 @@
 use std::io::Read as _;
 
 use lanyard_core::dev::SessionClaims;
+use lanyard_core::model::OrgRole;
+use lanyard_core::wire;
 use serde_json::{Value, json};
 
 use crate::api::Api;
@@ -52,9 +54,9 @@ pub fn login(args: Login, format: Format) -> Result<()> {
         ));
     }
     // Check the session before saving it; signing in also makes the member known.
-    Api::with_token(&control_plane, &token)?.clusters_json().map_err(|e| reject_hint(e, &control_plane))?;
+    let me = Api::with_token(&control_plane, &token)?.me().map_err(|e| reject_hint(e, &control_plane))?;
     save_session(&path, Some(&control_plane), &token, None)?;
-    logged_in(&path, &control_plane, &token, format, "");
+    logged_in(&path, &control_plane, &token, Some(&me), format, "");
     Ok(())
 }
 
@@ -77,8 +79,15 @@ pub(crate) fn save_session(
 }
 
 /// Say who is logged in where (`extra` ends the sentence).
-pub(crate) fn logged_in(path: &std::path::Path, control_plane: &str, token: &str, format: Format, extra: &str) {
-    let info = SessionInfo::from_token(token);
+pub(crate) fn logged_in(
+    path: &std::path::Path,
+    control_plane: &str,
+    token: &str,
+    me: Option<&wire::Me>,
+    format: Format,
+    extra: &str,
+) {
+    let info = as_seen(SessionInfo::from_token(token), me);
     match format {
         Format::Json => crate::output::print_json(&describe(control_plane, &info)),
         Format::Table => note(&format!(
@@ -141,23 +150,35 @@ pub(crate) fn describe(control_plane: &str, info: &SessionInfo) -> Value {
     })
 }
 
+/// The session as the control plane sees it, where it was asked: the
+/// organisation and role come from the issuer's configured claims, which the
+/// token alone does not say.
+fn as_seen(mut info: SessionInfo, me: Option<&wire::Me>) -> SessionInfo {
+    if let Some(me) = me {
+        info.org = Some(me.organisation.clone());
+        info.admin = me.member.role.map(|r| r == OrgRole::Admin);
+    }
+    info
+}
+
 /// `whoami`; with `local`, from the saved session only (renewed if it has
 /// expired: `session::fresh`), without the control plane, which may be unknown.
 pub fn whoami(local: bool, format: Format) -> Result<()> {
-    let session = if local {
+    let (session, me) = if local {
         let path = config::path()?;
         let cfg = session::fresh(&path, &unix_now, &session::renew_with_provider)?;
-        config::Session {
+        let session = config::Session {
             control_plane: cfg.control_plane.unwrap_or_else(|| "-".into()),
             token: cfg.session_token.unwrap_or_default(),
-        }
+        };
+        (session, None)
     } else {
         let session = session::current()?;
         // The server is the judge: a rejected session exits 3.
-        Api::new(&session)?.clusters_json().map_err(|e| reject_hint(e, &session.control_plane))?;
-        session
+        let me = Api::new(&session)?.me().map_err(|e| reject_hint(e, &session.control_plane))?;
+        (session, Some(me))
     };
-    let info = SessionInfo::from_token(&session.token);
+    let info = as_seen(SessionInfo::from_token(&session.token), me.as_ref());
     let expired = info.expires_at.is_some_and(|exp| exp <= unix_now());
     match format {
         Format::Json => crate::output::print_json(&describe(&session.control_plane, &info)),

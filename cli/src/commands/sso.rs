@@ -59,10 +59,11 @@ pub fn login(args: &Login, format: Format) -> Result<()> {
     } else {
         browser(&http, &provider, &client_id, &scopes, args)?
     };
-    if let Some(cp) = control_plane.as_deref() {
+    let me = match control_plane.as_deref() {
         // Check the session before saving it; signing in also makes the member known.
-        Api::with_token(cp, &id_token)?.clusters_json().map_err(|e| reject_hint(e, cp))?;
-    }
+        Some(cp) => Some(Api::with_token(cp, &id_token)?.me().map_err(|e| reject_hint(e, cp))?),
+        None => None,
+    };
     let refresh = tokens.refresh_token.filter(|t| !t.is_empty()).map(|refresh_token| Refresh {
         issuer: provider.issuer.clone(),
         token_endpoint: provider.token_endpoint.clone(),
@@ -76,7 +77,7 @@ pub fn login(args: &Login, format: Format) -> Result<()> {
         (false, true) => " (the identity provider gave no refresh token: run `lanyard login` again when it expires)",
         (_, false) => " (no control plane yet: run `lanyard login --control-plane URL` before using it with a cluster)",
     };
-    logged_in(&path, control_plane.as_deref().unwrap_or("-"), &id_token, format, extra);
+    logged_in(&path, control_plane.as_deref().unwrap_or("-"), &id_token, me.as_ref(), format, extra);
     Ok(())
 }
 

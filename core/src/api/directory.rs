@@ -42,6 +42,19 @@ impl Cx<'_> {
         Ok(Response::json(200, &wire::MemberList { members }))
     }
 
+    /// Any member: who the session is (what the CLI shows after `lanyard login`).
+    pub(super) fn me(&self) -> Result<Response, ApiError> {
+        let identity = &self.caller.session.identity;
+        Ok(Response::json(
+            200,
+            &wire::Me {
+                member: views::member(&self.caller.member),
+                organisation: identity.org.clone(),
+                issuer: identity.issuer.clone(),
+            },
+        ))
+    }
+
     pub(super) fn invite(&self) -> Result<Response, ApiError> {
         self.authorize(Action::ManageDirectory)?;
         let body: Invite = self.req.json()?;

@@ -117,6 +117,7 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
         Endpoint::Directory if req.param("member_id").is_some() => cx.patch_member(),
         Endpoint::Directory if req.method == Method::Post => cx.invite(),
         Endpoint::Directory => cx.directory(),
+        Endpoint::Me => cx.me(),
         Endpoint::K8sToken => cx.k8s_token(),
         Endpoint::Kubeconfig => cx.kubeconfig(),
         Endpoint::Jwks

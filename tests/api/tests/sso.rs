@@ -218,6 +218,14 @@ fn the_organisation_and_the_admin_role_come_from_dexs_groups() {
     let globex = env.app.get("/api/v1/clusters", &carol);
     globex.expect(200);
     assert!(!globex.body.contains(&prod), "carol is in globex and sees none of acme's clusters: {}", globex.body);
+    let me = env.app.get("/api/v1/me", &carol);
+    me.expect(200);
+    assert_eq!(
+        (me.json["organisation"].as_str(), me.json["member"]["role"].as_str()),
+        (Some("globex"), Some("member"))
+    );
+    let me = env.app.get("/api/v1/me", &alice);
+    assert_eq!((me.json["organisation"].as_str(), me.json["member"]["role"].as_str()), (Some("acme"), Some("admin")));
     let members = env.app.get("/api/v1/members", &alice);
     let carol_listed = members.json["members"].as_array().unwrap().iter().any(|m| m["email"] == CAROL.email);
     assert!(!carol_listed, "{}", members.body);

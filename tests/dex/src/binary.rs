@@ -8,12 +8,11 @@
 //! does) skips the script. A missing binary is an error naming the script
 //! that builds it: no test skips.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
-use lanyard_test_support::repo_root;
+use anyhow::{Result, bail};
+use lanyard_test_support::scripts::run_build_script;
 
 /// The script that builds Dex, relative to the repository root.
 pub const DEX_SCRIPT: &str = "scripts/dex";
@@ -41,26 +40,7 @@ fn locate() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(DEX_ENV) {
         return Ok(PathBuf::from(path));
     }
-    run_script(&repo_root().join(DEX_SCRIPT))
-}
-
-/// Runs the build script at `path` and returns the path on the last line of
-/// its stdout.
-fn run_script(path: &Path) -> Result<PathBuf> {
-    let output = Command::new("bash")
-        .arg(path)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("could not run `{DEX_SCRIPT}` ({})", path.display()))?;
-    if !output.status.success() {
-        bail!("`{DEX_SCRIPT}` could not build Dex ({}); its log is above", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let Some(last_line) = stdout.lines().rev().find(|line| !line.trim().is_empty()) else {
-        bail!("`{DEX_SCRIPT}` printed no path");
-    };
-    Ok(PathBuf::from(last_line.trim()))
+    run_build_script(DEX_SCRIPT, "Dex")
 }
 
 #[cfg(test)]

@@ -33,14 +33,15 @@ mod lanyard;
 mod setup;
 mod tokens;
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::fs::OpenOptions;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use lanyard_test_support::scripts::read_tail;
 use lanyard_test_support::{Probe, wait_for};
 use serde_json::Value;
 
@@ -60,9 +61,6 @@ use setup::Secrets;
 
 /// How long Dex may take to answer its discovery document after it starts.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How much of the end of Dex's log goes into an error.
-const LOG_TAIL_BYTES: u64 = 6 * 1024;
 
 /// A running Dex behind its [`Front`].
 pub struct Dex {
@@ -266,16 +264,4 @@ impl Drop for Dex {
 fn free_port() -> Result<SocketAddr> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("could not find a free loopback port")?;
     listener.local_addr().context("could not read a free port")
-}
-
-fn read_tail(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
-    let length = file.metadata()?.len();
-    let start = length.saturating_sub(LOG_TAIL_BYTES);
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let text = if start > 0 { text.split_once('\n').map_or(&*text, |(_, rest)| rest) } else { &text };
-    Ok(text.to_owned())
 }

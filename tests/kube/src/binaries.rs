@@ -15,11 +15,10 @@
 //! that builds it: no test skips.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
-use lanyard_test_support::repo_root;
+use anyhow::{Result, bail};
+use lanyard_test_support::scripts::run_build_script;
 
 /// The script that builds the binaries, relative to the repository root.
 pub const BUILD_SCRIPT: &str = "scripts/kube-binaries";
@@ -100,26 +99,6 @@ fn locate_fake_kubelet() -> Result<PathBuf> {
         return Ok(PathBuf::from(path));
     }
     run_build_script(FAKE_KUBELET_SCRIPT, "the fake kubelet")
-}
-
-/// Runs `script` (relative to the repository root), which builds `what`, and
-/// returns the path on the last line of its stdout.
-fn run_build_script(script: &str, what: &str) -> Result<PathBuf> {
-    let path = repo_root().join(script);
-    let output = Command::new("bash")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("could not run `{script}` ({})", path.display()))?;
-    if !output.status.success() {
-        bail!("`{script}` could not build {what} ({}); its log is above", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let Some(last_line) = stdout.lines().rev().find(|line| !line.trim().is_empty()) else {
-        bail!("`{script}` printed no path");
-    };
-    Ok(PathBuf::from(last_line.trim()))
 }
 
 #[cfg(test)]

@@ -4,15 +4,12 @@
 //! panicking test unwinds.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result, bail};
-
-/// How much of the end of each log is kept for a failure report.
-const LOG_TAIL_BYTES: u64 = 6 * 1024;
+use lanyard_test_support::scripts::read_tail;
 
 /// One child process of the control plane.
 struct ManagedProcess {
@@ -116,17 +113,4 @@ fn kill_group(child: &Child) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status();
-}
-
-/// The last [`LOG_TAIL_BYTES`] of `path`, starting at a line boundary.
-fn read_tail(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
-    let length = file.metadata()?.len();
-    let start = length.saturating_sub(LOG_TAIL_BYTES);
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let text = if start > 0 { text.split_once('\n').map_or(&*text, |(_, rest)| rest) } else { &text };
-    Ok(text.to_owned())
 }

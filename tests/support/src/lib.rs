@@ -1,7 +1,9 @@
 //! Helpers that every test suite shares (the API, CLI, agent and Kubernetes
-//! tests): where the repository is, and the one way a test waits for
-//! something, a condition polled until a deadline ([`wait_for`]).
+//! tests): where the repository is, the one way a test waits for
+//! something, a condition polled until a deadline ([`wait_for`]), and running
+//! the scripts that build the fixtures' programs ([`scripts`]).
 
+pub mod scripts;
 mod wait;
 
 use std::path::{Path, PathBuf};

@@ -18,7 +18,10 @@
 //! When the provider cannot be reached, an expired copy is still used for up
 //! to [`MAX_STALE_SECONDS`] (sign-ins keep working through a provider's short
 //! outage); with no usable copy the caller gets `503 unavailable`, naming the
-//! provider and never echoing what it answered.
+//! provider (in the log) and never echoing what it answered, and the failure
+//! is remembered for `refetch_interval_seconds`, during which nobody asks the
+//! provider again: an unreachable provider costs one attempt per interval,
+//! not one per incoming token.
 //!
 //! Provider URLs must be `https://`, or `http://` to a loopback host (a
 //! provider on the same machine, as in the tests): the discovery document
@@ -166,10 +169,27 @@ impl<'a> Providers<'a> {
         let key = keys::provider_jwks(&issuer.issuer);
         let cached: Option<Cached<Value>> = self.read(&key);
         let Some(c) = cached else {
-            // Nothing to use at all: read it (the first request of a deployment).
-            let fresh = self.fetch_jwks(issuer).map_err(|e| provider_unavailable(issuer, &e))?;
-            self.write(&key, &Cached { fetched_at: self.now, value: fresh.clone() });
-            return Ok(fresh);
+            // Nothing to use at all: read it (the first request of a deployment),
+            // unless a read failed within the interval: then fail fast, so that
+            // an unreachable provider is not asked once per incoming token.
+            let failed = keys::provider_jwks_failed(&issuer.issuer);
+            let last_failure: Option<u64> = self.read(&failed);
+            if last_failure.is_some_and(|at| self.now.saturating_sub(at) < issuer.refetch_interval_seconds) {
+                return Err(provider_unavailable(
+                    issuer,
+                    "its keys could not be read a moment ago; not asking again yet",
+                ));
+            }
+            return match self.fetch_jwks(issuer) {
+                Ok(fresh) => {
+                    self.write(&key, &Cached { fetched_at: self.now, value: fresh.clone() });
+                    Ok(fresh)
+                }
+                Err(e) => {
+                    self.write(&failed, &self.now);
+                    Err(provider_unavailable(issuer, &e))
+                }
+            };
         };
         let age = self.now.saturating_sub(c.fetched_at);
         let unknown_kid = kid.is_some_and(|kid| !has_kid(&c.value, kid));
@@ -474,7 +494,17 @@ mod tests {
         let err = Providers::new(&kv, &idp, much_later).keys(&iss, None).unwrap_err();
         assert!(matches!(&err, ApiError::Unavailable { detail } if detail.contains(ISS)), "{err:?}");
         let cold = MemoryKv::new();
-        assert_eq!(Providers::new(&cold, &idp, 1000).keys(&iss, None).unwrap_err().status(), 503);
+        let asked = idp.asked.borrow().len();
+        for i in 0..20 {
+            assert_eq!(Providers::new(&cold, &idp, 1000 + i).keys(&iss, Some("k")).unwrap_err().status(), 503);
+        }
+        assert_eq!(
+            idp.asked.borrow().len(),
+            asked + 1,
+            "a provider that failed is not asked again within the interval"
+        );
+        Providers::new(&cold, &idp, 1000 + iss.refetch_interval_seconds).keys(&iss, None).unwrap_err();
+        assert_eq!(idp.asked.borrow().len(), asked + 2, "and is asked again after it");
     }
 
     #[test]

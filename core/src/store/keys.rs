@@ -186,6 +186,11 @@ pub fn provider_jwks(iss: &str) -> String {
     format!("v1/idp/{}/jwks", issuer(iss))
 }
 
+/// When reading a provider's key set last failed with no copy to fall back on (a JSON number).
+pub fn provider_jwks_failed(iss: &str) -> String {
+    format!("v1/idp/{}/jwks-failed", issuer(iss))
+}
+
 /// Counter: reads of a provider's key set in refetch window `window` (the first wins).
 pub fn provider_refetch(iss: &str, window: u64) -> String {
     format!("v1/idp/{}/refetch/{window}", issuer(iss))

@@ -42,6 +42,7 @@
 //! | `v1/org/{o}/member/{m}/pin/{g}/released` | counter: generation `g` released once | admin release, abandoned pin |
 //! | `v1/rate/k8s-token/{m}/{minute}` | counter: tokens minted in that minute | token mint |
 //! | `v1/idp/{i}/metadata`, `v1/idp/{i}/jwks` | a provider's discovery document and keys, with when they were read ([`crate::oidc`]) | a session or sign-in that needs them |
+//! | `v1/idp/{i}/jwks-failed` | JSON number: when reading the keys last failed with no copy (no new read within the interval) | a session that needs them |
 //! | `v1/idp/{i}/refetch/{window}` | counter: key-set reads in that window; only the first reads | a token naming an unknown key |
 //! | `v1/sign-in/{s}` | a browser sign-in in progress: nonce, PKCE verifier, where to go back (deleted when used) | `/auth/login` |
 //! | `v1/sign-in/{s}/used` | counter: its callback was taken once | `/auth/callback` |

@@ -72,6 +72,8 @@ pub enum Endpoint {
     AgentState,
     /// Who the caller is.
     Me,
+    /// The Access view's pages and assets.
+    Portal,
     /// Where the CLI signs in (public).
     LoginConfig,
     /// Browser sign-in: off to the identity provider.
@@ -236,6 +238,17 @@ pub const ENDPOINTS: &[EndpointSpec] = &[
         Auth::Session,
     ),
     spec(Endpoint::Jwks, "jwks", &[route("/.well-known/jwks.json", &[Method::Get])], GATED, Auth::Public),
+    spec(
+        Endpoint::Portal,
+        "portal",
+        &[
+            route("/clusters", &[Method::Get]),
+            route("/clusters/:cluster_id/access", &[Method::Get]),
+            route("/assets/:file", &[Method::Get]),
+        ],
+        ALWAYS,
+        Auth::Public,
+    ),
     spec(Endpoint::Me, "me", &[route("/api/v1/me", &[Method::Get])], ALWAYS, Auth::Session),
     spec(Endpoint::LoginConfig, "login-config", &[route("/api/v1/login", &[Method::Get])], ALWAYS, Auth::Public),
     spec(Endpoint::AuthLogin, "auth-login", &[route("/auth/login", &[Method::Get])], ALWAYS, Auth::Public),
@@ -274,7 +287,7 @@ pub fn check_method(endpoint: Endpoint, req: &Request) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
-    const ALL: [Endpoint; 22] = [
+    const ALL: [Endpoint; 23] = [
         Endpoint::Capabilities,
         Endpoint::Members,
         Endpoint::Grants,
@@ -292,6 +305,7 @@ mod tests {
         Endpoint::AgentReports,
         Endpoint::AgentState,
         Endpoint::Me,
+        Endpoint::Portal,
         Endpoint::LoginConfig,
         Endpoint::AuthLogin,
         Endpoint::AuthCallback,

@@ -41,6 +41,7 @@ pub mod method;
 pub mod model;
 pub mod oidc;
 pub mod outbound;
+pub mod portal;
 pub mod proxy;
 pub mod random;
 pub mod rbac;

@@ -121,6 +121,7 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
         Endpoint::K8sToken => cx.k8s_token(),
         Endpoint::Kubeconfig => cx.kubeconfig(),
         Endpoint::Jwks
+        | Endpoint::Portal
         | Endpoint::LoginConfig
         | Endpoint::AuthLogin
         | Endpoint::AuthCallback

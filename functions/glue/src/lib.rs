@@ -73,6 +73,13 @@ pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutpar
     write_response(response, out).await;
 }
 
+/// Serve the Access view's pages and assets (the portal component): no
+/// store, no variables, only the request.
+pub async fn serve_portal(assets: &lanyard_core::portal::Assets, req: IncomingRequest, out: ResponseOutparam) {
+    let head = read_head(&req);
+    write_response(lanyard_core::portal::serve(&head, assets), out).await;
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -24,11 +24,13 @@ pub struct SsoOptions {
     pub entry: Value,
     /// Whether outbound HTTP to Dex is allowed (`idp_origin`).
     pub allow_outbound: bool,
+    /// Whether Cluster Access is on (`access_gateway_enabled`).
+    pub gateway: bool,
 }
 
 impl Default for SsoOptions {
     fn default() -> Self {
-        SsoOptions { setup: Setup::default(), entry: json!({}), allow_outbound: true }
+        SsoOptions { setup: Setup::default(), entry: json!({}), allow_outbound: true, gateway: true }
     }
 }
 
@@ -50,7 +52,7 @@ impl SsoEnv {
             extra.push(("idp_origin".to_owned(), origin.clone()));
             extra.push(("idp_keys_origin".to_owned(), origin));
         }
-        let mut app = App::start_with(Options { extra, ..Options::default() });
+        let mut app = App::start_with(Options { extra, gateway: options.gateway, ..Options::default() });
         let setup = options.setup.web_redirect_uri(format!("{}/auth/callback", app.url));
         let dex = Dex::start(front, setup).expect("start Dex");
         // The web client's secret exists once Dex does: the host reads it at start.

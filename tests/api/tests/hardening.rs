@@ -218,7 +218,7 @@ fn session_configuration_reaches_exactly_the_components_that_verify_sessions() {
     let manifest: toml::Table = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap().parse().unwrap();
     // The agent API authenticates agents; the JWKS, the not-found route and sign-out nobody.
     let sessionless =
-        ["agent-heartbeat", "agent-jobs", "agent-reports", "agent-state", "jwks", "not-found", "auth-logout"];
+        ["agent-heartbeat", "agent-jobs", "agent-reports", "agent-state", "jwks", "not-found", "auth-logout", "portal"];
     for (name, component) in manifest["component"].as_table().unwrap() {
         let vars = component.get("variables").and_then(|v| v.as_table());
         let has = |var: &str| vars.is_some_and(|v| v.contains_key(var));

@@ -255,6 +255,7 @@ fn fill(template: &str) -> String {
         .replace("{cluster_id}", "c_ffffffffffffffffffffffff")
         .replace("{grant_id}", "g_ffffffffffffffffffffffff")
         .replace("{member_id}", "m_ffffffffffffffffffffffff")
+        .replace("{file}", "app.js")
 }
 
 /// An operation that needs no authentication (`security: []`).
@@ -269,6 +270,8 @@ fn public_status(template: &str) -> u16 {
     match template {
         "/api/v1/login" | "/auth/login" => 404,
         "/auth/callback" => 400,
+        // The Access view's pages send a request without a session cookie to the sign-in.
+        "/clusters" | "/clusters/{cluster_id}/access" => 303,
         _ => 200,
     }
 }

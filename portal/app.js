@@ -92,6 +92,11 @@
       grant.status === "failed" && grant.error ? el("span", { class: "error-detail", text: grant.error }) : null);
   }
 
+  // Not yet what the agent will report: waiting for it, or for it to come back.
+  function unsettled(grant) {
+    return grant.status === "pending" || grant.status === "cluster_offline";
+  }
+
   function where(grant) {
     return grant.scope === "namespace" ? "namespace " + grant.namespace : "whole cluster";
   }
@@ -212,8 +217,7 @@
       return [el("div", { class: "problem", role: "alert" }, el("p", { text: e.message }),
         el("button", { type: "button", onclick: () => access(caps.cluster_id), text: "Try again" }))];
     }
-    const unsettled = grants.grants.some((g) => g.status === "pending");
-    if (unsettled) poll = setTimeout(() => refreshGrants(caps), 2000);
+    if (grants.grants.some(unsettled)) poll = setTimeout(() => refreshGrants(caps), 2000);
     return [grantTable(caps, grants.grants), grantForm(caps, members.members), revokeAllPanel(caps, grants.grants.length)];
   }
 
@@ -223,7 +227,7 @@
     try {
       const grants = await api("GET", "/org/clusters/" + encodeURIComponent(caps.cluster_id) + "/access/grants");
       table.replaceWith(grantTable(caps, grants.grants));
-      if (grants.grants.some((g) => g.status === "pending")) poll = setTimeout(() => refreshGrants(caps), 2000);
+      if (grants.grants.some(unsettled)) poll = setTimeout(() => refreshGrants(caps), 2000);
     } catch (e) {
       if (e.status !== 401) {
         say("Refreshing the grants failed (" + e.message + "); retrying.");

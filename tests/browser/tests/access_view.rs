@@ -34,6 +34,27 @@ fn open_signed_in(browser: &Browser, app: &App, path: &str, email: &str) {
     .unwrap();
 }
 
+/// Dex, the control plane trusting it, a cluster `prod` registered by alice
+/// (admin of acme) with bob in the directory, and a browser of `width` px.
+struct Scene {
+    sso: SsoEnv,
+    admin: String,
+    cluster: String,
+    credential: String,
+    browser: Browser,
+}
+
+impl Scene {
+    fn start(options: SsoOptions, width: u32) -> Scene {
+        let sso = SsoEnv::start_with(options);
+        let admin = sso.session(ALICE.email);
+        let (cluster, credential) = sso.app.register(&admin, "prod", "standard");
+        sso.app.get("/api/v1/clusters", &sso.session(BOB.email)).expect(200); // bob joins the directory
+        let browser = Browser::start(width, 900).unwrap();
+        Scene { sso, admin, cluster, credential, browser }
+    }
+}
+
 /// Wait until the first grant's status cell says `status`.
 fn wait_for_status(browser: &Browser, status: &str) {
     wait_for(&format!("a grant to show {status}"), Duration::from_secs(20), || {
@@ -62,14 +83,9 @@ fn agent_applies_everything(app: &App, cluster: &str, credential: &str, admin: &
 
 #[test]
 fn an_admin_grants_sees_the_agents_status_revokes_one_and_revokes_all() {
-    let sso = SsoEnv::start();
+    let Scene { sso, admin, cluster, credential, browser } = Scene::start(SsoOptions::default(), 1280);
     let app = &sso.app;
-    let admin = sso.session(ALICE.email);
-    let (cluster, credential) = app.register(&admin, "prod", "standard");
     app.post(&format!("/agent/v1/clusters/{cluster}/heartbeat"), &credential, json!({"version": "0.1.0"})).expect(200);
-    app.get("/api/v1/clusters", &sso.session(BOB.email)).expect(200); // bob joins the directory
-
-    let browser = Browser::start(1280, 900).unwrap();
     let page = format!("/clusters/{cluster}/access");
     open_signed_in(&browser, app, &page, ALICE.email);
     browser.wait_for_text("Access to prod").unwrap();
@@ -151,12 +167,8 @@ fn an_admin_grants_sees_the_agents_status_revokes_one_and_revokes_all() {
 
 #[test]
 fn granting_works_from_the_keyboard_alone() {
-    let sso = SsoEnv::start();
+    let Scene { sso, admin, cluster, browser, .. } = Scene::start(SsoOptions::default(), 1280);
     let app = &sso.app;
-    let admin = sso.session(ALICE.email);
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.get("/api/v1/clusters", &sso.session(BOB.email)).expect(200);
-    let browser = Browser::start(1280, 900).unwrap();
     open_signed_in(&browser, app, &format!("/clusters/{cluster}/access"), ALICE.email);
     browser.wait_for_text("Grant access").unwrap();
     // Focus the member list with Tab presses from the start of the page, then choose,
@@ -185,12 +197,8 @@ fn granting_works_from_the_keyboard_alone() {
 
 #[test]
 fn a_member_sees_their_access_and_downloads_a_kubeconfig_that_kubectl_reads() {
-    let sso = SsoEnv::start();
+    let Scene { sso, admin, cluster, browser, .. } = Scene::start(SsoOptions::default(), 1280);
     let app = &sso.app;
-    let admin = sso.session(ALICE.email);
-    let cluster = app.cluster(&admin, "prod", "standard");
-    app.get("/api/v1/clusters", &sso.session(BOB.email)).expect(200);
-    let browser = Browser::start(1280, 900).unwrap();
     let page = format!("/clusters/{cluster}/access");
 
     // No grant: told so, no admin controls.
@@ -237,12 +245,9 @@ fn lanyard_kubectl() -> String {
 
 #[test]
 fn sandbox_and_unavailable_clusters_explain_themselves_and_the_page_fits_a_phone() {
-    let sso = SsoEnv::start();
+    let Scene { sso, admin, cluster: prod, browser, .. } = Scene::start(SsoOptions::default(), 375);
     let app = &sso.app;
-    let admin = sso.session(ALICE.email);
     let sandbox = app.cluster(&admin, "playground", "sandbox");
-    let prod = app.cluster(&admin, "prod", "standard");
-    let browser = Browser::start(375, 800).unwrap();
     open_signed_in(&browser, app, &format!("/clusters/{sandbox}/access"), ALICE.email);
     browser.wait_for_text("Cluster Access is not available for this cluster").unwrap();
     assert!(!browser.body_text().unwrap().contains("Grant access"));
@@ -274,11 +279,9 @@ fn sandbox_and_unavailable_clusters_explain_themselves_and_the_page_fits_a_phone
 
 #[test]
 fn with_the_gateway_off_the_page_says_cluster_access_is_not_available() {
-    let sso = SsoEnv::start_with(SsoOptions { gateway: false, ..SsoOptions::default() });
+    let Scene { sso, cluster, browser, .. } =
+        Scene::start(SsoOptions { gateway: false, ..SsoOptions::default() }, 1280);
     let app = &sso.app;
-    let admin = sso.session(ALICE.email);
-    let cluster = app.cluster(&admin, "prod", "standard");
-    let browser = Browser::start(1280, 900).unwrap();
     open_signed_in(&browser, app, &format!("/clusters/{cluster}/access"), ALICE.email);
     browser.wait_for_text("Cluster Access is turned off on this Lanyard deployment").unwrap();
     browser.screenshot("gateway-off").unwrap();

@@ -742,4 +742,35 @@ pub(crate) mod tests {
             assert!(verify_session(&token, &[entry(vec![usable.clone()])], &StaticKeys, NOW).is_ok(), "{usable}");
         }
     }
+
+    #[test]
+    fn a_token_issued_or_valid_only_in_the_future_is_refused_and_a_browser_sign_in_needs_its_nonce() {
+        let iss = TestIssuer::new("https://sso.example");
+        let sign = |iat: u64, nbf: Option<u64>, nonce: Option<&str>| {
+            let mut custom = serde_json::Map::new();
+            custom.insert("email".into(), "a@ex.io".into());
+            custom.insert("email_verified".into(), true.into());
+            custom.insert("org".into(), "acme".into());
+            let mut c = jwt_simple::claims::Claims::with_custom_claims(custom, Duration::from_mins(10))
+                .with_issuer(&iss.config.issuer)
+                .with_audience("lanyard")
+                .with_subject("s");
+            c.issued_at = Some(UnixTimeStamp::from_secs(iat));
+            c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 3600));
+            c.invalid_before = nbf.map(UnixTimeStamp::from_secs);
+            c.nonce = nonce.map(str::to_owned);
+            iss.key.sign(c).unwrap()
+        };
+        let cfg = std::slice::from_ref(&iss.config);
+        assert!(verify_session(&sign(NOW - 5, None, None), cfg, &StaticKeys, NOW).is_ok());
+        let future_iat = sign(NOW + 600, None, None);
+        assert!(refusal(&future_iat, cfg).contains("not valid yet"), "iat in the future");
+        let future_nbf = sign(NOW - 5, Some(NOW + 600), None);
+        assert!(refusal(&future_nbf, cfg).contains("not valid yet"), "nbf in the future");
+        let verify = |token: &str, nonce| verify_id_token(token, &iss.config, &StaticKeys, &["lanyard"], nonce, NOW);
+        let with_nonce = sign(NOW - 5, None, Some("n-1"));
+        assert!(verify(&with_nonce, Some("n-1")).is_ok());
+        assert!(verify(&with_nonce, Some("n-2")).unwrap_err().message().contains("nonce"));
+        assert!(verify(&sign(NOW - 5, None, None), Some("n-1")).unwrap_err().message().contains("nonce"));
+    }
 }

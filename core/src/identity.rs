@@ -773,4 +773,70 @@ pub(crate) mod tests {
         assert!(verify(&with_nonce, Some("n-2")).unwrap_err().message().contains("nonce"));
         assert!(verify(&sign(NOW - 5, None, None), Some("n-1")).unwrap_err().message().contains("nonce"));
     }
+
+    /// The classic JWT attacks, each against a real signed session of a
+    /// trusted issuer: every one is `401`, and none reaches a verified identity.
+    #[test]
+    fn forged_and_tampered_sessions_are_refused() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use serde_json::json;
+        let iss = TestIssuer::new("https://sso.example");
+        let cfg = std::slice::from_ref(&iss.config);
+        let good = iss.token("a@ex.io", "acme", true);
+        assert!(verify_session(&good, cfg, &StaticKeys, NOW).is_ok());
+        let parts: Vec<&str> = good.split('.').collect();
+        let payload: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+        let header = |h: Value| B64.encode(h.to_string());
+        let body = |p: &Value| B64.encode(p.to_string());
+        let x = iss.config.keys.clone();
+        let crate::config::IssuerKeys::Static(jwks) = x else { unreachable!() };
+        let public_x = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
+        let hs256 = {
+            use jwt_simple::prelude::MACLike as _;
+            let key = HS256Key::from_bytes(public_x.as_bytes()).with_key_id("k1");
+            let claims: Claims = serde_json::from_value(payload.clone()).unwrap();
+            key.authenticate(claims).unwrap()
+        };
+        let attacker = Ed25519KeyPair::generate().with_key_id("k1");
+        let attacker_jwk: Value = serde_json::from_str(&attacker.public_key().to_jwk()).unwrap();
+        let mut admin_payload = payload.clone();
+        admin_payload["email"] = "boss@ex.io".into();
+        let attacks: Vec<(&str, String)> = vec![
+            ("alg none", format!("{}.{}.", header(json!({"alg": "none", "kid": "k1"})), parts[1])),
+            ("alg none, no dot", format!("{}.{}", header(json!({"alg": "none"})), parts[1])),
+            ("HS256 keyed with the public key", hs256),
+            (
+                "signed by another key claiming kid k1",
+                attacker.sign(serde_json::from_value::<Claims>(payload.clone()).unwrap()).unwrap(),
+            ),
+            (
+                "the attacker's key offered in jwk, jku and x5u headers",
+                format!(
+                    "{}.{}.{}",
+                    header(json!({"alg": "EdDSA", "kid": "k1", "jwk": attacker_jwk,
+                        "jku": "https://evil.example/jwks", "x5u": "https://evil.example/cert"})),
+                    parts[1],
+                    attacker
+                        .sign(serde_json::from_value::<Claims>(payload.clone()).unwrap())
+                        .unwrap()
+                        .rsplit('.')
+                        .next()
+                        .unwrap()
+                ),
+            ),
+            ("a payload changed after signing", format!("{}.{}.{}", parts[0], body(&admin_payload), parts[2])),
+            ("a signature changed", format!("{}.{}.{}A", parts[0], parts[1], &parts[2][..parts[2].len() - 1])),
+            (
+                "an injected kid",
+                format!("{}.{}.{}", header(json!({"alg": "EdDSA", "kid": "../../../etc/passwd"})), parts[1], parts[2]),
+            ),
+            ("oversized", format!("{}.{}.{}", parts[0], "A".repeat(MAX_TOKEN_BYTES), parts[2])),
+            ("not base64", format!("{}.{}.{}", parts[0], "%%%", parts[2])),
+            ("two parts", format!("{}.{}", parts[0], parts[1])),
+        ];
+        for (what, token) in attacks {
+            let err = verify_session(&token, cfg, &StaticKeys, NOW).expect_err(what);
+            assert_eq!(err.status(), 401, "{what}: {}", err.message());
+        }
+    }
 }

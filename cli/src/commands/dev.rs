@@ -61,26 +61,33 @@ pub fn mint_session(state: &Path, claims: &SessionClaims) -> Result<String> {
     Ok(dev::mint_session(&key, dev::DEV_ISSUER, dev::AUDIENCE, claims, unix_now()))
 }
 
+/// Where the seed's sessions come from.
+enum Sessions {
+    /// One admin's session, from a file.
+    Given(String),
+    /// Minted by the development issuer for the demo members.
+    Minted(Box<Ed25519KeyPair>),
+}
+
 pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64, session_file: Option<&Path>) -> Result<()> {
     // With a session file (the local run with Dex), only that admin signs in;
     // otherwise the development issuer mints the demo members' sessions.
-    let given = match session_file {
-        Some(path) => Some(
+    let sessions = match session_file {
+        Some(path) => Sessions::Given(
             std::fs::read_to_string(path)
                 .map_err(|e| CliError::Io { context: format!("reading {}", path.display()), source: e })?
                 .trim()
                 .to_owned(),
         ),
-        None => None,
+        None => Sessions::Minted(Box::new(load_key(state)?)),
     };
-    let key = if given.is_none() { Some(load_key(state)?) } else { None };
-    let token = |email: &str, admin: bool| match (&given, &key) {
-        (Some(session), _) => session.clone(),
-        (None, Some(key)) => {
+    let given = matches!(sessions, Sessions::Given(_));
+    let token = |email: &str, admin: bool| match &sessions {
+        Sessions::Given(session) => session.clone(),
+        Sessions::Minted(key) => {
             let claims = SessionClaims { email: email.into(), org: org.into(), admin, name: None, ttl_secs: 300 };
             dev::mint_session(key, dev::DEV_ISSUER, dev::AUDIENCE, &claims, unix_now())
         }
-        (None, None) => String::new(),
     };
     let transport = |e: reqwest::Error| CliError::Transport(format!("talking to {url}: {e}"));
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().map_err(transport)?;
@@ -108,7 +115,7 @@ pub fn seed(url: &str, org: &str, state: &Path, wait_secs: u64, session_file: Op
             listing.text().unwrap_or_default()
         )));
     }
-    for (email, admin) in DEMO_MEMBERS.into_iter().filter(|_| given.is_none()) {
+    for (email, admin) in DEMO_MEMBERS.into_iter().filter(|_| !given) {
         let resp = client.get(&clusters_url).bearer_auth(token(email, admin)).send().map_err(transport)?;
         if !resp.status().is_success() {
             return Err(CliError::Failed(format!("signing in {email} answered {}", resp.status())));

@@ -411,4 +411,53 @@ mod tests {
             assert!(err.contains(want), "{raw}: {err}");
         }
     }
+
+    /// The classic JWT attacks on a cluster token, as the access proxy's
+    /// verifier sees them: each one is `Invalid`, none reaches a member.
+    #[test]
+    fn forged_cluster_tokens_are_invalid() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+        use serde_json::json;
+        let (k, _) = keys(1);
+        let jwks = k.jwks();
+        let (token, _) = k.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let kid = Token::decode_metadata(&token).unwrap().key_id().unwrap().to_owned();
+        let payload: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+        let header = |h: Value| B64.encode(h.to_string());
+        let x = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
+        let hs256 = {
+            use jwt_simple::prelude::MACLike as _;
+            let key = HS256Key::from_bytes(x.as_bytes()).with_key_id(&kid);
+            let claims: JWTClaims<Value> = serde_json::from_value(payload.clone()).unwrap();
+            key.authenticate(claims).unwrap()
+        };
+        let attacker = crate::dev::new_key(&crate::random::SystemRandom).unwrap().with_key_id(&kid);
+        let forged = attacker.sign(serde_json::from_value::<JWTClaims<Value>>(payload.clone()).unwrap()).unwrap();
+        let mut escalated = payload.clone();
+        escalated["rev"] = json!(99);
+        let attacks: Vec<(&str, String)> = vec![
+            ("alg none", format!("{}.{}.", header(json!({"alg": "none", "kid": kid})), parts[1])),
+            ("HS256 keyed with the public key", hs256),
+            ("another key claiming the kid", forged.clone()),
+            (
+                "the attacker's key offered in jwk and jku headers",
+                format!(
+                    "{}.{}.{}",
+                    header(json!({"alg": "EdDSA", "kid": kid, "jwk": {"kty": "OKP"}, "jku": "https://evil.example"})),
+                    parts[1],
+                    forged.rsplit('.').next().unwrap()
+                ),
+            ),
+            ("a later rev after signing", format!("{}.{}.{}", parts[0], B64.encode(escalated.to_string()), parts[2])),
+            ("an unknown kid", format!("{}.{}.{}", header(json!({"alg": "EdDSA", "kid": "nope"})), parts[1], parts[2])),
+            ("oversized", format!("{}.{}.{}", parts[0], "A".repeat(MAX_TOKEN_BYTES), parts[2])),
+            ("not base64", format!("{}.%%%.{}", parts[0], parts[2])),
+        ];
+        for (what, attack) in attacks {
+            assert_eq!(verify(&attack, &jwks, &cluster(), 2, NOW), Err(TokenError::Invalid), "{what}");
+        }
+        assert!(verify(&token, &jwks, &cluster(), 2, NOW).is_ok(), "the real one still verifies");
+    }
 }

@@ -1,5 +1,6 @@
 //! Smoke tests of the Dex fixture against the real Dex: discovery through the
-//! front, the CLI's authorization-code flow with PKCE and its refresh, a wrong
+//! front, the CLI's authorization-code flow with PKCE ([`Dex::cli_tokens`])
+//! and its refresh, a wrong
 //! password, the device flow, what a restart does to keys and refresh tokens,
 //! and the front's request counts.
 
@@ -10,19 +11,12 @@ use anyhow::{Context, Result, bail, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lanyard_dex::{
-    ALICE, BOB, CAROL, CLI_CLIENT_ID, Dex, Front, OTHER_APP_REDIRECT_URI, OTHER_CLIENT_ID, PASSWORD, Setup,
-    SignInError, WEB_CLIENT_ID,
+    ALICE, BOB, CAROL, CLI_CLIENT_ID, CLI_REDIRECT_URI, Dex, Front, OTHER_APP_REDIRECT_URI, OTHER_CLIENT_ID, PASSWORD,
+    SCOPES, Setup, SignInError, WEB_CLIENT_ID,
 };
 use lanyard_test_support::{Probe, wait_for};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use url::Url;
-
-/// Where the CLI would listen for the browser (nothing needs to: the browser
-/// stand-in returns the redirect without following it).
-const CLI_REDIRECT_URI: &str = "http://127.0.0.1:38123/callback";
-
-const SCOPES: &str = "openid email profile groups offline_access";
 
 fn start() -> Result<Dex> {
     Dex::start(Front::bind()?, Setup::default())
@@ -62,49 +56,6 @@ fn claims_of(jwt: &str) -> Result<Value> {
     Ok(serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?)
 }
 
-fn random_text() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the system's random source failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Signs `email` in for the CLI (PKCE S256) and exchanges the code: the
-/// token response.
-fn cli_sign_in(dex: &Dex, email: &str) -> Result<Value> {
-    let verifier = random_text();
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let state = random_text();
-    let authorize = Url::parse_with_params(
-        &endpoint(&discovery(dex)?, "authorization_endpoint")?,
-        [
-            ("client_id", CLI_CLIENT_ID),
-            ("response_type", "code"),
-            ("redirect_uri", CLI_REDIRECT_URI),
-            ("scope", SCOPES),
-            ("state", &state),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ],
-    )?;
-    let location = Url::parse(&dex.sign_in(authorize.as_str(), email, PASSWORD)?)?;
-    ensure!(location.as_str().starts_with(CLI_REDIRECT_URI), "Dex redirected to {location}");
-    let query = |name: &str| location.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned());
-    ensure!(query("state").as_deref() == Some(state.as_str()), "the state came back changed: {location}");
-    let code = query("code").with_context(|| format!("no code in {location}"))?;
-    let (status, tokens) = token_request(
-        dex,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CLI_REDIRECT_URI),
-            ("client_id", CLI_CLIENT_ID),
-            ("code_verifier", &verifier),
-        ],
-    )?;
-    ensure!(status.is_success(), "the code exchange answered {status}: {tokens}");
-    Ok(tokens)
-}
-
 fn refresh(dex: &Dex, refresh_token: &str) -> Result<(reqwest::StatusCode, Value)> {
     token_request(
         dex,
@@ -137,9 +88,8 @@ fn discovery_names_the_fronts_issuer_and_every_endpoint() -> Result<()> {
 #[test]
 fn the_cli_signs_in_with_pkce_and_refreshes() -> Result<()> {
     let dex = start()?;
-    let tokens = cli_sign_in(&dex, ALICE.email)?;
-    let id_token = tokens["id_token"].as_str().with_context(|| format!("no id_token in {tokens}"))?;
-    let claims = claims_of(id_token)?;
+    let tokens = dex.cli_tokens(ALICE.email)?;
+    let claims = claims_of(&tokens.id_token)?;
     assert_eq!(claims["iss"], dex.issuer().as_str());
     assert_eq!(claims["aud"], CLI_CLIENT_ID);
     assert_eq!(claims["email"], ALICE.email);
@@ -148,7 +98,7 @@ fn the_cli_signs_in_with_pkce_and_refreshes() -> Result<()> {
         claims["groups"].as_array().context("no groups")?.iter().filter_map(Value::as_str).collect();
     assert!(groups.contains(&"platform-admins"), "groups {groups:?}");
     assert_eq!(groups, ALICE.groups);
-    let refresh_token = tokens["refresh_token"].as_str().with_context(|| format!("no refresh_token in {tokens}"))?;
+    let refresh_token = tokens.refresh_token.as_deref().context("no refresh_token")?;
 
     let (status, refreshed) = refresh(&dex, refresh_token)?;
     assert!(status.is_success(), "the refresh answered {status}: {refreshed}");
@@ -245,8 +195,7 @@ fn an_unknown_user_code_is_refused_by_name() -> Result<()> {
 #[test]
 fn a_restart_rotates_the_keys_and_forgets_the_refresh_tokens() -> Result<()> {
     let mut dex = start()?;
-    let tokens = cli_sign_in(&dex, ALICE.email)?;
-    let refresh_token = tokens["refresh_token"].as_str().context("no refresh_token")?.to_owned();
+    let refresh_token = dex.cli_tokens(ALICE.email)?.refresh_token.context("no refresh_token")?;
     // One client throughout: its kept-alive connection to the front outlives
     // the front's connection to the first Dex.
     let client = http()?;
@@ -265,7 +214,7 @@ fn a_restart_rotates_the_keys_and_forgets_the_refresh_tokens() -> Result<()> {
     let description = answer["error_description"].as_str().unwrap_or_default();
     assert!(description.contains("Refresh token is invalid"), "{answer}");
     // The restarted Dex still signs people in.
-    cli_sign_in(&dex, BOB.email)?;
+    dex.cli_tokens(BOB.email)?;
     Ok(())
 }
 
@@ -287,30 +236,7 @@ fn the_front_counts_requests_by_path() -> Result<()> {
 /// Signs `email` in for the confidential client `client_id` (redirecting to
 /// `redirect_uri`) and exchanges the code with `secret`: the ID token's claims.
 fn confidential_sign_in(dex: &Dex, client_id: &str, secret: &str, redirect_uri: &str, email: &str) -> Result<Value> {
-    let authorize = Url::parse_with_params(
-        &format!("{}/auth", dex.issuer()),
-        [
-            ("client_id", client_id),
-            ("response_type", "code"),
-            ("redirect_uri", redirect_uri),
-            ("scope", "openid email groups"),
-            ("state", "web-state"),
-        ],
-    )?;
-    let location = Url::parse(&dex.sign_in(authorize.as_str(), email, PASSWORD)?)?;
-    ensure!(location.as_str().starts_with(redirect_uri), "Dex redirected to {location}");
-    let code = location.query_pairs().find(|(key, _)| key == "code").map(|(_, value)| value.into_owned());
-    let code = code.with_context(|| format!("no code in {location}"))?;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", &code),
-        ("redirect_uri", redirect_uri),
-        ("client_id", client_id),
-        ("client_secret", secret),
-    ];
-    let (status, tokens) = token_request(dex, &form)?;
-    ensure!(status.is_success(), "the code exchange answered {status}: {tokens}");
-    claims_of(tokens["id_token"].as_str().with_context(|| format!("no id_token in {tokens}"))?)
+    claims_of(&dex.client_tokens(client_id, secret, redirect_uri, email)?.id_token)
 }
 
 #[test]

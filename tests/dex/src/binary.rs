@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use anyhow::{Result, bail};
-use lanyard_test_support::scripts::run_build_script;
+use anyhow::Result;
+use lanyard_test_support::scripts::Built;
 
 /// The script that builds Dex, relative to the repository root.
 pub const DEX_SCRIPT: &str = "scripts/dex";
@@ -20,27 +20,12 @@ pub const DEX_SCRIPT: &str = "scripts/dex";
 /// Environment variable naming an already built Dex binary.
 pub const DEX_ENV: &str = "LANYARD_DEX";
 
+const DEX: Built = Built { what: "the Dex binary", script: DEX_SCRIPT, env: DEX_ENV };
+
 /// The Dex binary of this test process, building it on first use.
 pub fn dex_binary() -> Result<PathBuf> {
-    // Concurrent tests wait here for the one that runs the script.
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let binary =
-        BINARY.get_or_init(|| locate().map_err(|error| format!("{error:#}"))).clone().map_err(anyhow::Error::msg)?;
-    ensure_exists(binary)
-}
-
-fn ensure_exists(binary: PathBuf) -> Result<PathBuf> {
-    if !binary.is_file() {
-        bail!("the Dex binary {} is missing: build it with `{DEX_SCRIPT}`", binary.display());
-    }
-    Ok(binary)
-}
-
-fn locate() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(DEX_ENV) {
-        return Ok(PathBuf::from(path));
-    }
-    run_build_script(DEX_SCRIPT, "Dex")
+    DEX.require_file(DEX.locate(&BINARY)?)
 }
 
 #[cfg(test)]
@@ -49,7 +34,7 @@ mod tests {
 
     #[test]
     fn a_missing_binary_names_the_script_that_builds_it() {
-        let message = format!("{:#}", ensure_exists(PathBuf::from("/nonexistent/dex")).unwrap_err());
+        let message = format!("{:#}", DEX.require_file(PathBuf::from("/nonexistent/dex")).unwrap_err());
         assert!(message.contains("/nonexistent/dex is missing"), "{message}");
         assert!(message.contains("scripts/dex"), "{message}");
     }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Result, bail};
-use lanyard_test_support::scripts::run_build_script;
+use lanyard_test_support::scripts::Built;
 
 /// The script that builds the binaries, relative to the repository root.
 pub const BUILD_SCRIPT: &str = "scripts/kube-binaries";
@@ -32,6 +32,9 @@ pub const FAKE_KUBELET_SCRIPT: &str = "scripts/fake-kubelet";
 /// Environment variable naming an already built fake kubelet binary.
 pub const FAKE_KUBELET_ENV: &str = "LANYARD_FAKE_KUBELET";
 
+const CONTROL_PLANE: Built = Built { what: "the Kubernetes test binaries", script: BUILD_SCRIPT, env: BIN_DIR_ENV };
+const FAKE_KUBELET: Built = Built { what: "the fake kubelet", script: FAKE_KUBELET_SCRIPT, env: FAKE_KUBELET_ENV };
+
 /// Paths of the three control-plane binaries.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -43,13 +46,8 @@ pub struct Binaries {
 impl Binaries {
     /// The binaries of this test process, building them on first use.
     pub fn get() -> Result<Binaries> {
-        // Concurrent tests wait here for the one that runs the script.
         static BIN_DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-        let bin_dir = BIN_DIR
-            .get_or_init(|| locate_bin_dir().map_err(|error| format!("{error:#}")))
-            .clone()
-            .map_err(anyhow::Error::msg)?;
-        Binaries::in_dir(&bin_dir)
+        Binaries::in_dir(&CONTROL_PLANE.locate(&BIN_DIR)?)
     }
 
     /// The binaries in `bin_dir`, failing if one is missing.
@@ -73,32 +71,7 @@ impl Binaries {
 /// building it on first use.
 pub fn fake_kubelet() -> Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let binary = BINARY
-        .get_or_init(|| locate_fake_kubelet().map_err(|error| format!("{error:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)?;
-    ensure_fake_kubelet(binary)
-}
-
-fn ensure_fake_kubelet(binary: PathBuf) -> Result<PathBuf> {
-    if !binary.is_file() {
-        bail!("the fake kubelet {} is missing: build it with `{FAKE_KUBELET_SCRIPT}`", binary.display());
-    }
-    Ok(binary)
-}
-
-fn locate_bin_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
-        return Ok(PathBuf::from(dir));
-    }
-    run_build_script(BUILD_SCRIPT, "the Kubernetes test binaries")
-}
-
-fn locate_fake_kubelet() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os(FAKE_KUBELET_ENV) {
-        return Ok(PathBuf::from(path));
-    }
-    run_build_script(FAKE_KUBELET_SCRIPT, "the fake kubelet")
+    FAKE_KUBELET.require_file(FAKE_KUBELET.locate(&BINARY)?)
 }
 
 #[cfg(test)]
@@ -107,7 +80,7 @@ mod tests {
 
     #[test]
     fn a_missing_fake_kubelet_names_the_script_that_builds_it() {
-        let error = ensure_fake_kubelet(PathBuf::from("/nonexistent/fake-kubelet")).unwrap_err();
+        let error = FAKE_KUBELET.require_file(PathBuf::from("/nonexistent/fake-kubelet")).unwrap_err();
         let message = format!("{error:#}");
         assert!(message.contains("/nonexistent/fake-kubelet is missing"), "{message}");
         assert!(message.contains("scripts/fake-kubelet"), "{message}");

@@ -88,11 +88,17 @@ pub struct Manifest {
     pub components: BTreeMap<String, ComponentDecl>,
 }
 
-/// Every component's variables with their values, after resolution.
-pub type ResolvedVariables = BTreeMap<String, BTreeMap<String, String>>;
+/// One component's templates, after resolution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedComponent {
+    /// Its variables with their values.
+    pub variables: BTreeMap<String, String>,
+    /// Its `allowed_outbound_hosts` entries.
+    pub allowed_outbound_hosts: Vec<String>,
+}
 
-/// Every component's `allowed_outbound_hosts`, after resolution.
-pub type ResolvedOutbound = BTreeMap<String, Vec<String>>;
+/// Every component's templates, after resolution, by component id.
+pub type Resolved = BTreeMap<String, ResolvedComponent>;
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
@@ -227,40 +233,27 @@ impl Manifest {
     }
 
     /// Resolves every application variable (override, else the environment as
-    /// read by `env`, else the default) and then every component's templates.
+    /// read by `env`, else the default) once, and then every component's
+    /// templates over them: its variables and, as Spin does, its
+    /// `allowed_outbound_hosts`.
     ///
     /// `env` is given the full environment variable name
     /// (`SPIN_VARIABLE_<NAME>`); the host passes `std::env::var`.
-    pub fn resolve_variables(
+    pub fn resolve(
         &self,
         overrides: &BTreeMap<String, String>,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<ResolvedVariables, ManifestError> {
+    ) -> Result<Resolved, ManifestError> {
         let app_values = self.app_values(overrides, env)?;
         let mut resolved = BTreeMap::new();
         for (id, component) in &self.components {
-            let mut values = BTreeMap::new();
+            let mut variables = BTreeMap::new();
             for (name, template) in &component.variables {
-                values.insert(name.clone(), template.render(&app_values)?);
+                variables.insert(name.clone(), template.render(&app_values)?);
             }
-            resolved.insert(id.clone(), values);
-        }
-        Ok(resolved)
-    }
-
-    /// Resolves every component's `allowed_outbound_hosts` templates, as
-    /// Spin does (over the application variables, once).
-    pub fn resolve_outbound(
-        &self,
-        overrides: &BTreeMap<String, String>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<ResolvedOutbound, ManifestError> {
-        let app_values = self.app_values(overrides, env)?;
-        let mut resolved = BTreeMap::new();
-        for (id, component) in &self.components {
-            let hosts =
+            let allowed_outbound_hosts =
                 component.allowed_outbound_hosts.iter().map(|t| t.render(&app_values)).collect::<Result<_, _>>()?;
-            resolved.insert(id.clone(), hosts);
+            resolved.insert(id.clone(), ResolvedComponent { variables, allowed_outbound_hosts });
         }
         Ok(resolved)
     }
@@ -525,19 +518,19 @@ command = "true"
             "SPIN_VARIABLE_GREETING" => Some("hi".to_string()),
             _ => None,
         };
-        let r = m.resolve_variables(&BTreeMap::new(), env).unwrap();
-        assert_eq!(r["one"]["both"], "hi, from-env!");
-        assert_eq!(r["one"]["plain"], "literal");
+        let r = m.resolve(&BTreeMap::new(), env).unwrap();
+        assert_eq!(r["one"].variables["both"], "hi, from-env!");
+        assert_eq!(r["one"].variables["plain"], "literal");
 
         let overrides = BTreeMap::from([("token".to_string(), "over".to_string())]);
-        let r = m.resolve_variables(&overrides, |_| None).unwrap();
-        assert_eq!(r["one"]["both"], "hello, over!");
+        let r = m.resolve(&overrides, |_| None).unwrap();
+        assert_eq!(r["one"].variables["both"], "hello, over!");
     }
 
     #[test]
     fn missing_required_variable_is_named() {
         let m = Manifest::parse(MANIFEST, Path::new("/app")).unwrap();
-        let err = m.resolve_variables(&BTreeMap::new(), |_| None).unwrap_err();
+        let err = m.resolve(&BTreeMap::new(), |_| None).unwrap_err();
         assert!(matches!(&err, ManifestError::MissingRequiredVariable(n) if n == "token"));
         assert!(err.to_string().contains("SPIN_VARIABLE_TOKEN"), "{err}");
     }
@@ -548,7 +541,7 @@ command = "true"
         let overrides =
             BTreeMap::from([("token".to_string(), "t".to_string()), ("tokn".to_string(), "typo".to_string())]);
         assert!(matches!(
-            m.resolve_variables(&overrides, |_| None),
+            m.resolve(&overrides, |_| None),
             Err(ManifestError::UnknownOverride(n)) if n == "tokn"
         ));
     }

@@ -106,8 +106,7 @@ impl App {
     fn load(config: &HostConfig) -> anyhow::Result<App> {
         anyhow::ensure!(config.max_concurrent_requests > 0, "max_concurrent_requests must be at least 1");
         let manifest = Manifest::load(&config.manifest)?;
-        let variables = manifest.resolve_variables(&config.variables, |name| std::env::var(name).ok())?;
-        let outbound = manifest.resolve_outbound(&config.variables, |name| std::env::var(name).ok())?;
+        let resolved = manifest.resolve(&config.variables, |name| std::env::var(name).ok())?;
 
         std::fs::create_dir_all(&config.state_dir)
             .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
@@ -126,12 +125,13 @@ impl App {
             };
             let component = runtime::load_component(&engine, &decl.source, &config.cache_dir, &mut compiled)?;
             let pre = runtime::pre_instantiate(&linker, &component, id)?;
-            let allowed = AllowedHosts::parse(outbound.get(id).map_or(&[][..], Vec::as_slice))
-                .with_context(|| format!("component {id:?}"))?;
+            let templates = resolved.get(id).cloned().unwrap_or_default();
+            let allowed =
+                AllowedHosts::parse(&templates.allowed_outbound_hosts).with_context(|| format!("component {id:?}"))?;
             let context = Arc::new(ComponentContext {
                 id: id.to_string(),
                 key_value_stores: decl.key_value_stores.iter().cloned().collect(),
-                variables: variables.get(id).cloned().unwrap_or_default(),
+                variables: templates.variables,
                 outbound: Arc::new(allowed),
             });
             components.insert(id.to_string(), LoadedComponent { context, pre });

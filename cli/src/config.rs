@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use lanyard_core::config::{DEFAULT_ADMIN_VALUE, DEFAULT_ORG_CLAIM, DEFAULT_ROLE_CLAIM};
+use lanyard_core::http::is_loopback_host;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -165,18 +166,11 @@ pub fn normalize_url(url: &str) -> Result<String> {
     }
     match parsed.scheme() {
         "https" => Ok(url.to_owned()),
-        "http" if is_loopback(host) => Ok(url.to_owned()),
+        "http" if is_loopback_host(host) => Ok(url.to_owned()),
         "http" => Err(bad("uses plain http, which would send your session in clear: use its https:// URL \
              (plain http is allowed only to localhost, 127.0.0.0/8 and [::1])")),
         _ => Err(bad("must be an https:// URL")),
     }
-}
-
-/// Whether a parsed URL's host (`Url::host_str`: IPv4 dotted, IPv6 in
-/// brackets, names lowercased) is `localhost`, in `127.0.0.0/8` or `::1`.
-pub fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a session token says, read without verification.

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_norway::{Mapping, Value};
 
 use crate::error::{CliError, Result};
-use crate::{config, fsutil};
+use crate::fsutil;
 
 /// The exec plugin's `apiVersion` in the kubeconfigs Lanyard writes.
 pub const EXEC_API_VERSION: &str = lanyard_core::wire::ExecCredential::API_VERSION;
@@ -299,7 +299,8 @@ pub fn check(incoming: &Value, expected: &Expected) -> Result<(), String> {
     let body = fields(&cluster["cluster"], "the cluster", &["server"], &["server", "certificate-authority-data"])?;
     let server = text(body, "server").ok_or("the cluster's server is not a string")?;
     let secure = reqwest::Url::parse(server).is_ok_and(|u| {
-        u.scheme() == "https" || (u.scheme() == "http" && u.host_str().is_some_and(config::is_loopback))
+        u.scheme() == "https"
+            || (u.scheme() == "http" && u.host_str().is_some_and(lanyard_core::http::is_loopback_host))
     });
     if !secure {
         return Err(format!("the cluster's server {server:?} is not an https:// URL"));

@@ -20,9 +20,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{decode_claims, is_loopback};
+use crate::config::decode_claims;
 use crate::error::{CliError, Result};
 use crate::output::escape;
+use lanyard_core::http::is_loopback_host;
 
 /// The scopes asked for when discovery is bypassed (`--issuer`).
 pub const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
@@ -56,7 +57,7 @@ pub fn check_url(url: &str, what: &str) -> Result<String> {
     let host = parsed.host_str().unwrap_or_default();
     match parsed.scheme() {
         "https" if !host.is_empty() => Ok(url.to_owned()),
-        "http" if is_loopback(host) => Ok(url.to_owned()),
+        "http" if is_loopback_host(host) => Ok(url.to_owned()),
         _ => Err(CliError::Usage(format!(
             "{what} {:?} must be an https:// URL (plain http:// only to localhost, 127.0.0.0/8 or [::1])",
             escape(url)

@@ -154,6 +154,7 @@ mod tests {
                     name: None,
                     org: "acme".into(),
                     role,
+                    expires_at: u64::MAX,
                 },
                 via: Via::Bearer,
                 csrf: String::new(),

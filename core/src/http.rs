@@ -21,6 +21,22 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024;
 /// The largest body of the agent API (a report on thousands of grants).
 pub const MAX_AGENT_BODY_BYTES: usize = 1024 * 1024;
 
+/// Whether `host` is a loopback host: `localhost`, `127.0.0.0/8` or `::1`
+/// (with or without IPv6 brackets): the only hosts plain `http://` is ever
+/// allowed to.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host of a URL's authority (`host`, `host:port`, `[v6]:port`).
+pub fn authority_host(authority: &str) -> &str {
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+}
+
 /// The request body as the shell read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -233,6 +249,17 @@ impl Response {
         self.headers.push(("cache-control".into(), "no-store".into()));
         self.headers.push(("pragma".into(), "no-cache".into()));
         self
+    }
+
+    /// The same response with one more header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// `303 See Other` to `location`, no body.
+    pub fn redirect(location: &str) -> Response {
+        Response { status: 303, headers: vec![("location".into(), location.into())], body: Vec::new(), log: None }
     }
 
     /// `204`, no body.

@@ -52,6 +52,8 @@ pub struct Identity {
     pub org: String,
     /// The organisation role, from the issuer's role claim.
     pub role: OrgRole,
+    /// Unix seconds when the session ends (its `exp`).
+    pub expires_at: u64,
 }
 
 /// How the session reached us.
@@ -319,9 +321,9 @@ fn verify_with_jwk(
 
 fn identity_from_claims(claims: Claims, issuer: &IssuerConfig, audiences: &[&str]) -> Result<Identity, ApiError> {
     let unauthenticated = |m: String| ApiError::Unauthenticated(m);
-    if claims.expires_at.is_none() {
+    let Some(expires_at) = claims.expires_at.map(|e| e.as_secs()) else {
         return Err(unauthenticated("the session token has no expiry".into()));
-    }
+    };
     check_authorized_party(&claims, audiences)?;
     let custom = &claims.custom;
     let text = |name: &str| custom.get(name).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
@@ -358,7 +360,7 @@ fn identity_from_claims(claims: Claims, issuer: &IssuerConfig, audiences: &[&str
         _ => OrgRole::Member,
     };
     let name = text("name").map(|n| n.chars().take(128).collect());
-    Ok(Identity { issuer: issuer.issuer.clone(), subject, email, name, org, role })
+    Ok(Identity { issuer: issuer.issuer.clone(), subject, email, name, org, role, expires_at })
 }
 
 /// OIDC Core 3.1.3.7: a session for several audiences must name Lanyard as

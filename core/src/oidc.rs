@@ -33,8 +33,9 @@ use serde_json::Value;
 
 use crate::config::{IssuerConfig, IssuerKeys};
 use crate::error::ApiError;
+use crate::http::{authority_host, is_loopback_host};
 use crate::kv::KeyValue;
-use crate::outbound::{Outbound, OutboundError, OutboundRequest};
+use crate::outbound::{Outbound, OutboundRequest};
 use crate::store::keys;
 
 /// How long past its expiry a cached copy is still used while the provider
@@ -49,29 +50,16 @@ pub fn check_provider_url(url: &str) -> Result<(), String> {
     let (scheme, rest) =
         url.split_once("://").ok_or_else(|| format!("{url:?} is not an absolute URL (https://...)"))?;
     let authority = rest.split('/').next().unwrap_or_default();
-    let host = host_of(authority);
+    let host = authority_host(authority);
     if authority.is_empty() || authority.contains('@') || url.contains(['?', '#']) || url.contains(char::is_whitespace)
     {
         return Err(format!("{url:?} must be a plain URL: a host, an optional path, no user, query or fragment"));
     }
     match scheme {
         "https" => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
         _ => Err(format!("{url:?} must be an https:// URL (plain http only to a loopback provider)")),
     }
-}
-
-/// The host of an authority (`host`, `host:port`, `[v6]:port`).
-fn host_of(authority: &str) -> &str {
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or_default();
-    }
-    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1`.
-pub fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What Lanyard uses of a provider's discovery document.
@@ -138,7 +126,7 @@ impl<'a> Providers<'a> {
                 self.write(&key, &Cached { fetched_at: self.now, value: fresh.clone() });
                 Ok(fresh)
             }
-            Err(e) => self.stale_or(cached, issuer, e),
+            Err(e) => self.stale_or(cached, issuer, &e),
         }
     }
 
@@ -195,14 +183,14 @@ impl<'a> Providers<'a> {
         let unknown_kid = kid.is_some_and(|kid| !has_kid(&c.value, kid));
         let wanted = age >= issuer.cache_seconds || (unknown_kid && age >= issuer.refetch_interval_seconds);
         if !wanted || !self.win_refetch(issuer) {
-            return self.usable(c, issuer);
+            return self.stale_or(Some(c), issuer, "its cached keys are too old and were not read again");
         }
         match self.fetch_jwks(issuer) {
             Ok(fresh) => {
                 self.write(&key, &Cached { fetched_at: self.now, value: fresh.clone() });
                 Ok(fresh)
             }
-            Err(e) => self.stale_or(Some(c), issuer, e),
+            Err(e) => self.stale_or(Some(c), issuer, &e),
         }
     }
 
@@ -233,25 +221,17 @@ impl<'a> Providers<'a> {
         }
     }
 
-    /// A copy past its `cache_seconds` is still used while it is within
-    /// [`MAX_STALE_SECONDS`]; older is unavailable.
-    fn usable<T>(&self, c: Cached<T>, issuer: &IssuerConfig) -> Result<T, ApiError> {
-        if self.now.saturating_sub(c.fetched_at) <= issuer.cache_seconds + MAX_STALE_SECONDS {
-            Ok(c.value)
-        } else {
-            Err(provider_unavailable(issuer, "its cached keys are too old and were not read again"))
-        }
-    }
-
-    fn stale_or<T>(&self, cached: Option<Cached<T>>, issuer: &IssuerConfig, error: String) -> Result<T, ApiError> {
+    /// The cached copy, even past its `cache_seconds`, while it is within
+    /// [`MAX_STALE_SECONDS`] of them; older (or none) is unavailable, for `why`.
+    fn stale_or<T>(&self, cached: Option<Cached<T>>, issuer: &IssuerConfig, why: &str) -> Result<T, ApiError> {
         match cached {
             Some(c) if self.now.saturating_sub(c.fetched_at) <= issuer.cache_seconds + MAX_STALE_SECONDS => Ok(c.value),
-            _ => Err(provider_unavailable(issuer, &error)),
+            _ => Err(provider_unavailable(issuer, why)),
         }
     }
 
     fn get_json(&self, url: &str) -> Result<Value, String> {
-        let response = self.outbound.send(&OutboundRequest::get(url)).map_err(|e| outbound_reason(&e))?;
+        let response = self.outbound.send(&OutboundRequest::get(url)).map_err(|e| e.to_string())?;
         if response.status != 200 {
             return Err(format!("{url} answered HTTP {}", response.status));
         }
@@ -286,7 +266,7 @@ impl<'a> Providers<'a> {
                 OutboundRequest::post_form(&meta.token_endpoint, crate::outbound::form(&pairs))
             }
         };
-        let response = self.outbound.send(&request).map_err(|e| ExchangeError::Unavailable(outbound_reason(&e)))?;
+        let response = self.outbound.send(&request).map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
         let body: Value = serde_json::from_slice(&response.body).map_err(|_| {
             ExchangeError::Unavailable(format!("the token endpoint answered HTTP {} without JSON", response.status))
         })?;
@@ -373,10 +353,6 @@ pub fn detail(e: &ApiError) -> String {
     }
 }
 
-fn outbound_reason(e: &OutboundError) -> String {
-    e.to_string()
-}
-
 fn provider_unavailable(issuer: &IssuerConfig, reason: &str) -> ApiError {
     ApiError::unavailable(format!("the identity provider {} cannot be used: {reason}", issuer.issuer))
 }
@@ -390,7 +366,7 @@ pub fn printable(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::kv::MemoryKv;
-    use crate::outbound::OutboundResponse;
+    use crate::outbound::{OutboundError, OutboundResponse};
     use std::cell::RefCell;
 
     const ISS: &str = "https://idp.example";

@@ -222,6 +222,7 @@ fn identity(issuer: &str, subject: &str, email: &str) -> lanyard_core::identity:
         name: None,
         org: "acme".into(),
         role: lanyard_core::model::OrgRole::Member,
+        expires_at: u64::MAX,
     }
 }
 

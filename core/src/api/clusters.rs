@@ -57,11 +57,9 @@ fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     {
         return bad("proxy_url has an invalid port");
     }
-    let loopback =
-        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     match scheme {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if crate::http::is_loopback_host(host) => Ok(()),
         "http" => bad("proxy_url must use https (plain http is allowed only to a loopback address)"),
         _ => bad("proxy_url must be an https:// URL"),
     }

@@ -32,9 +32,9 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, IssuerConfig, IssuerKeys};
 use crate::endpoint::{Endpoint, Env};
 use crate::error::ApiError;
-use crate::http::{Request, Response};
+use crate::http::{Request, Response, authority_host, is_loopback_host};
 use crate::identity::{self, SESSION_COOKIE};
-use crate::oidc::{Exchange, ExchangeError, Providers, detail, is_loopback, printable};
+use crate::oidc::{Exchange, ExchangeError, Providers, detail, printable};
 use crate::store::Store;
 use crate::store::sign_in::{PendingSignIn, SIGN_IN_SECONDS};
 
@@ -211,7 +211,7 @@ fn callback(req: &Request, env: &Env, config: &Config) -> Result<Response, Respo
         let e: ApiError = e.into();
         fail(e.status(), "Lanyard cannot accept this sign-in", &e.message())
     })?;
-    let max_age = session_expiry(&id_token).map_or(0, |exp| exp.saturating_sub(env.now));
+    let max_age = identity.expires_at.saturating_sub(env.now);
     let session_cookie =
         format!("{SESSION_COOKIE}={id_token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}", site.secure_attr());
     let response = match &pending.return_to {
@@ -253,14 +253,9 @@ fn site(req: &Request, config: &Config) -> Result<Site, ApiError> {
         })?,
     };
     let origin = origin.trim_end_matches('/').to_owned();
-    let plain_loopback = origin.strip_prefix("http://").is_some_and(|rest| {
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-        };
-        is_loopback(host)
-    });
+    let plain_loopback = origin
+        .strip_prefix("http://")
+        .is_some_and(|rest| is_loopback_host(authority_host(rest.split('/').next().unwrap_or_default())));
     if !plain_loopback && !origin.starts_with("https://") {
         return Err(ApiError::unavailable(format!(
             "browser sign-in needs an https:// site (plain http only on loopback), and this one is {origin}"
@@ -293,16 +288,8 @@ fn digest(value: &str) -> String {
     crate::ids::digest_hex(&["sign-in-browser", value])
 }
 
-/// The `exp` of a token already verified.
-fn session_expiry(token: &str) -> Option<u64> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("exp")?.as_u64()
-}
-
 fn redirect(location: &str) -> Response {
-    Response { status: 303, headers: vec![("location".into(), location.into())], body: Vec::new(), log: None }
-        .with_page_headers()
+    with_page_headers(Response::redirect(location))
 }
 
 /// A page for an error that is not the person's to fix (configuration, the store, the provider).
@@ -324,7 +311,7 @@ fn page(status: u16, title: &str, message: &str, link: Option<(&str, &str)>) -> 
         title = escape(title),
         message = escape(message),
     );
-    Response::text(status, "text/html; charset=utf-8", body).with_page_headers()
+    with_page_headers(Response::text(status, "text/html; charset=utf-8", body))
 }
 
 fn escape(text: &str) -> String {
@@ -342,22 +329,15 @@ fn escape(text: &str) -> String {
     out
 }
 
-impl Response {
-    /// The same response with one more header.
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
-        self.headers.push((name.to_owned(), value.into()));
-        self
-    }
-
-    /// The headers every sign-in page carries: never cached, never framed,
-    /// no referrer (the callback URL carries a code), nothing loaded.
-    fn with_page_headers(self) -> Response {
-        self.no_store()
-            .with_header("referrer-policy", "no-referrer")
-            .with_header("x-frame-options", "DENY")
-            .with_header("content-security-policy", "default-src 'none'; frame-ancestors 'none'")
-            .with_header("x-content-type-options", "nosniff")
-    }
+/// The headers every sign-in page carries: never cached, never framed, no
+/// referrer (the callback URL carries a code), nothing loaded.
+fn with_page_headers(response: Response) -> Response {
+    response
+        .no_store()
+        .with_header("referrer-policy", "no-referrer")
+        .with_header("x-frame-options", "DENY")
+        .with_header("content-security-policy", "default-src 'none'; frame-ancestors 'none'")
+        .with_header("x-content-type-options", "nosniff")
 }
 
 #[cfg(test)]

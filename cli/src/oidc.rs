@@ -23,7 +23,6 @@ use sha2::{Digest as _, Sha256};
 use crate::config::decode_claims;
 use crate::error::{CliError, Result};
 use crate::output::escape;
-use lanyard_core::http::is_loopback_host;
 
 /// The scopes asked for when discovery is bypassed (`--issuer`).
 pub const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
@@ -50,19 +49,13 @@ pub fn http_client() -> Result<Client> {
         .map_err(|e| CliError::Transport(format!("cannot build the HTTP client: {e}")))
 }
 
-/// `url` if it is `https://`, or `http://` to a loopback host; `what` names it in the error.
+/// `url` if it may be a provider's URL, by the control plane's own rule
+/// ([`lanyard_core::oidc::check_provider_url`]: `https://`, or `http://` to a
+/// loopback host; no user, query or fragment); `what` names it in the error.
 pub fn check_url(url: &str, what: &str) -> Result<String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| CliError::Usage(format!("{what} {:?} is not a URL ({e})", escape(url))))?;
-    let host = parsed.host_str().unwrap_or_default();
-    match parsed.scheme() {
-        "https" if !host.is_empty() => Ok(url.to_owned()),
-        "http" if is_loopback_host(host) => Ok(url.to_owned()),
-        _ => Err(CliError::Usage(format!(
-            "{what} {:?} must be an https:// URL (plain http:// only to localhost, 127.0.0.0/8 or [::1])",
-            escape(url)
-        ))),
-    }
+    lanyard_core::oidc::check_provider_url(url)
+        .map(|()| url.to_owned())
+        .map_err(|problem| CliError::Usage(format!("{what}: {}", escape(&problem))))
 }
 
 /// Fetch `{issuer}/.well-known/openid-configuration`; its `issuer` must be

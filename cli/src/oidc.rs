@@ -12,13 +12,11 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use lanyard_core::ids::ct_eq;
 use lanyard_core::random::Random;
 use reqwest::blocking::Client;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::config::decode_claims;
 use crate::error::{CliError, Result};
@@ -89,15 +87,10 @@ pub fn discover(http: &Client, issuer: &str) -> Result<Provider> {
     Ok(provider)
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// 32 random bytes, base64url (43 characters): a `state`, a `nonce`, a PKCE verifier.
+/// 32 random bytes, base64url (43 characters): a `state`, a `nonce`, a PKCE
+/// verifier ([`lanyard_core::oidc::random_value`], as the control plane makes them).
 pub fn random_string(random: &dyn Random) -> Result<String> {
-    let mut bytes = [0u8; 32];
-    random.fill(&mut bytes).map_err(|e| CliError::Failed(format!("cannot sign in: {e}")))?;
-    Ok(b64url(&bytes))
+    lanyard_core::oidc::random_value(random).map_err(|e| CliError::Failed(format!("cannot sign in: {e}")))
 }
 
 /// A PKCE pair: the verifier stays here, the challenge goes in the URL.
@@ -110,13 +103,8 @@ pub struct Pkce {
 impl Pkce {
     pub fn new(random: &dyn Random) -> Result<Pkce> {
         let verifier = random_string(random)?;
-        Ok(Pkce { challenge: s256(&verifier), verifier })
+        Ok(Pkce { challenge: lanyard_core::oidc::pkce_challenge(&verifier), verifier })
     }
-}
-
-/// The S256 challenge of a verifier: base64url(SHA-256(verifier)).
-pub fn s256(verifier: &str) -> String {
-    b64url(&Sha256::digest(verifier.as_bytes()))
 }
 
 /// What the authorization URL carries.
@@ -439,7 +427,8 @@ mod tests {
     }
 
     fn jwt(payload: Value) -> String {
-        format!("e30.{}.sig", b64url(payload.to_string().as_bytes()))
+        use base64::Engine as _;
+        format!("e30.{}.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string()))
     }
 
     fn provider() -> Provider {
@@ -453,10 +442,9 @@ mod tests {
 
     #[test]
     fn pkce_s256_matches_rfc_7636_appendix_b() {
-        assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         let pkce = Pkce::new(&Fixed(7)).unwrap();
         assert_eq!(pkce.verifier.len(), 43, "32 bytes, base64url");
-        assert_eq!(pkce.challenge, s256(&pkce.verifier));
+        assert_eq!(pkce.challenge, lanyard_core::oidc::pkce_challenge(&pkce.verifier));
         assert_ne!(random_string(&Fixed(1)).unwrap(), random_string(&Fixed(2)).unwrap());
     }
 

@@ -62,6 +62,22 @@ pub fn check_provider_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// A random value for a sign-in: 32 bytes from `random`, base64url (43
+/// characters), as a `state`, a `nonce` or a PKCE verifier.
+pub fn random_value(random: &dyn crate::random::Random) -> Result<String, crate::random::NoRandomness> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    random.fill(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The PKCE `S256` challenge of a verifier (RFC 7636 4.2): base64url of its SHA-256.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
 /// What Lanyard uses of a provider's discovery document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderMetadata {
@@ -414,6 +430,17 @@ mod tests {
 
     fn jwks(kids: &[&str]) -> Value {
         serde_json::json!({"keys": kids.iter().map(|k| serde_json::json!({"kid": k, "kty": "OKP"})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn pkce_matches_rfc_7636_appendix_b_and_random_values_are_43_characters() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let value = random_value(&crate::random::SystemRandom).unwrap();
+        assert_eq!(value.len(), 43);
+        assert_ne!(value, random_value(&crate::random::SystemRandom).unwrap());
     }
 
     #[test]

@@ -25,16 +25,14 @@
 //! URL carries the code) and a CSP that allows nothing but the page itself;
 //! no page shows a token or echoes input unescaped.
 
-use base64::Engine as _;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, IssuerConfig, IssuerKeys};
 use crate::endpoint::{Endpoint, Env};
 use crate::error::ApiError;
 use crate::http::{Request, Response, authority_host, is_loopback_host};
 use crate::identity::{self, SESSION_COOKIE};
-use crate::oidc::{Exchange, ExchangeError, Providers, detail, printable};
+use crate::oidc::{Exchange, ExchangeError, Providers, detail, pkce_challenge, printable, random_value};
 use crate::store::Store;
 use crate::store::sign_in::{PendingSignIn, SIGN_IN_SECONDS};
 
@@ -124,7 +122,7 @@ fn begin(req: &Request, env: &Env, config: &Config) -> Result<Response, Response
     };
     Store::new(env.kv, env.clock).begin_sign_in(&state, &pending).map_err(|e| failure_page(&e.into()))?;
     let scope: Vec<&str> = issuer.scopes.iter().map(String::as_str).filter(|s| *s != "offline_access").collect();
-    let challenge = b64(&Sha256::digest(verifier.as_bytes()));
+    let challenge = pkce_challenge(&verifier);
     let query = crate::outbound::form(&[
         ("response_type", "code"),
         ("client_id", &issuer.client_id),
@@ -275,13 +273,8 @@ fn is_local_path(path: &str) -> bool {
 }
 
 fn random_values(env: &Env) -> Result<[String; 4], ApiError> {
-    let mut bytes = [0u8; 128];
-    env.random.fill(&mut bytes).map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(std::array::from_fn(|i| b64(&bytes[i * 32..(i + 1) * 32])))
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    let value = || random_value(env.random).map_err(|e| ApiError::unavailable(e.to_string()));
+    Ok([value()?, value()?, value()?, value()?])
 }
 
 fn digest(value: &str) -> String {

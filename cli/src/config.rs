@@ -22,7 +22,6 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use lanyard_core::config::{DEFAULT_ADMIN_VALUE, DEFAULT_ORG_CLAIM, DEFAULT_ROLE_CLAIM};
 use lanyard_core::http::is_loopback_host;
 use serde::{Deserialize, Serialize};
@@ -186,11 +185,7 @@ pub struct SessionInfo {
 }
 
 /// Decode a JWT's payload (no verification). `None` if it is not a JWT.
-pub fn decode_claims(token: &str) -> Option<Value> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
+pub use lanyard_core::identity::unverified_payload as decode_claims;
 
 impl SessionInfo {
     /// What the token's payload says, with the claim names Lanyard's default

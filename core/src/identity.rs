@@ -139,17 +139,21 @@ pub fn issuer_of<'a>(token: &str, issuers: &'a [IssuerConfig]) -> Result<&'a Iss
     if token.len() > MAX_TOKEN_BYTES {
         return Err(unauthenticated("the session token is too long"));
     }
-    let payload = token
-        .split('.')
-        .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .ok_or_else(|| unauthenticated("the session token is not a JWT"))?;
+    let payload = unverified_payload(token).ok_or_else(|| unauthenticated("the session token is not a JWT"))?;
     let iss = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
     issuers
         .iter()
         .find(|i| i.issuer == iss)
         .ok_or_else(|| unauthenticated("the session token is not from a trusted issuer"))
+}
+
+/// A JWT's payload, read without verifying anything (`None` if it is not a
+/// JWT): only for choosing which keys to try, or for showing a person what
+/// their own token says.
+pub fn unverified_payload(token: &str) -> Option<Value> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Verify an ID token of `issuer` for one of `audiences`, and its `nonce`

@@ -84,16 +84,30 @@ mod tests {
             SessionClaims { email: "Dev@Ex.io".into(), org: "demo".into(), admin: true, name: None, ttl_secs: 60 };
         let now = 1_800_000_000;
         let token = mint_session(&key, DEV_ISSUER, AUDIENCE, &claims, now);
-        let id = verify_session(&token, std::slice::from_ref(&entry), &crate::oidc::StaticKeys, now + 30).unwrap();
+        let id = verify_session(
+            &token,
+            std::slice::from_ref(&entry),
+            &crate::oidc::StaticKeys,
+            &crate::identity::NoCache,
+            now + 30,
+        )
+        .unwrap();
         assert_eq!((id.email.as_str(), id.org.as_str(), id.role), ("dev@ex.io", "demo", OrgRole::Admin));
         assert!(
-            verify_session(&token, std::slice::from_ref(&entry), &crate::oidc::StaticKeys, now + 60 + 120).is_err(),
+            verify_session(
+                &token,
+                std::slice::from_ref(&entry),
+                &crate::oidc::StaticKeys,
+                &crate::identity::NoCache,
+                now + 60 + 120
+            )
+            .is_err(),
             "expires"
         );
         let elsewhere = SessionClaims { org: "acme".into(), ..claims };
         let token = mint_session(&key, DEV_ISSUER, AUDIENCE, &elsewhere, now);
         assert!(
-            verify_session(&token, &[entry], &crate::oidc::StaticKeys, now).is_err(),
+            verify_session(&token, &[entry], &crate::oidc::StaticKeys, &crate::identity::NoCache, now).is_err(),
             "only for the organisations it is bound to"
         );
     }

@@ -114,6 +114,14 @@ pub trait KeySource {
     /// The issuer's key set (`{"keys": [...]}`), current enough for a token
     /// naming `kid`.
     fn keys(&self, issuer: &IssuerConfig, kid: Option<&str>) -> Result<Value, ApiError>;
+
+    /// What names the key set [`KeySource::keys`] would answer with now,
+    /// read without parsing a key: part of the key a verification is
+    /// remembered under ([`crate::identity::VerifiedSessions`]), so that once
+    /// the key set changes (a rotation followed) no earlier verification is
+    /// recalled. `None` when there is nothing to name it by (then every
+    /// token is verified).
+    fn version(&self, issuer: &IssuerConfig) -> Option<String>;
 }
 
 impl<'a> Providers<'a> {
@@ -316,7 +324,22 @@ impl KeySource for Providers<'_> {
             IssuerKeys::Discovered => self.discovered_keys(issuer, kid),
         }
     }
+
+    fn version(&self, issuer: &IssuerConfig) -> Option<String> {
+        match &issuer.keys {
+            // The keys are in the issuer entry, which the remembered key covers.
+            IssuerKeys::Static(_) => Some(STATIC_KEYS_VERSION.to_owned()),
+            // The stored copy, which changes (with its `fetched_at`) on every read.
+            IssuerKeys::Discovered => {
+                let copy = self.kv.get(&keys::provider_jwks(&issuer.issuer)).ok()??;
+                Some(crate::ids::digest_hex(&["key-set", &String::from_utf8_lossy(&copy)]))
+            }
+        }
+    }
 }
+
+/// The version of a key set given in the configuration.
+pub(crate) const STATIC_KEYS_VERSION: &str = "static";
 
 /// Only the keys given in the configuration (no store, no network).
 pub struct StaticKeys;
@@ -327,6 +350,10 @@ impl KeySource for StaticKeys {
             IssuerKeys::Static(jwks) => Ok(jwks.clone()),
             IssuerKeys::Discovered => Err(provider_unavailable(issuer, "its keys are not available here")),
         }
+    }
+
+    fn version(&self, issuer: &IssuerConfig) -> Option<String> {
+        matches!(issuer.keys, IssuerKeys::Static(_)).then(|| STATIC_KEYS_VERSION.to_owned())
     }
 }
 

@@ -78,6 +78,11 @@ pub(crate) fn engine(max_instances: u32) -> anyhow::Result<Engine> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // For profiling with `perf`: names for the guests' compiled functions in
+    // /tmp/perf-<pid>.map (components built without `strip` carry the names).
+    if std::env::var_os("LANYARD_HOST_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(anyhow::Error::from)
 }
 

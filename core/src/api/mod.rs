@@ -97,7 +97,7 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
     }
     let store = Store::new(env.kv, env.clock);
     let providers = Providers::new(env.kv, env.outbound, env.now);
-    let session = identity::authenticate(req, &config.issuers()?, &providers, env.now)?;
+    let session = identity::authenticate(req, &config.issuers()?, &providers, &store, env.now)?;
     identity::check_csrf(req, &session)?;
     let member = store.admit(&session.identity, env.now)?;
     let caller = Caller { session, member };

@@ -215,3 +215,18 @@ pub fn sign_ins_begun(m: u64) -> String {
 pub fn sign_ins_swept() -> String {
     "v1/sign-in/swept".to_owned()
 }
+
+/// A session verified moments ago, by its cache key ([`crate::identity::VerifiedSessions`]).
+pub fn verified_session(key: &str) -> String {
+    format!("v1/session/{key}")
+}
+
+/// Log of the sessions verified in period `p` (their cache keys), for the sweep.
+pub fn sessions_verified(p: u64) -> String {
+    format!("v1/session/period/{p}")
+}
+
+/// The last period whose verified sessions were swept (a JSON number).
+pub fn sessions_swept() -> String {
+    "v1/session/swept".to_owned()
+}

@@ -48,6 +48,9 @@
 //! | `v1/sign-in/{s}/used` | counter: its callback was taken once | `/auth/callback` |
 //! | `v1/sign-in/minute/{m}/seq`, `…/minute/{m}/{n}` | log of the sign-ins begun in minute `m`, for the sweep of abandoned ones | `/auth/login` |
 //! | `v1/sign-in/swept` | JSON number: the last minute swept | `/auth/login` |
+//! | `v1/session/{k}` | a session verified moments ago: the identity and when ([`sessions`]) | any session's first request of a few minutes |
+//! | `v1/session/period/{p}/seq`, `…/period/{p}/{n}` | log of the sessions verified in period `p`, for the sweep | the same |
+//! | `v1/session/swept` | JSON number: the last period swept | the same |
 //!
 //! `{o}` is a digest of the organisation name; `{fp}` a digest of (member,
 //! role, scope, namespace); ids are `c_…`, `g_…`, `m_…` (see [`crate::ids`]).
@@ -59,7 +62,9 @@
 //! claim protocol), and the operations by area: [`clusters`] (registration,
 //! deletion, agent credentials, heartbeats), [`grants`] (grants, epochs,
 //! revoke-all, reports), [`jobs`], [`members`] (directory, pins,
-//! deactivation) and [`rate`] (the token-mint limit).
+//! deactivation), [`rate`] (the token-mint limit), [`sign_in`] and
+//! [`sessions`] (the verified-session cache), the last two expiring entries
+//! (`expiring`).
 //!
 //! # How the grant rules hold without transactions
 //!
@@ -132,12 +137,14 @@ use crate::model::{ClusterName, Email};
 
 pub mod claim;
 pub mod clusters;
+mod expiring;
 pub mod grants;
 pub mod jobs;
 pub mod keys;
 pub mod log;
 pub mod members;
 pub mod rate;
+pub mod sessions;
 pub mod sign_in;
 
 pub use clusters::AGENT_CREDENTIAL_WINDOW;

@@ -10,12 +10,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, from_json, keys, log::Log, to_json};
+use super::expiring::Expiring;
+use super::{Store, StoreError, from_json, keys, to_json};
 
 /// How long a sign-in may take, from `/auth/login` to `/auth/callback`.
 pub const SIGN_IN_SECONDS: u64 = 600;
-/// The most minutes one `begin` sweeps.
-const SWEEP_MINUTES: u64 = 5;
+/// Sign-ins expire: logged by the minute they began, swept five minutes at a time.
+const SIGN_INS: Expiring = Expiring {
+    log: keys::sign_ins_begun,
+    swept: keys::sign_ins_swept,
+    period: 60,
+    life: SIGN_IN_SECONDS,
+    sweep_max: 5,
+    keys_of: |digest| vec![keys::sign_in(digest), keys::sign_in_used(digest)],
+};
 
 /// A sign-in in progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,11 +49,9 @@ impl Store<'_> {
     /// Remember a sign-in under its `state`, and sweep abandoned ones.
     pub fn begin_sign_in(&self, state: &str, pending: &PendingSignIn) -> Result<(), StoreError> {
         let digest = state_digest(state);
-        let minute = pending.began_at / 60;
-        // The log entry first: a sign-in that is stored is always found by the sweep.
-        Log::new(self.kv, keys::sign_ins_begun(minute)).append(digest.as_bytes())?;
+        self.log_expiring(&SIGN_INS, &digest, pending.began_at)?;
         self.kv.set(&keys::sign_in(&digest), &to_json(pending)?)?;
-        self.sweep_sign_ins(pending.began_at);
+        self.sweep_expiring(&SIGN_INS, pending.began_at);
         Ok(())
     }
 
@@ -61,37 +67,6 @@ impl Store<'_> {
         }
         self.kv.delete(&key)?;
         Ok((now.saturating_sub(pending.began_at) <= SIGN_IN_SECONDS).then_some(pending))
-    }
-
-    /// Delete the sign-ins of minutes past the limit, a few minutes per call
-    /// (best effort: what fails is swept by a later call).
-    fn sweep_sign_ins(&self, now: u64) {
-        let last_due = (now.saturating_sub(SIGN_IN_SECONDS) / 60).saturating_sub(1);
-        let swept: Option<u64> = self.get_json(&keys::sign_ins_swept()).ok().flatten();
-        let first = swept.map_or(last_due.saturating_sub(SWEEP_MINUTES), |s| s + 1);
-        let last = last_due.min(first + SWEEP_MINUTES - 1);
-        if first > last {
-            return;
-        }
-        for minute in first..=last {
-            let log = Log::new(self.kv, keys::sign_ins_begun(minute));
-            let Ok(entries) = log.last().and_then(|n| log.range(1, n)) else { return };
-            let mut doomed: Vec<String> = Vec::with_capacity(entries.len() * 3 + 1);
-            for (n, digest) in entries {
-                if let Ok(digest) = String::from_utf8(digest) {
-                    doomed.push(keys::sign_in(&digest));
-                    doomed.push(keys::sign_in_used(&digest));
-                }
-                doomed.push(log.slot(n));
-            }
-            doomed.push(format!("{}/seq", keys::sign_ins_begun(minute)));
-            if self.kv.delete_many(&doomed).is_err() {
-                return;
-            }
-        }
-        if let Ok(bytes) = to_json(&last) {
-            let _ = self.kv.set(&keys::sign_ins_swept(), &bytes);
-        }
     }
 }
 

@@ -158,6 +158,7 @@ mod tests {
                 },
                 via: Via::Bearer,
                 csrf: String::new(),
+                unremembered: None,
             },
             member: Member { id: MemberId::derive(&["m"]), email, name: None, status, role: Some(role) },
         }

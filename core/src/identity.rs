@@ -74,6 +74,10 @@ pub struct Session {
     pub via: Via,
     /// The CSRF value bound to this session.
     pub csrf: String,
+    /// Set when the token was verified now rather than recalled: the key to
+    /// remember it under once the request is admitted (a refused request
+    /// writes nothing), with [`VerifiedSessions::remember`].
+    pub unremembered: Option<String>,
 }
 
 /// The CSRF value of a session token: a digest of the token, so it is bound to
@@ -107,8 +111,8 @@ pub fn authenticate(
             ));
         }
     };
-    let identity = verify_session(token, issuers, keys, verified, now)?;
-    Ok(Session { identity, via, csrf: csrf_token(token) })
+    let (identity, unremembered) = recall_or_verify(token, issuers, keys, verified, now)?;
+    Ok(Session { identity, via, csrf: csrf_token(token), unremembered })
 }
 
 /// Refuse a cookie-authenticated write without the matching CSRF header.
@@ -131,16 +135,29 @@ pub fn verify_session(
     verified: &dyn VerifiedSessions,
     now: u64,
 ) -> Result<Identity, ApiError> {
-    let issuer = issuer_of(token, issuers)?;
-    let key = keys.version(issuer).map(|version| verified_key(token, issuer, &version));
-    if let Some(identity) = key.as_ref().and_then(|k| verified.recall(k, now)).filter(|id| now <= id.expires_at) {
-        return Ok(identity);
-    }
-    let identity = verify_id_token(token, issuer, keys, &issuer.audiences(), None, now)?;
-    if let Some(key) = &key {
+    let (identity, unremembered) = recall_or_verify(token, issuers, keys, verified, now)?;
+    if let Some(key) = &unremembered {
         verified.remember(key, &identity, now);
     }
     Ok(identity)
+}
+
+/// The identity recalled, or verified now together with the key to remember
+/// it under (`None` when recalled, or when the key set has no version).
+fn recall_or_verify(
+    token: &str,
+    issuers: &[IssuerConfig],
+    keys: &dyn KeySource,
+    verified: &dyn VerifiedSessions,
+    now: u64,
+) -> Result<(Identity, Option<String>), ApiError> {
+    let issuer = issuer_of(token, issuers)?;
+    let key = keys.version(issuer).map(|version| verified_key(token, issuer, &version));
+    if let Some(identity) = key.as_ref().and_then(|k| verified.recall(k, now)).filter(|id| now <= id.expires_at) {
+        return Ok((identity, None));
+    }
+    let identity = verify_id_token(token, issuer, keys, &issuer.audiences(), None, now)?;
+    Ok((identity, key))
 }
 
 /// Sessions verified moments ago, so that a token is not verified again on

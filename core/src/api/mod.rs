@@ -26,6 +26,7 @@ use crate::endpoint::{Auth, Endpoint, Env, check_method};
 use crate::error::ApiError;
 use crate::http::{Method, Request, Response};
 use crate::identity;
+use crate::identity::VerifiedSessions as _;
 use crate::ids::ClusterId;
 use crate::model::Email;
 use crate::oidc::Providers;
@@ -102,6 +103,10 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
     let member = store.admit(&session.identity, env.now)?;
     let caller = Caller { session, member };
     authz::admit(&caller.member)?;
+    // Only an admitted request remembers its verification: a refused one writes nothing.
+    if let Some(key) = &caller.session.unremembered {
+        store.remember(key, &caller.session.identity, env.now);
+    }
     let cx = Cx { req, env, config, store, caller };
     match endpoint {
         Endpoint::Capabilities => cx.capabilities(),

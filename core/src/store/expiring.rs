@@ -51,7 +51,7 @@ impl Store<'_> {
                 }
                 doomed.push(log.slot(n));
             }
-            doomed.push(format!("{}/seq", (family.log)(period)));
+            doomed.push(log.counter());
             if self.kv.delete_many(&doomed).is_err() {
                 return;
             }

@@ -21,9 +21,14 @@ impl<'a> Log<'a> {
 
     /// Append an entry; returns its slot.
     pub fn append(&self, entry: &[u8]) -> Result<i64, KvError> {
-        let n = self.kv.increment(&format!("{}/seq", self.prefix), 1)?;
+        let n = self.kv.increment(&self.counter(), 1)?;
         self.kv.set(&self.slot(n), entry)?;
         Ok(n)
+    }
+
+    /// The key of the log's sequence counter.
+    pub fn counter(&self) -> String {
+        format!("{}/seq", self.prefix)
     }
 
     /// The key of slot `n`.
@@ -33,7 +38,7 @@ impl<'a> Log<'a> {
 
     /// The newest slot (0 for an empty log).
     pub fn last(&self) -> Result<i64, KvError> {
-        self.kv.increment(&format!("{}/seq", self.prefix), 0)
+        self.kv.increment(&self.counter(), 0)
     }
 
     /// Entries `from..=to` that exist (a slot whose writer died is skipped).

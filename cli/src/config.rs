@@ -185,7 +185,7 @@ pub struct SessionInfo {
 }
 
 /// Decode a JWT's payload (no verification). `None` if it is not a JWT.
-pub use lanyard_core::identity::unverified_payload as decode_claims;
+pub use lanyard_core::jws::unverified_payload as decode_claims;
 
 impl SessionInfo {
     /// What the token's payload says, with the claim names Lanyard's default

@@ -25,6 +25,7 @@ use crate::config::{IssuerConfig, MAX_ORG_LEN, OrgBinding};
 use crate::error::ApiError;
 use crate::http::{Bearer, Request};
 use crate::ids;
+use crate::jws;
 use crate::model::{Email, OrgRole};
 use crate::oidc::KeySource;
 
@@ -207,21 +208,14 @@ pub fn issuer_of<'a>(token: &str, issuers: &'a [IssuerConfig]) -> Result<&'a Iss
     if token.len() > MAX_TOKEN_BYTES {
         return Err(unauthenticated("the session token is too long"));
     }
-    let payload = unverified_payload(token).ok_or_else(|| unauthenticated("the session token is not a JWT"))?;
+    let payload = jws::check_compact(token, jws::Profile::SessionToken)
+        .map_err(|defect| ApiError::Unauthenticated(format!("the session token {defect}")))?
+        .payload;
     let iss = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
     issuers
         .iter()
         .find(|i| i.issuer == iss)
         .ok_or_else(|| unauthenticated("the session token is not from a trusted issuer"))
-}
-
-/// A JWT's payload, read without verifying anything (`None` if it is not a
-/// JWT): only for choosing which keys to try, or for showing a person what
-/// their own token says.
-pub fn unverified_payload(token: &str) -> Option<Value> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// Verify an ID token of `issuer` for one of `audiences`, and its `nonce`
@@ -238,6 +232,8 @@ pub fn verify_id_token(
     if token.len() > MAX_TOKEN_BYTES {
         return Err(unauthenticated("the session token is too long"));
     }
+    jws::check_compact(token, jws::Profile::SessionToken)
+        .map_err(|defect| ApiError::Unauthenticated(format!("the session token {defect}")))?;
     let meta = Token::decode_metadata(token).map_err(|_| unauthenticated("the session token is not a JWT"))?;
     let alg = meta.algorithm();
     let kid = meta.key_id();
@@ -382,6 +378,10 @@ fn verify_with_jwk(
         },
         _ => return None,
     };
+    let result = result.and_then(|claims| match claims.expires_at {
+        Some(exp) if jws::is_expired(exp.as_secs(), now, CLOCK_SKEW_SECONDS) => Err(JWTError::TokenHasExpired.into()),
+        _ => Ok(claims),
+    });
     Some(result.map_err(|e| match e.downcast_ref::<JWTError>() {
         Some(JWTError::TokenHasExpired) => Refusal::Expired,
         Some(JWTError::TokenNotValidYet) | Some(JWTError::ClockDrift) => Refusal::NotYetValid,
@@ -677,7 +677,7 @@ pub(crate) mod tests {
             (other.token("a@ex.io", "acme", true), ""),
             (iss.token_with("a@ex.io", "acme", false, |c| c.with_audience("other")), "audience"),
             (iss.token_with("a@ex.io", "acme", false, |c| c.with_issuer("https://evil.example")), "issuer"),
-            (format!("{}x", &good[..good.len() - 2]), "signature"),
+            (flip_char(&good, good.len() - 10), "signature"),
         ];
         for (token, want) in cases {
             let req = if token.is_empty() { Request::new(Method::Get, "/") } else { bearer(&token) };
@@ -959,6 +959,57 @@ pub(crate) mod tests {
         assert!(verify(&sign(NOW - 5, None, None), Some("n-1")).unwrap_err().message().contains("nonce"));
     }
 
+    /// Claims that name `email` twice when serialized (serde_json writes
+    /// what it is given): what a careless or hostile signer could emit.
+    struct TwiceNamed;
+
+    impl serde::Serialize for TwiceNamed {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let mut map = s.serialize_map(None)?;
+            map.serialize_entry("email", "a@ex.io")?;
+            map.serialize_entry("email_verified", &true)?;
+            map.serialize_entry("org", "acme")?;
+            map.serialize_entry("org_role", "member")?;
+            map.serialize_entry("email", "boss@ex.io")?;
+            map.end()
+        }
+    }
+
+    #[test]
+    fn a_signed_session_that_names_a_claim_twice_is_refused() {
+        let iss = TestIssuer::new("https://sso.example");
+        let claims = jwt_simple::claims::Claims::with_custom_claims(TwiceNamed, Duration::from_mins(10))
+            .with_issuer(&iss.config.issuer)
+            .with_audience("lanyard")
+            .with_subject("sub-a")
+            .with_nonce("n");
+        let mut claims = claims;
+        claims.issued_at = Some(UnixTimeStamp::from_secs(NOW - 10));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(NOW + 600));
+        claims.invalid_before = None;
+        let token = iss.key.sign(claims).unwrap();
+        let payload = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload.matches("\"email\":").count(), 2, "the signer really wrote it twice: {payload}");
+        let err = verify_session(&token, std::slice::from_ref(&iss.config), &StaticKeys, &NoCache, NOW).unwrap_err();
+        assert_eq!(err.status(), 401);
+        assert!(err.message().contains("names a member twice"), "{}", err.message());
+    }
+
+    #[test]
+    fn a_session_expires_at_the_second_its_exp_and_skew_allow() {
+        let iss = TestIssuer::new("https://sso.example");
+        let cfg = std::slice::from_ref(&iss.config);
+        let token = iss.token("a@ex.io", "acme", false); // exp = NOW + 600
+        let last = NOW + 600 + CLOCK_SKEW_SECONDS - 1;
+        assert!(verify_session(&token, cfg, &StaticKeys, &NoCache, last).is_ok());
+        let err = verify_session(&token, cfg, &StaticKeys, &NoCache, last + 1).unwrap_err();
+        assert!(err.message().contains("expired"), "{}", err.message());
+    }
+
     /// The classic JWT attacks, each against a real signed session of a
     /// trusted issuer: every one is `401`, and none reaches a verified identity.
     #[test]
@@ -1018,6 +1069,16 @@ pub(crate) mod tests {
             ("oversized", format!("{}.{}.{}", parts[0], "A".repeat(MAX_TOKEN_BYTES), parts[2])),
             ("not base64", format!("{}.{}.{}", parts[0], "%%%", parts[2])),
             ("two parts", format!("{}.{}", parts[0], parts[1])),
+            ("padded base64", format!("{}.{}=.{}", parts[0], parts[1], parts[2])),
+            ("non-zero trailing bits in the signature", {
+                let last = parts[2].chars().last().unwrap();
+                let bumped = if last == 'A' { 'B' } else { 'A' };
+                format!("{}.{}.{}{bumped}", parts[0], parts[1], &parts[2][..parts[2].len() - 1])
+            }),
+            (
+                "a crit header",
+                format!("{}.{}.{}", header(json!({"alg": "EdDSA", "kid": "k1", "crit": ["exp"]})), parts[1], parts[2]),
+            ),
         ];
         for (what, token) in attacks {
             let err = verify_session(&token, cfg, &StaticKeys, &NoCache, NOW).expect_err(what);

@@ -11,7 +11,7 @@
 //! * **the wire**: every message of both APIs, defined once ([`wire`]), and
 //!   the error contract ([`error`]);
 //! * **services**: the request shape ([`http`]), configuration ([`config`]),
-//!   sessions ([`identity`]), authorization decided once ([`authz`]), cluster
+//!   sessions ([`identity`]) and the shape of a token ([`jws`]), authorization decided once ([`authz`]), cluster
 //!   tokens ([`token`]), kubeconfigs ([`kubeconfig`]), the store layout over
 //!   the key-value interface ([`store`]), the development issuer ([`dev`]),
 //!   and the access proxy's decisions ([`proxy`]);
@@ -35,6 +35,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod ids;
+pub mod jws;
 pub mod kubeconfig;
 pub mod kv;
 pub mod method;

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::ids::{ClusterId, MemberId};
+use crate::jws;
 
 /// The `iss` of every cluster token.
 pub const ISSUER: &str = "lanyard";
@@ -215,6 +216,10 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
+        let compact = jws::check_compact(token, jws::Profile::ClusterToken).map_err(|_| TokenError::Invalid)?;
+        // Lanyard mints one audience, as a string: a list naming this
+        // cluster among others is not a token it wrote.
+        let Some(Value::String(audience)) = compact.payload.get("aud") else { return Err(TokenError::Invalid) };
         let meta = Token::decode_metadata(token).map_err(|_| TokenError::Invalid)?;
         if meta.algorithm() != "EdDSA" {
             return Err(TokenError::Invalid);
@@ -234,13 +239,13 @@ impl Verifier {
                 _ => TokenError::Invalid,
             }
         })?;
-        let audience_ok =
-            claims.audiences.as_ref().is_some_and(|a| a.contains(&HashSet::from_strings(&[cluster_id.as_str()])));
-        if !audience_ok {
+        if audience != cluster_id.as_str() {
             return Err(TokenError::WrongCluster);
         }
-        if claims.expires_at.is_none() {
-            return Err(TokenError::Invalid);
+        match claims.expires_at {
+            None => return Err(TokenError::Invalid),
+            Some(exp) if jws::is_expired(exp.as_secs(), now, 0) => return Err(TokenError::Expired),
+            Some(_) => {}
         }
         if claims.custom.rev < current_epoch {
             return Err(TokenError::Revoked);
@@ -412,6 +417,49 @@ mod tests {
         }
     }
 
+    /// Lanyard claims with `rev` written twice, the second time larger.
+    struct RevTwice;
+
+    impl serde::Serialize for RevTwice {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap as _;
+            let mut map = s.serialize_map(None)?;
+            map.serialize_entry("rev", &1)?;
+            map.serialize_entry("user", "lanyard:dev@ex.io")?;
+            map.serialize_entry("email", "dev@ex.io")?;
+            map.serialize_entry("rev", &99)?;
+            map.end()
+        }
+    }
+
+    /// Tokens signed by the deployment's own key that it would never have
+    /// minted: each is refused, whatever jwt-simple alone would accept.
+    #[test]
+    fn signed_tokens_of_a_shape_lanyard_never_mints_are_refused() {
+        let (k, _) = keys(1);
+        let verifier = Verifier::from_jwks(&k.jwks());
+        let sign = |f: &dyn Fn(JWTClaims<TokenClaims>) -> JWTClaims<TokenClaims>| {
+            let c = jwt_simple::claims::Claims::with_custom_claims(claims(), Duration::from_secs(900))
+                .with_issuer(ISSUER)
+                .with_subject(member().as_str())
+                .with_audience(cluster().as_str());
+            k.keys[0].sign(f(c)).unwrap()
+        };
+        let two_audiences = sign(&|c| {
+            c.with_audiences(HashSet::from_strings(&[cluster().as_str(), ClusterId::derive(&["c_2"]).as_str()]))
+        });
+        assert_eq!(verifier.verify(&two_audiences, &cluster(), 2, NOW), Err(TokenError::Invalid), "two audiences");
+        let dup = jwt_simple::claims::Claims::with_custom_claims(RevTwice, Duration::from_secs(900))
+            .with_issuer(ISSUER)
+            .with_subject(member().as_str())
+            .with_audience(cluster().as_str());
+        let dup = k.keys[0].sign(dup).unwrap();
+        assert_eq!(verifier.verify(&dup, &cluster(), 50, NOW), Err(TokenError::Invalid), "rev named twice");
+        let (token, exp) = k.mint(&member(), &cluster(), claims(), 900, NOW).unwrap();
+        assert!(verifier.verify(&token, &cluster(), 2, exp - 1).is_ok());
+        assert_eq!(verifier.verify(&token, &cluster(), 2, exp), Err(TokenError::Expired), "at exp, not after it");
+    }
+
     /// The classic JWT attacks on a cluster token, as the access proxy's
     /// verifier sees them: each one is `Invalid`, none reaches a member.
     #[test]
@@ -454,6 +502,16 @@ mod tests {
             ("an unknown kid", format!("{}.{}.{}", header(json!({"alg": "EdDSA", "kid": "nope"})), parts[1], parts[2])),
             ("oversized", format!("{}.{}.{}", parts[0], "A".repeat(MAX_TOKEN_BYTES), parts[2])),
             ("not base64", format!("{}.%%%.{}", parts[0], parts[2])),
+            ("padded base64", format!("{}.{}=.{}", parts[0], parts[1], parts[2])),
+            (
+                "an x5t header Lanyard never writes",
+                format!(
+                    "{}.{}.{}",
+                    header(json!({"alg": "EdDSA", "typ": "JWT", "kid": kid, "x5t": "a"})),
+                    parts[1],
+                    parts[2]
+                ),
+            ),
         ];
         for (what, attack) in attacks {
             assert_eq!(verify(&attack, &jwks, &cluster(), 2, NOW), Err(TokenError::Invalid), "{what}");

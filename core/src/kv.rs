@@ -90,6 +90,14 @@ impl MemoryKv {
     }
 }
 
+impl Clone for MemoryKv {
+    /// An independent copy of the store's contents: a fuzz target or a
+    /// property test forks one seeded store per case.
+    fn clone(&self) -> Self {
+        MemoryKv { map: Mutex::new(self.lock().clone()) }
+    }
+}
+
 impl KeyValue for MemoryKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         Ok(match self.lock().get(key) {

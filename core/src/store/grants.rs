@@ -59,6 +59,15 @@ impl Store<'_> {
             // Slot first: a crash after it leaves a slot without a record, which readers skip.
             self.log(keys::epoch_grants(c, epoch)).append(id.as_str().as_bytes())?;
             self.kv.set(&record_key, &to_json(&record)?)?;
+            // Slow past the patience, this writer's claim may have been
+            // completed by a rival, whose grant was then deleted: the
+            // generation moved on, and the record just written must not
+            // bring that grant back (the deleter clears it too, once more,
+            // after advancing the generation: whichever runs last removes it).
+            if self.kv.increment(&gen_key, 0)? != generation {
+                self.kv.delete(&record_key)?;
+            }
+            // A wake-up for the agent either way: reconcile is level-triggered.
             self.enqueue(c, &Job::GrantCreated { grant_id: id, epoch, at: now })?;
             return Ok(record);
         }
@@ -108,10 +117,15 @@ impl Store<'_> {
     ) -> Result<GrantRecord, StoreError> {
         let c = cluster_id;
         let grant = self.grant(c, grant_id)?.ok_or(StoreError::NotFound("grant"))?;
-        self.kv.delete_many(&[keys::grant_observed(c, grant_id), keys::grant(c, grant_id)])?;
+        let doomed = [keys::grant_observed(c, grant_id), keys::grant(c, grant_id)];
+        self.kv.delete_many(&doomed)?;
         let (epoch, fp, generation) = (grant.epoch, &grant.fingerprint, grant.generation);
         if self.kv.increment(&keys::grant_released(c, epoch, fp, generation), 1)? == 1 {
             self.kv.increment(&keys::grant_gen(c, epoch, fp), 1)?;
+            // Again, now that the generation moved on: a slow creator of this
+            // generation that wrote the record after the first delete either
+            // sees the new generation and removes it, or wrote before this.
+            self.kv.delete_many(&doomed)?;
         }
         self.enqueue(c, &Job::GrantDeleted { grant_id: grant.id.clone(), epoch, at: now })?;
         Ok(grant)

@@ -80,6 +80,11 @@
 //!   but no record waits briefly (an in-flight create or delete finishes in
 //!   milliseconds) and, if nothing changes, completes the abandoned create
 //!   itself: every writer computes the same id, so at most one grant results.
+//!   A claim owner slowed past that patience may still write the record after
+//!   the rival's grant was deleted; so a creator reads the generation again
+//!   after writing (moved on: it removes its record), and a deleter removes the
+//!   record once more after advancing it; whichever runs last removes it
+//!   (`tests/store_interleavings.rs` runs every such schedule).
 //! * Order of writes: log slot, then record. A crash leaves at worst a slot
 //!   whose record is missing, which readers skip.
 //! * Status lives in its own key, written only by the agent, so a late report

@@ -51,6 +51,6 @@ pub mod store;
 pub mod token;
 pub mod wire;
 
-pub use api::{Admission, admit, handle, serve};
+pub use api::{Admission, Handler, admit, handle, handler, serve};
 pub use endpoint::{Endpoint, Env};
 pub use error::ApiError;

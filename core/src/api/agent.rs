@@ -63,25 +63,12 @@ pub(super) fn authenticate(endpoint: Endpoint, head: &Request, env: &Env) -> Res
     if store.check_agent_credential(&cluster, credential, env.now)? { Ok(cluster) } else { Err(refused()) }
 }
 
-/// Serve an authenticated agent request for `cluster`.
-pub(super) fn serve(
-    endpoint: Endpoint,
-    req: &Request,
-    env: &Env,
-    cluster: &ClusterRecord,
-) -> Result<Response, ApiError> {
-    let store = Store::new(env.kv, env.clock);
-    match endpoint {
-        Endpoint::AgentHeartbeat => heartbeat(req, env, &store, cluster),
-        Endpoint::AgentJobs if req.path.ends_with("/ack") => ack(req, &store, cluster),
-        Endpoint::AgentJobs => lease(&store, cluster),
-        Endpoint::AgentReports => reports(req, env, &store, cluster),
-        Endpoint::AgentState => state(&store, cluster),
-        _ => Err(ApiError::NotFound("no endpoint at this path".into())),
-    }
+/// `jobs`: lease (`…/lease`) or acknowledge (`…/ack`).
+pub(super) fn jobs(req: &Request, _: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
+    if req.path.ends_with("/ack") { ack(req, store, c) } else { lease(store, c) }
 }
 
-fn heartbeat(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
+pub(super) fn heartbeat(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
     let body: wire::Heartbeat = req.json_or_default()?;
     let version = body.version.map(|v| v.chars().take(64).collect());
     if let Some(pem) = &body.proxy_ca_pem
@@ -118,7 +105,7 @@ fn ack(req: &Request, store: &Store, c: &ClusterRecord) -> Result<Response, ApiE
     Ok(Response::json(200, &wire::AckReply { acked }))
 }
 
-fn reports(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
+pub(super) fn reports(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
     let body: wire::Reports = req.json()?;
     let results: Vec<(GrantId, Observed)> = body
         .results
@@ -141,7 +128,7 @@ fn reports(req: &Request, env: &Env, store: &Store, c: &ClusterRecord) -> Result
 /// The access state the agent enforces: live grants of members who are not
 /// deactivated (a deactivation ends access here at once, even before its
 /// grants are deleted).
-fn state(store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
+pub(super) fn state(_: &Request, _: &Env, store: &Store, c: &ClusterRecord) -> Result<Response, ApiError> {
     let epoch = store.epoch(&c.id)?;
     let grants = store.grants_at(&c.id, epoch)?;
     let members: BTreeSet<&MemberId> = grants.iter().map(|g| &g.grant.terms.member_id).collect();

@@ -22,7 +22,7 @@
 
 use crate::authz::{self, Action, Caller};
 use crate::config::Config;
-use crate::endpoint::{Auth, Endpoint, Env, check_method};
+use crate::endpoint::{Endpoint, Env, check_method};
 use crate::error::ApiError;
 use crate::http::{Method, Request, Response};
 use crate::identity;
@@ -41,13 +41,99 @@ pub mod sign_in;
 pub mod tokens;
 pub mod views;
 
+/// An endpoint and the one function that serves it. [`handler`] is a
+/// `const fn`: a component names its handler in a constant
+/// (`const { lanyard_core::handler(Endpoint::Grants) }`), so the component
+/// references only that endpoint's function and link-time optimisation
+/// leaves every other endpoint's code out of its `.wasm`. [`admit`],
+/// [`handle`] and [`serve`] choose at run time (the tests, the fuzz targets).
+#[derive(Debug, Clone, Copy)]
+pub struct Handler {
+    endpoint: Endpoint,
+    /// What the request head decides: the agent's cluster, or nothing yet.
+    head: fn(Endpoint, &Request, &Env) -> Result<Option<ClusterRecord>, ApiError>,
+    /// The pipeline of the endpoint's kind, which then runs `work`: a
+    /// pointer too, so an agent component does not link the session
+    /// pipeline, nor a session component the agent's.
+    pipeline: Pipeline,
+    work: Work,
+}
+
+/// A kind's pipeline: the gateway switch, the method, authentication.
+type Pipeline = fn(Endpoint, Work, Option<ClusterRecord>, &Request, &Env) -> Result<Response, ApiError>;
+
+/// What serves an endpoint, after the pipeline its kind shares.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// A session endpoint: runs once the caller is authenticated and admitted.
+    Session(fn(&Cx<'_>) -> Result<Response, ApiError>),
+    /// The JWKS and the sign-in flow: before any session.
+    Public(fn(Endpoint, &Request, &Env, &Config) -> Result<Response, ApiError>),
+    /// An agent endpoint, for the cluster whose credential the head carries.
+    Agent(fn(&Request, &Env, &Store, &ClusterRecord) -> Result<Response, ApiError>),
+    /// No endpoint here (the not-found route; the portal is served elsewhere).
+    NotFound,
+}
+
+impl Handler {
+    /// The endpoint it serves.
+    pub const fn endpoint(self) -> Endpoint {
+        self.endpoint
+    }
+}
+
+/// A session endpoint's work: `Cx`'s method, as a function of any context
+/// (the method alone is tied to one context lifetime).
+macro_rules! session {
+    ($method:ident) => {{
+        fn work(cx: &Cx<'_>) -> Result<Response, ApiError> {
+            cx.$method()
+        }
+        Work::Session(work)
+    }};
+}
+
+/// The handler of `endpoint` (see [`Handler`]).
+pub const fn handler(endpoint: Endpoint) -> Handler {
+    let work: Work = match endpoint {
+        Endpoint::Capabilities => session!(capabilities),
+        Endpoint::Members => session!(eligible_members),
+        Endpoint::Grants => session!(grants),
+        Endpoint::Grant => session!(delete_grant),
+        Endpoint::RevokeAll => session!(revoke_all),
+        Endpoint::Clusters => session!(clusters),
+        Endpoint::Cluster => session!(delete_cluster),
+        Endpoint::AgentCredential => session!(rotate_agent_credential),
+        Endpoint::Directory => session!(members),
+        Endpoint::Me => session!(me),
+        Endpoint::K8sToken => session!(k8s_token),
+        Endpoint::Kubeconfig => session!(kubeconfig),
+        Endpoint::Jwks => Work::Public(jwks),
+        Endpoint::LoginConfig | Endpoint::AuthLogin | Endpoint::AuthCallback | Endpoint::AuthLogout => {
+            Work::Public(sign_in::serve)
+        }
+        Endpoint::AgentHeartbeat => Work::Agent(agent::heartbeat),
+        Endpoint::AgentJobs => Work::Agent(agent::jobs),
+        Endpoint::AgentReports => Work::Agent(agent::reports),
+        Endpoint::AgentState => Work::Agent(agent::state),
+        Endpoint::Portal | Endpoint::NotFound => Work::NotFound,
+    };
+    let (head, pipeline): (fn(Endpoint, &Request, &Env) -> _, Pipeline) = match work {
+        Work::Session(_) => (no_head_decision, session_pipeline),
+        Work::Public(_) => (no_head_decision, public_pipeline),
+        Work::Agent(_) => (agent_head, agent_pipeline),
+        Work::NotFound => (no_head_decision, not_found),
+    };
+    Handler { endpoint, head, pipeline, work }
+}
+
 /// What the request head decided, before its body is read: which endpoint,
 /// and for the agent API the cluster whose credential the request carries.
 /// Only [`admit`] makes one, so [`handle`] never runs on an agent request
 /// whose credential was not checked, and checks it only once.
 #[derive(Debug)]
 pub struct Admission {
-    endpoint: Endpoint,
+    handler: Handler,
     agent_cluster: Option<ClusterRecord>,
 }
 
@@ -55,47 +141,88 @@ pub struct Admission {
 /// before its body is read. The glue calls this first and reads the body only
 /// when it admits the request: an agent request with a wrong credential reads
 /// no body at all.
-pub fn admit(endpoint: Endpoint, head: &Request, env: &Env) -> Result<Admission, Response> {
-    let agent_cluster = match endpoint.spec().auth {
-        Auth::Agent => Some(agent::authenticate(endpoint, head, env).map_err(|e| Response::error(&e))?),
-        Auth::Session | Auth::Public => None,
-    };
-    Ok(Admission { endpoint, agent_cluster })
+pub fn admit(handler: Handler, head: &Request, env: &Env) -> Result<Admission, Response> {
+    let agent_cluster = (handler.head)(handler.endpoint, head, env).map_err(|e| Response::error(&e))?;
+    Ok(Admission { handler, agent_cluster })
 }
 
 /// Serve an admitted request (its body now read).
 pub fn handle(admission: Admission, req: &Request, env: &Env) -> Response {
-    let result = match admission.agent_cluster {
-        Some(cluster) => agent::serve(admission.endpoint, req, env, &cluster),
-        None => serve_session(admission.endpoint, req, env),
-    };
-    result.unwrap_or_else(|err| Response::error(&err))
+    let Handler { endpoint, pipeline, work, .. } = admission.handler;
+    pipeline(endpoint, work, admission.agent_cluster, req, env).unwrap_or_else(|err| Response::error(&err))
+}
+
+fn no_head_decision(_: Endpoint, _: &Request, _: &Env) -> Result<Option<ClusterRecord>, ApiError> {
+    Ok(None)
+}
+
+fn agent_head(endpoint: Endpoint, head: &Request, env: &Env) -> Result<Option<ClusterRecord>, ApiError> {
+    agent::authenticate(endpoint, head, env).map(Some)
+}
+
+fn not_found(_: Endpoint, _: Work, _: Option<ClusterRecord>, _: &Request, _: &Env) -> Result<Response, ApiError> {
+    Err(ApiError::NotFound("no endpoint at this path".into()))
+}
+
+/// An agent endpoint, for the cluster [`agent_head`] authenticated.
+fn agent_pipeline(
+    endpoint: Endpoint,
+    work: Work,
+    cluster: Option<ClusterRecord>,
+    req: &Request,
+    env: &Env,
+) -> Result<Response, ApiError> {
+    match (work, cluster) {
+        (Work::Agent(work), Some(cluster)) => work(req, env, &Store::new(env.kv, env.clock), &cluster),
+        _ => not_found(endpoint, work, None, req, env),
+    }
+}
+
+/// The gateway switch and the method, which every non-agent endpoint checks first.
+fn gate(endpoint: Endpoint, req: &Request, config: &Config) -> Result<(), ApiError> {
+    if endpoint.spec().gated && !config.gateway_enabled()? {
+        return Err(ApiError::AccessUnavailable);
+    }
+    check_method(endpoint, req)
+}
+
+/// The JWKS and the sign-in flow: no session.
+fn public_pipeline(
+    endpoint: Endpoint,
+    work: Work,
+    _: Option<ClusterRecord>,
+    req: &Request,
+    env: &Env,
+) -> Result<Response, ApiError> {
+    let Work::Public(work) = work else { return not_found(endpoint, work, None, req, env) };
+    let config = Config::new(env.vars);
+    gate(endpoint, req, &config)?;
+    work(endpoint, req, env, &config)
 }
 
 /// [`admit`] and [`handle`] in one, for a request whose body is already read.
 pub fn serve(endpoint: Endpoint, req: &Request, env: &Env) -> Response {
-    match admit(endpoint, req, env) {
+    match admit(handler(endpoint), req, env) {
         Ok(admission) => handle(admission, req, env),
         Err(refusal) => refusal,
     }
 }
 
-fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Response, ApiError> {
-    if endpoint == Endpoint::NotFound {
-        return Err(ApiError::NotFound("no endpoint at this path".into()));
-    }
+fn jwks(_: Endpoint, _: &Request, _: &Env, config: &Config) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &config.token_jwks()?))
+}
+
+/// A session endpoint: the session verified, the caller admitted, then `work`.
+fn session_pipeline(
+    endpoint: Endpoint,
+    work: Work,
+    _: Option<ClusterRecord>,
+    req: &Request,
+    env: &Env,
+) -> Result<Response, ApiError> {
+    let Work::Session(work) = work else { return not_found(endpoint, work, None, req, env) };
     let config = Config::new(env.vars);
-    if endpoint.spec().gated && !config.gateway_enabled()? {
-        return Err(ApiError::AccessUnavailable);
-    }
-    check_method(endpoint, req)?;
-    match endpoint {
-        Endpoint::Jwks => return Ok(Response::json(200, &config.token_jwks()?)),
-        Endpoint::LoginConfig | Endpoint::AuthLogin | Endpoint::AuthCallback | Endpoint::AuthLogout => {
-            return sign_in::serve(endpoint, req, env, &config);
-        }
-        _ => {}
-    }
+    gate(endpoint, req, &config)?;
     let store = Store::new(env.kv, env.clock);
     let providers = Providers::new(env.kv, env.outbound, env.now);
     let session = identity::authenticate(req, &config.issuers()?, &providers, &store, env.now)?;
@@ -107,36 +234,7 @@ fn serve_session(endpoint: Endpoint, req: &Request, env: &Env) -> Result<Respons
     if let Some(key) = &caller.session.unremembered {
         store.remember(key, &caller.session.identity, env.now);
     }
-    let cx = Cx { req, env, config, store, caller };
-    match endpoint {
-        Endpoint::Capabilities => cx.capabilities(),
-        Endpoint::Members => cx.eligible_members(),
-        Endpoint::Grants if req.method == Method::Post => cx.create_grant(),
-        Endpoint::Grants => cx.list_grants(),
-        Endpoint::Grant => cx.delete_grant(),
-        Endpoint::RevokeAll => cx.revoke_all(),
-        Endpoint::Clusters if req.method == Method::Post => cx.register_cluster(),
-        Endpoint::Clusters => cx.list_clusters(),
-        Endpoint::Cluster => cx.delete_cluster(),
-        Endpoint::AgentCredential => cx.rotate_agent_credential(),
-        Endpoint::Directory if req.param("member_id").is_some() => cx.patch_member(),
-        Endpoint::Directory if req.method == Method::Post => cx.invite(),
-        Endpoint::Directory => cx.directory(),
-        Endpoint::Me => cx.me(),
-        Endpoint::K8sToken => cx.k8s_token(),
-        Endpoint::Kubeconfig => cx.kubeconfig(),
-        Endpoint::Jwks
-        | Endpoint::Portal
-        | Endpoint::LoginConfig
-        | Endpoint::AuthLogin
-        | Endpoint::AuthCallback
-        | Endpoint::AuthLogout
-        | Endpoint::NotFound
-        | Endpoint::AgentHeartbeat
-        | Endpoint::AgentJobs
-        | Endpoint::AgentReports
-        | Endpoint::AgentState => Err(ApiError::NotFound("no endpoint at this path".into())),
-    }
+    work(&Cx { req, env, config, store, caller })
 }
 
 /// One request's context, after authentication: what every handler uses.
@@ -158,6 +256,27 @@ fn email_field(value: Option<&str>, missing: &'static str) -> Result<Email, ApiE
 }
 
 impl Cx<'_> {
+    /// `grants`: list (`GET`) or create (`POST`).
+    fn grants(&self) -> Result<Response, ApiError> {
+        if self.req.method == Method::Post { self.create_grant() } else { self.list_grants() }
+    }
+
+    /// `clusters`: list (`GET`) or register (`POST`).
+    fn clusters(&self) -> Result<Response, ApiError> {
+        if self.req.method == Method::Post { self.register_cluster() } else { self.list_clusters() }
+    }
+
+    /// `directory`: list (`GET`), invite (`POST`) or change one member (`PATCH …/:member_id`).
+    fn members(&self) -> Result<Response, ApiError> {
+        if self.req.param("member_id").is_some() {
+            self.patch_member()
+        } else if self.req.method == Method::Post {
+            self.invite()
+        } else {
+            self.directory()
+        }
+    }
+
     /// The path's cluster, if the caller may see it (`404` otherwise).
     fn cluster(&self) -> Result<ClusterRecord, ApiError> {
         let found = match self.req.param("cluster_id").and_then(ClusterId::parse) {

@@ -1,11 +1,11 @@
 //! `agent-heartbeat` component: The agent's heartbeat (agent credential).
 //! Glue only; the endpoint lives in `lanyard_core::agent_api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::AgentHeartbeat, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::AgentHeartbeat) }, req, out).await
 }

@@ -1,11 +1,11 @@
 //! `auth-logout` component: Browser sign-out.
 //! Glue only; the endpoint lives in `lanyard_core::api::sign_in`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::AuthLogout, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::AuthLogout) }, req, out).await
 }

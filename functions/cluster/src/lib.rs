@@ -1,11 +1,11 @@
 //! `cluster` component: Delete a cluster; its grants, jobs, tokens and agent credential end with it (admins).
 //! Glue only; the endpoint lives in `lanyard_core::api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::Cluster, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::Cluster) }, req, out).await
 }

@@ -1,11 +1,11 @@
 //! `directory` component: The organisation's member directory: list, invite, deactivate (admins).
 //! Glue only; the endpoint lives in `lanyard_core::api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::Directory, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::Directory) }, req, out).await
 }

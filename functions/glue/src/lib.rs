@@ -4,7 +4,7 @@
 //! ```text
 //! #[spin_sdk::http_component]
 //! async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-//!     lanyard_glue::serve(Endpoint::Grants, req, out).await
+//!     lanyard_glue::serve(const { handler(Endpoint::Grants) }, req, out).await
 //! }
 //! ```
 //!
@@ -25,7 +25,7 @@ use lanyard_core::random::SystemRandom;
 use lanyard_core::{ApiError, Env};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 
-pub use lanyard_core::Endpoint;
+pub use lanyard_core::{Endpoint, Handler, handler};
 
 pub mod outbound;
 pub mod spin_headers;
@@ -43,8 +43,10 @@ use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
 /// The key-value store every component uses (`key_value_stores = ["default"]`).
 pub const STORE_LABEL: &str = "default";
 
-/// Serve one request for `endpoint`.
-pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutparam) {
+/// Serve one request with `handler`: a constant in the component, so that
+/// the component links only its own endpoint ([`Handler`]).
+pub async fn serve(handler: Handler, req: IncomingRequest, out: ResponseOutparam) {
+    let endpoint = handler.endpoint();
     let response = match SpinKv::open() {
         Ok(kv) => {
             let env = Env {
@@ -57,7 +59,7 @@ pub async fn serve(endpoint: Endpoint, req: IncomingRequest, out: ResponseOutpar
             };
             let head = read_head(&req);
             // What the head decides (an agent's credential) is decided before any body is read.
-            match lanyard_core::admit(endpoint, &head, &env) {
+            match lanyard_core::admit(handler, &head, &env) {
                 Err(refusal) => refusal,
                 Ok(admission) => match read_body(req, &head, endpoint.body_limit()).await {
                     Ok(body) => lanyard_core::handle(admission, &Request { body, ..head }, &env),

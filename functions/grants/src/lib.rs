@@ -1,11 +1,11 @@
 //! `grants` component: List a cluster's grants and create one (admins).
 //! Glue only; the endpoint lives in `lanyard_core::api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::Grants, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::Grants) }, req, out).await
 }

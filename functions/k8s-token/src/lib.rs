@@ -1,11 +1,11 @@
 //! `k8s-token` component: Mint a short-lived cluster token as an ExecCredential (members with a grant).
 //! Glue only; the endpoint lives in `lanyard_core::api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::K8sToken, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::K8sToken) }, req, out).await
 }

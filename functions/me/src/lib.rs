@@ -1,11 +1,11 @@
 //! `me` component: Who the caller is, as the control plane sees it.
 //! Glue only; the endpoint lives in `lanyard_core::api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::Me, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::Me) }, req, out).await
 }

@@ -1,11 +1,11 @@
 //! `members` component: Organisation members eligible for a grant (admins).
 //! Glue only; the endpoint lives in `lanyard_core::api`.
 
-use lanyard_glue::Endpoint;
+use lanyard_glue::{Endpoint, handler};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    lanyard_glue::serve(Endpoint::Members, req, out).await
+    lanyard_glue::serve(const { handler(Endpoint::Members) }, req, out).await
 }

@@ -5,6 +5,7 @@
 #   target/        cargo's target directory (./target in the clone links here)
 #   kube/<ver>/    Kubernetes binaries built from source (later issues)
 #   dex/<hash>/    Dex, the tests' OpenID Connect provider (scripts/dex)
+#   schemathesis/<hash>/  schemathesis, the OpenAPI fuzzer (scripts/schemathesis-deps)
 set -euo pipefail
 
 LANYARD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -201,6 +201,11 @@ impl Request {
                 "send the body as JSON with Content-Type: application/json".into(),
             ));
         }
+        // Every request body is a JSON object; serde's derive would also read a
+        // struct from an array of its fields in order (`["a@x.io", "view", "cluster"]`).
+        if bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) != Some(&b'{') {
+            return Err(ApiError::malformed("request body must be a JSON object"));
+        }
         serde_json::from_slice(bytes).map_err(|e| {
             // serde's message names the offending field or position, never a value we hold.
             ApiError::malformed(format!("request body is not valid JSON for this endpoint: {e}"))
@@ -314,6 +319,16 @@ mod tests {
         assert_eq!(post("application/json", r#"{"a":1,"b":2}"#).json::<Thing>().unwrap_err().status(), 400);
         let big = format!(r#"{{"a":1,"pad":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
         assert_eq!(post("application/json", &big).json::<Thing>().unwrap_err().status(), 413);
+        assert!(post("application/json", " \r\n\t{\"a\":1}").json::<Thing>().is_ok(), "JSON whitespace first");
+    }
+
+    #[test]
+    fn a_json_body_is_an_object_never_an_array_of_the_fields() {
+        // serde's derive reads a struct from an array too: `[1]` was a Thing.
+        for body in ["[1]", " [1]", "1", "\"a\"", "null", "", "\u{feff}{\"a\":1}"] {
+            let e = post("application/json", body).json::<Thing>().unwrap_err();
+            assert_eq!(e.code().as_str(), "malformed_request", "{body:?}");
+        }
     }
 
     #[test]

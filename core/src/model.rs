@@ -248,14 +248,19 @@ impl Email {
     /// The longest email address.
     pub const MAX_LEN: usize = 254;
 
-    /// `s` as an email address (trimmed, lower case), if it is one.
+    /// `s` as an email address (trimmed, lower case), if it is one. Only
+    /// ASCII whitespace is trimmed (a non-ASCII space around an address is
+    /// refused like one inside it), and the limit counts `s` as given.
     pub fn parse(s: &str) -> Option<Email> {
-        let s = s.trim();
+        if s.len() > Self::MAX_LEN {
+            return None;
+        }
+        let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
         if !s.is_ascii() {
             return None;
         }
         let s = s.to_ascii_lowercase();
-        if s.is_empty() || s.len() > Self::MAX_LEN {
+        if s.is_empty() {
             return None;
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -544,6 +549,19 @@ mod tests {
         }
         assert!(Email::parse("a@x.io\n").is_some(), "surrounding whitespace is trimmed");
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(260))).is_none());
+    }
+
+    #[test]
+    fn emails_are_trimmed_of_ascii_whitespace_only_and_measured_as_given() {
+        assert_eq!(Email::parse("\t a@x.io\r\n\x0c").unwrap().as_str(), "a@x.io");
+        // str::trim took these away, so "\u{3000}a@x.io" was stored as a@x.io.
+        for space in ["\u{3000}", "\u{a0}", "\u{2003}", "\u{85}", "\u{feff}", "\u{b}"] {
+            assert_eq!(Email::parse(&format!("{space}a@x.io")), None, "{space:?} before");
+            assert_eq!(Email::parse(&format!("a@x.io{space}")), None, "{space:?} after");
+        }
+        let longest = format!("{}@x.io", "a".repeat(Email::MAX_LEN - 5));
+        assert!(Email::parse(&longest).is_some());
+        assert!(Email::parse(&format!(" {longest}")).is_none(), "the limit counts the address as sent");
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl ClusterRecord {
 
 /// Whether `pem` holds PEM-encoded certificates (a cheap shape check; TLS checks the rest).
 pub fn is_pem_certificates(pem: &str) -> bool {
-    pem.contains("-----BEGIN CERTIFICATE-----") && pem.contains("-----END CERTIFICATE-----")
+    pem.is_ascii() && pem.contains("-----BEGIN CERTIFICATE-----") && pem.contains("-----END CERTIFICATE-----")
 }
 
 /// The tombstone of a deleted cluster.
@@ -225,4 +225,18 @@ pub struct Revocation {
     pub revoked: usize,
     /// The cluster's new revocation epoch.
     pub epoch: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pem_certificates;
+
+    #[test]
+    fn pem_certificates_are_ascii_with_both_lines() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert!(is_pem_certificates(pem));
+        assert!(!is_pem_certificates("-----BEGIN CERTIFICATE-----\nMIIB\n"));
+        // RFC 7468 text is ASCII; the 16 KiB limit is then the same in bytes and characters.
+        assert!(!is_pem_certificates(&format!("{pem}caf\u{e9}")));
+    }
 }

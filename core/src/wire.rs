@@ -449,9 +449,11 @@ pub struct Reports {
     pub results: Vec<Report>,
 }
 
-/// A grant's reconcile result.
+/// A grant's reconcile result. Read from a JSON object only: serde's derive
+/// would also read a struct from an array of its fields in order
+/// (`["g_…", "applied"]`), which the agent API does not take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct Report {
     /// The grant.
     pub grant_id: GrantId,
@@ -460,6 +462,24 @@ pub struct Report {
     /// Why it failed (the first 2048 characters are kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The fields of a [`Report`], as its JSON object names them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportFields {
+    grant_id: GrantId,
+    state: ReportState,
+    error: Option<String>,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for Report {
+    type Error = serde_json::Error;
+
+    fn try_from(object: serde_json::Map<String, serde_json::Value>) -> Result<Report, serde_json::Error> {
+        let ReportFields { grant_id, state, error } = serde_json::from_value(serde_json::Value::Object(object))?;
+        Ok(Report { grant_id, state, error })
+    }
 }
 
 /// The outcome a [`Report`] states.
@@ -496,6 +516,32 @@ pub struct AccessState {
 mod tests {
     use super::*;
     use crate::model::{Namespace, Role, Scope};
+
+    #[test]
+    fn a_report_is_read_from_an_object_only() {
+        let id = GrantId::derive(&["g"]);
+        let ok: Reports =
+            serde_json::from_value(serde_json::json!({"results": [{"grant_id": id, "state": "applied"}]}))
+                .expect("an object");
+        assert_eq!(ok.results[0].grant_id, id);
+        assert_eq!(ok.results[0].error, None);
+        let failed: Reports = serde_json::from_value(
+            serde_json::json!({"results": [{"grant_id": id, "state": "failed", "error": null}]}),
+        )
+        .unwrap();
+        assert_eq!(failed.results[0].state, ReportState::Failed);
+        for bad in [
+            serde_json::json!({"results": [[id, "applied"]]}),
+            serde_json::json!({"results": [[id, "applied", "x"]]}),
+            serde_json::json!({"results": [{"grant_id": id, "state": "applied", "extra": 1}]}),
+            serde_json::json!({"results": [{"state": "applied"}]}),
+        ] {
+            assert!(serde_json::from_value::<Reports>(bad.clone()).is_err(), "{bad}");
+        }
+        // The agent still writes what it reads.
+        let back: Reports = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+    }
 
     #[test]
     fn a_grant_keeps_its_scope_in_two_fields() {

@@ -23,8 +23,10 @@ pub const MAX_PREVIOUS_CREDENTIAL_VALID_SECS: u64 = 24 * 60 * 60;
 /// address (`localhost`, `127.0.0.0/8`, `[::1]`) for local development.
 fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     let bad = |m: &str| Err(ApiError::validation("proxy_url", m.to_owned()));
-    if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return bad("proxy_url must be a URL without spaces, at most 2048 characters");
+    // Printable ASCII: a URL percent-encodes anything else, and the limit is
+    // then the same in bytes and characters.
+    if url.len() > 2048 || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return bad("proxy_url must be a URL of printable ASCII without spaces, at most 2048 characters");
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         return bad("proxy_url must be an https:// URL");
@@ -52,8 +54,13 @@ fn validate_proxy_url(url: &str) -> Result<(), ApiError> {
     if !host_ok {
         return bad("proxy_url has no valid host");
     }
+    // Digits only, as URL parsers read a port (u16's parser also takes `+443`
+    // and `0443`, which kubectl refuses).
     if let Some(port) = port
-        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+        && (port.is_empty()
+            || port.starts_with('0')
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err())
     {
         return bad("proxy_url has an invalid port");
     }
@@ -165,6 +172,8 @@ mod tests {
             "http://127.3.4.5",
             "http://localhost:8443",
             "http://[::1]:8443",
+            "https://proxy.example:65535/caf%C3%A9",
+            "https://proxy.example:1",
         ] {
             assert!(validate_proxy_url(ok).is_ok(), "{ok}");
         }
@@ -185,6 +194,12 @@ mod tests {
             "ftp://proxy.example",
             "proxy.example",
             "https://proxy.example/ x",
+            "https://proxy.example:+443",
+            "https://proxy.example:0443",
+            "https://[::1]:+1",
+            "http://[::1]:",
+            "https://proxy.example/caf\u{e9}",
+            "https://proxy.example/\u{a0}",
         ] {
             assert!(validate_proxy_url(bad).is_err(), "{bad}");
         }

@@ -52,6 +52,13 @@ fn registration_validates_every_field() {
         (with("proxy_url", json!("https://user:pw@p.example")), "proxy_url"),
         (with("proxy_url", json!("https://p.example/ x")), "proxy_url"),
         (with("ca_pem", json!("not a certificate")), "ca_pem"),
+        // Accepted before (schemathesis): a port with a sign, leading zeros or none after the
+        // colon, a non-ASCII URL, non-ASCII PEM text.
+        (with("proxy_url", json!("https://p.example:+443")), "proxy_url"),
+        (with("proxy_url", json!("https://p.example:0443")), "proxy_url"),
+        (with("proxy_url", json!("http://[::1]:")), "proxy_url"),
+        (with("proxy_url", json!("https://p.example/caf\u{e9}")), "proxy_url"),
+        (with("ca_pem", json!("-----BEGIN CERTIFICATE-----\n\u{e9}\n-----END CERTIFICATE-----\n")), "ca_pem"),
     ];
     for (body, field) in cases {
         let r = app.post("/api/v1/clusters", &admin, body.clone());
@@ -384,6 +391,9 @@ fn a_proxy_publishes_its_certificate_by_heartbeat_and_a_registered_ca_wins() {
     let refused = beat(&cluster, &credential, json!({"proxy_ca_pem": huge}));
     refused.expect_error(422, "validation_failed");
     assert_eq!(refused.field(), "proxy_ca_pem");
+    // PEM is ASCII (16 KiB of it is then 16 KiB in characters, as openapi.yaml says).
+    let accented = "-----BEGIN CERTIFICATE-----\n\u{e9}\n-----END CERTIFICATE-----\n";
+    beat(&cluster, &credential, json!({"proxy_ca_pem": accented})).expect_error(422, "validation_failed");
     assert_eq!(app.kv_snapshot(), before, "a refused heartbeat changes nothing");
     assert_eq!(listed_ca(&app, &admin, &cluster), None);
 

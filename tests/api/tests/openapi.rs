@@ -364,6 +364,10 @@ fn the_agent_api_answers_as_documented() {
     assert_eq!(app.grants(&admin, &cluster)[0]["status"], "applied");
     app.post(&agent("reports"), &credential, json!({"results": [{"grant_id": grant_id, "state": "done"}]}))
         .expect_error(400, "malformed_request");
+    // A result is an object, not an array of its fields (serde's derive read this as applied).
+    app.post(&agent("reports"), &credential, json!({"results": [[grant_id, "applied"]]}))
+        .expect_error(400, "malformed_request");
+    app.post(&agent("jobs/ack"), &credential, json!([0])).expect_error(400, "malformed_request");
     let text = App::finish(
         app.request("POST", &agent("reports")).bearer_auth(&credential).header("content-type", "text/plain").body("x"),
     );

@@ -81,7 +81,10 @@
 //!   milliseconds) and, if nothing changes, completes the abandoned create
 //!   itself: every writer computes the same id, so at most one grant results.
 //! * Order of writes: log slot, then record. A crash leaves at worst a slot
-//!   whose record is missing, which readers skip.
+//!   whose record is missing, which readers skip. The record is the commit
+//!   point of a create: what comes after it (the agent's wake-up job) is best
+//!   effort, since the agent's periodic resync reads the same state, so a
+//!   create never answers an error for a grant that exists.
 //! * Status lives in its own key, written only by the agent, so a late report
 //!   cannot resurrect a deleted grant's record.
 //! * Member state is split by writer (the member's own profile, the admin's

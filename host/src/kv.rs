@@ -22,12 +22,17 @@
 //! * Compare-and-swap: creating a [`Cas`] reads nothing; [`Cas::current`] reads
 //!   the value and keeps it as the snapshot; [`Cas::swap`] depends on the
 //!   [`CasMode`] (see there).
+//!
+//! A store opened for a test may carry a fault switch ([`KvStore::with_faults`],
+//! see [`crate::faults`]), consulted before each write.
 
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, named_params, params};
+
+use crate::faults::{Faults, WriteOp};
 
 /// A key-value store failure, reported to the guest as `error::other(message)`.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,9 @@ pub enum KvError {
     NotAnInteger { key: String, len: usize },
     #[error("cannot increment key {key:?}: {value} + {delta} overflows a 64-bit integer")]
     Overflow { key: String, value: i64, delta: i64 },
+    /// A failure a test injected ([`crate::faults`]).
+    #[error("injected store failure: {0}")]
+    Injected(String),
 }
 
 /// Why a compare-and-swap did not write.
@@ -76,6 +84,7 @@ const SELECT_VALUE: &str = "SELECT value FROM spin_key_value WHERE store=$1 AND 
 #[derive(Clone)]
 pub struct KvStore {
     conn: Arc<Mutex<Connection>>,
+    faults: Option<Arc<Faults>>,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -111,7 +120,22 @@ impl KvStore {
         )?;
         // `rarray()` for get_many/delete_many, as Spin queries them.
         rusqlite::vtab::array::load_module(&conn)?;
-        Ok(KvStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(KvStore { conn: Arc::new(Mutex::new(conn)), faults: None })
+    }
+
+    /// The same store with a fault switch consulted before every write
+    /// (tests only: see [`crate::faults`]).
+    pub fn with_faults(mut self, faults: Option<Arc<Faults>>) -> KvStore {
+        self.faults = faults;
+        self
+    }
+
+    /// The injected failure, if the fault switch fails this write.
+    fn fault(&self, op: WriteOp, store: &str, keys: &[&str]) -> Result<(), KvError> {
+        match &self.faults {
+            Some(faults) => faults.check(op, store, keys),
+            None => Ok(()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -127,12 +151,14 @@ impl KvStore {
     }
 
     pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.fault(WriteOp::Set, store, &[key])?;
         let conn = self.lock();
         conn.prepare_cached(UPSERT)?.execute(params![store, key, value])?;
         Ok(())
     }
 
     pub fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
+        self.fault(WriteOp::Delete, store, &[key])?;
         let conn = self.lock();
         conn.prepare_cached("DELETE FROM spin_key_value WHERE store=$1 AND key=$2")?.execute(params![store, key])?;
         Ok(())
@@ -175,6 +201,7 @@ impl KvStore {
         if pairs.is_empty() {
             return Ok(());
         }
+        self.fault(WriteOp::SetMany, store, &pairs.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         {
@@ -191,6 +218,7 @@ impl KvStore {
         if keys.is_empty() {
             return Ok(());
         }
+        self.fault(WriteOp::DeleteMany, store, &keys.iter().map(String::as_str).collect::<Vec<_>>())?;
         let keys = Rc::new(keys.into_iter().map(rusqlite::types::Value::from).collect::<Vec<_>>());
         let conn = self.lock();
         conn.prepare_cached("DELETE FROM spin_key_value WHERE store=:store AND key IN rarray(:keys)")?
@@ -201,6 +229,9 @@ impl KvStore {
     /// Adds `delta` to the key's integer value (missing = 0) in one
     /// transaction, stores it as 8 little-endian bytes and returns it.
     pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
+        if delta != 0 {
+            self.fault(WriteOp::Increment, store, &[key])?;
+        }
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let current: Option<rusqlite::types::Value> =
@@ -264,6 +295,7 @@ impl Cas {
     pub fn swap(&self, value: &[u8]) -> Result<(), SwapError> {
         match (self.mode, &self.snapshot) {
             (CasMode::SpinSqlite, Some(old)) => {
+                self.kv.fault(WriteOp::Swap, &self.store, &[&self.key])?;
                 let conn = self.kv.lock();
                 let changed = conn
                     .prepare_cached(
@@ -317,6 +349,34 @@ mod tests {
         kv.delete(S, "never-there").unwrap();
         assert_eq!(kv.get(S, "a").unwrap(), None);
         assert_eq!(kv.get_keys(S).unwrap(), ["b"]);
+    }
+
+    #[test]
+    fn an_injected_failure_writes_nothing() {
+        let (_dir, kv) = store();
+        let faults = Arc::new(Faults::new());
+        let kv = kv.with_faults(Some(faults.clone()));
+        kv.set(S, "k", b"before").unwrap();
+        kv.increment(S, "n", 1).unwrap();
+        for n in 1..=4 {
+            faults.arm(crate::faults::Plan::fail_at(n));
+            let results = [
+                kv.set(S, "k", b"after").is_err(),
+                kv.delete(S, "k").is_err(),
+                kv.increment(S, "n", 1).is_err(),
+                kv.delete_many(S, vec!["k".into()]).is_err(),
+            ];
+            // The failed write is the nth; the ones after it succeed, so put the key back.
+            assert_eq!(results.iter().position(|&failed| failed), Some(n as usize - 1), "plan {n}");
+            assert!(faults.disarm().failed.is_some());
+            kv.set(S, "k", b"before").unwrap();
+        }
+        // Reads are never failed, nor is `increment` by 0 (how the core reads a counter).
+        faults.arm(crate::faults::Plan::fail_at(1));
+        assert_eq!(kv.get(S, "k").unwrap().as_deref(), Some(&b"before"[..]));
+        assert_eq!(kv.increment(S, "n", 0).unwrap(), 4);
+        assert!(matches!(kv.set(S, "k", b"x"), Err(KvError::Injected(_))));
+        assert_eq!(kv.get(S, "k").unwrap().as_deref(), Some(&b"before"[..]));
     }
 
     #[test]

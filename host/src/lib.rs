@@ -9,7 +9,8 @@
 //! ([`kv`], [`host`]), plus WASI 0.2 and `wasi:http` with outbound requests
 //! limited by `allowed_outbound_hosts` as Spin limits them ([`outbound`]). [`server`] listens and
 //! hands each request to a fresh component instance (the private `dispatch`
-//! module), as Spin's HTTP trigger does.
+//! module), as Spin's HTTP trigger does. [`faults`] lets a test make a chosen
+//! key-value write fail (never on unless the Rust API turns it on).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -23,6 +24,7 @@
 
 mod dispatch;
 mod drain;
+pub mod faults;
 pub mod headers;
 pub mod host;
 pub mod kv;
@@ -32,6 +34,7 @@ pub mod routes;
 mod runtime;
 pub mod server;
 
+pub use faults::{Faults, Plan, Seen};
 pub use headers::ClientSpinHeaders;
 pub use kv::{CasMode, KvStore};
 pub use manifest::{Manifest, ManifestError};

@@ -151,6 +151,14 @@ mod tests {
         assert_eq!(c.cache_dir, PathBuf::from("c"));
     }
 
+    /// The fault switch is for tests only: the binary has no way to turn it on.
+    #[test]
+    fn no_flag_turns_the_fault_switch_on() {
+        let c = parse_args(args("--manifest m --listen 127.0.0.1:0 --state s")).unwrap();
+        assert!(c.faults.is_none());
+        assert!(parse_args(args("--manifest m --listen 127.0.0.1:0 --state s --faults 1")).is_err());
+    }
+
     #[test]
     fn rejects_bad_flags() {
         assert!(parse_args(args("--listen 127.0.0.1:1 --state s")).is_err());

@@ -21,6 +21,7 @@ use wasmtime::Engine;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::dispatch;
+use crate::faults::Faults;
 use crate::headers::ClientSpinHeaders;
 use crate::host::ComponentContext;
 use crate::kv::{CasMode, KvStore};
@@ -53,6 +54,10 @@ pub struct HostConfig {
     /// What becomes of client-sent `spin-*` headers: kept as Spin keeps
     /// them unless [`ClientSpinHeaders::Strip`] is asked for.
     pub client_spin_headers: ClientSpinHeaders,
+    /// A fault switch on the key-value store, for tests of store failures
+    /// ([`crate::faults`]). `None` (off) unless a test sets it: no file,
+    /// variable or flag reaches it.
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl HostConfig {
@@ -76,6 +81,7 @@ impl HostConfig {
             max_concurrent_requests: 64,
             cas_mode: CasMode::default(),
             client_spin_headers: ClientSpinHeaders::default(),
+            faults: None,
         }
     }
 }
@@ -112,7 +118,8 @@ impl App {
             .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
         let kv_path = config.state_dir.join("kv.sqlite");
         let kv = KvStore::open(&kv_path)
-            .with_context(|| format!("cannot open the key-value store {}", kv_path.display()))?;
+            .with_context(|| format!("cannot open the key-value store {}", kv_path.display()))?
+            .with_faults(config.faults.clone());
 
         let engine = runtime::engine(config.max_concurrent_requests)?;
         let linker = runtime::linker(&engine)?;

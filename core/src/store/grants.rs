@@ -18,6 +18,10 @@ impl Store<'_> {
     }
 
     /// Create a grant; [`StoreError::DuplicateGrant`] if exactly this grant is live.
+    ///
+    /// A failed write leaves no grant that lists, and the same create again
+    /// completes it; once the record is written the create has succeeded
+    /// (the agent's wake-up job after it is best effort).
     pub fn create_grant(
         &self,
         cluster_id: &ClusterId,
@@ -58,17 +62,23 @@ impl Store<'_> {
             };
             // Slot first: a crash after it leaves a slot without a record, which readers skip.
             self.log(keys::epoch_grants(c, epoch)).append(id.as_str().as_bytes())?;
+            // The record is the commit point: from this write on the grant exists (it
+            // lists, the agent's state has it, the same create again is a duplicate),
+            // so no later failure may answer the create as failed.
             self.kv.set(&record_key, &to_json(&record)?)?;
             // Slow past the patience, this writer's claim may have been
             // completed by a rival, whose grant was then deleted: the
             // generation moved on, and the record just written must not
             // bring that grant back (the deleter clears it too, once more,
             // after advancing the generation: whichever runs last removes it).
-            if self.kv.increment(&gen_key, 0)? != generation {
-                self.kv.delete(&record_key)?;
+            // Best effort like what follows: the grant exists from the write above.
+            if self.kv.increment(&gen_key, 0).is_ok_and(|g| g != generation) {
+                let _ = self.kv.delete(&record_key);
             }
-            // A wake-up for the agent either way: reconcile is level-triggered.
-            self.enqueue(c, &Job::GrantCreated { grant_id: id, epoch, at: now })?;
+            // The job only wakes the agent, whose periodic resync reads the same state:
+            // best effort, or a failure here would answer an error for a grant that
+            // exists, and its retry `duplicate_grant`.
+            let _ = self.enqueue(c, &Job::GrantCreated { grant_id: id, epoch, at: now });
             return Ok(record);
         }
     }
@@ -170,5 +180,90 @@ impl Store<'_> {
             }
         }
         Ok(recorded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::kv::{KeyValue, KvError, MemoryKv};
+    use crate::model::{Email, Namespace, Role, Scope};
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    /// A store whose `n`th write (counting from 1; `increment` by 0 is a read) fails.
+    struct FailingKv {
+        kv: MemoryKv,
+        fail_at: Cell<u64>,
+        writes: Cell<u64>,
+    }
+
+    impl FailingKv {
+        fn new(fail_at: u64) -> Self {
+            FailingKv { kv: MemoryKv::new(), fail_at: Cell::new(fail_at), writes: Cell::new(0) }
+        }
+
+        fn write(&self) -> Result<(), KvError> {
+            self.writes.set(self.writes.get() + 1);
+            if self.writes.get() == self.fail_at.get() { Err(KvError("injected".into())) } else { Ok(()) }
+        }
+    }
+
+    impl KeyValue for FailingKv {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+            self.kv.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+            self.write()?;
+            self.kv.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), KvError> {
+            self.write()?;
+            self.kv.delete(key)
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+            if delta != 0 {
+                self.write()?;
+            }
+            self.kv.increment(key, delta)
+        }
+    }
+
+    fn spec() -> GrantSpec {
+        let ns = Namespace::parse("team-a").unwrap();
+        GrantSpec::new(Email::parse("dev@ex.io").unwrap(), Role::View, Scope::Namespace(ns)).unwrap()
+    }
+
+    /// At every write of a create, a failure either leaves no grant that
+    /// lists (and the create again makes exactly one), or the create has
+    /// succeeded: never an error for a grant that exists.
+    #[test]
+    fn a_create_failing_at_any_write_is_all_or_nothing() {
+        let c = ClusterId::parse("c_000000000000000000000001").unwrap();
+        let member = MemberId::derive(&["m"]);
+        let writes = {
+            let kv = FailingKv::new(0);
+            Store::new(&kv, &SystemClock).create_grant(&c, &spec(), &member, "admin", 1).unwrap();
+            kv.writes.get()
+        };
+        assert!(writes >= 5, "{writes}");
+        for k in 1..=writes {
+            let kv = FailingKv::new(k);
+            let store = Store::new(&kv, &SystemClock).with_claim_patience(Duration::ZERO);
+            let result = store.create_grant(&c, &spec(), &member, "admin", 1);
+            let listed = store.grants(&c).unwrap();
+            match &result {
+                Ok(g) => assert_eq!(listed.iter().map(|l| &l.grant.id).collect::<Vec<_>>(), [&g.id], "write {k}"),
+                Err(e) => {
+                    assert!(matches!(e, StoreError::Kv(_)), "write {k}: {e}");
+                    assert!(listed.is_empty(), "write {k} failed the create, yet the grant lists");
+                    let again = store.create_grant(&c, &spec(), &member, "admin", 1).unwrap();
+                    let listed: Vec<_> = store.grants(&c).unwrap().into_iter().map(|l| l.grant.id).collect();
+                    assert_eq!(listed, [again.id], "write {k}: the retry");
+                }
+            }
+            assert!(matches!(store.create_grant(&c, &spec(), &member, "admin", 1), Err(StoreError::DuplicateGrant)));
+        }
     }
 }

@@ -86,7 +86,10 @@
 //!   record once more after advancing it; whichever runs last removes it
 //!   (`tests/store_interleavings.rs` runs every such schedule).
 //! * Order of writes: log slot, then record. A crash leaves at worst a slot
-//!   whose record is missing, which readers skip.
+//!   whose record is missing, which readers skip. The record is the commit
+//!   point of a create: what comes after it (the agent's wake-up job) is best
+//!   effort, since the agent's periodic resync reads the same state, so a
+//!   create never answers an error for a grant that exists.
 //! * Status lives in its own key, written only by the agent, so a late report
 //!   cannot resurrect a deleted grant's record.
 //! * Member state is split by writer (the member's own profile, the admin's

@@ -13,11 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jwt_simple::prelude::Ed25519KeyPair;
 use lanyard_core::dev::{self, SessionClaims};
-use lanyard_host::{HostConfig, HostHandle};
+use lanyard_host::{Faults, HostConfig, HostHandle};
 use serde_json::Value;
 
 pub mod sso;
@@ -58,6 +59,7 @@ pub struct App {
     state: tempfile::TempDir,
     variables: BTreeMap<String, String>,
     client: reqwest::blocking::Client,
+    faults: Option<Arc<Faults>>,
 }
 
 /// A response: status, headers, and the body as JSON (`Null` when empty or not JSON).
@@ -111,11 +113,14 @@ pub struct Options {
     pub issuers: Vec<Value>,
     /// Variables, applied last (so `session_issuers` here replaces them all).
     pub extra: Vec<(String, String)>,
+    /// Start the host with a key-value fault switch ([`App::faults`]), off
+    /// until the test arms it.
+    pub faults: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { gateway: true, issuers: Vec::new(), extra: Vec::new() }
+        Options { gateway: true, issuers: Vec::new(), extra: Vec::new(), faults: false }
     }
 }
 
@@ -203,6 +208,7 @@ impl App {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
+            faults: options.faults.then(|| Arc::new(Faults::new())),
         };
         app.boot();
         app
@@ -223,6 +229,7 @@ impl App {
         // As Spin does: client-sent spin-* headers reach the component, before
         // the router's own values. The core must not be fooled by them.
         config.client_spin_headers = lanyard_host::ClientSpinHeaders::KeepLikeSpin;
+        config.faults = self.faults.clone();
         let host = lanyard_host::spawn(config).expect("start lanyard-host");
         self.url = host.url();
         self.host = Some(host);
@@ -257,6 +264,14 @@ impl App {
     /// A variable the host runs with (e.g. `token_signing_keys`).
     pub fn variable(&self, name: &str) -> Option<&str> {
         self.variables.get(name).map(String::as_str)
+    }
+
+    /// The host's key-value fault switch: arm it with a
+    /// [`lanyard_host::Plan`], read what it saw, disarm it. Only for an app
+    /// started with [`Options::faults`].
+    #[track_caller]
+    pub fn faults(&self) -> &Faults {
+        self.faults.as_deref().expect("the app was started without Options::faults")
     }
 
     /// The key-value store's path.

@@ -40,9 +40,17 @@ impl Store<'_> {
         }
     }
 
-    /// The name's current incarnation.
+    /// The name's current incarnation: the first one not released. The
+    /// `gen` counter (advanced once per release, by whoever set its marker)
+    /// is only where to start looking: a releaser that failed between its
+    /// marker and that increment leaves it one behind, and a name whose
+    /// count lagged would otherwise never be registrable again.
     fn name_incarnation(&self, org: &str, name: &ClusterName) -> Result<i64, KvError> {
-        self.kv.increment(&keys::cluster_name_gen(org, name), 0)
+        let mut incarnation = self.kv.increment(&keys::cluster_name_gen(org, name), 0)?;
+        while self.kv.increment(&keys::cluster_name_released(org, name, incarnation), 0)? > 0 {
+            incarnation += 1;
+        }
+        Ok(incarnation)
     }
 
     /// Release incarnation `i` of a name (once, whoever calls it).

@@ -398,13 +398,11 @@ fn cluster_create() {
     );
 }
 
-/// Found defect, not yet fixed: a delete whose store failed after the name's
-/// `released/{i}` guard and before the `gen` increment leaves the name
-/// unregistrable: registration finds the tombstoned claim, "releases" it (the
-/// guard is taken, so no increment), retries the same incarnation and loops
-/// until the request's time limit (500 after 30 s).
+/// A delete whose store failed after the name's `released/{i}` guard and
+/// before the `gen` increment once left the name unregistrable (registration
+/// found the tombstoned claim, could not advance `gen`, and looped until the
+/// request's time limit); the incarnation is now the first unreleased one.
 #[test]
-#[ignore = "defect: a failed name release makes the name unregistrable (registration loops); see the doc comment"]
 fn cluster_delete() {
     let (app, admin) = start();
     app.sign_in("dev@acme.example", "acme");

@@ -430,8 +430,22 @@ pub struct LeasedJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
-    /// The last job done.
+    /// The last job done (`13` or `13.0`: JSON has one number type, and
+    /// JSON Schema's `integer` is any number without a fraction).
+    #[serde(deserialize_with = "integral")]
     pub through: i64,
+}
+
+/// A JSON number without a fraction, whichever way it is written.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom("expected a whole number")),
+    }
 }
 
 /// The answer to an acknowledgement.

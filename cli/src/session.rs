@@ -289,7 +289,7 @@ mod tests {
         let path = saved(dir.path(), expired, Some("rt"));
         let other = |_: &Refresh| {
             let payload = json!({"iss": ISS, "aud": "someone-else", "exp": NOW + 3600}).to_string();
-            tokens(Some(format!("e30.{}.s", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload))), None)
+            tokens(Some(format!("e30.{}.sig", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload))), None)
         };
         assert!(fresh(&path, &|| NOW, &other).unwrap_err().to_string().contains("not for the client"));
         assert!(matches!(fresh(&dir.path().join("none.json"), &|| NOW, &other), Err(CliError::NotLoggedIn(_))));

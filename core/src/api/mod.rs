@@ -294,3 +294,20 @@ impl Cx<'_> {
         authz::authorize(&self.caller, action)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::{Auth, ENDPOINTS};
+
+    /// The handlers and the endpoint table say the same about who calls:
+    /// exactly the table's agent endpoints authenticate from the head.
+    #[test]
+    fn exactly_the_agent_endpoints_are_authenticated_by_their_head() {
+        for spec in ENDPOINTS {
+            let agent = matches!(handler(spec.endpoint).work, Work::Agent(_));
+            assert_eq!(agent, spec.auth == Auth::Agent, "{:?}", spec.endpoint);
+            assert_eq!(handler(spec.endpoint).endpoint(), spec.endpoint);
+        }
+    }
+}

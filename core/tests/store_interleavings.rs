@@ -329,10 +329,11 @@ proptest! {
 #[test]
 fn a_starved_claim_owner_and_its_rival_make_one_grant() {
     let scripts = vec![vec![Op::Create(0)], vec![Op::Create(0)]];
-    // Writer 0 takes the claim, then writer 1 runs alone (choice 1 of the two
+    // Writer 0 takes the claim (its fourth step: epoch, generation counter,
+    // released marker, claim), then writer 1 runs alone (choice 1 of the two
     // waiting) until the claim looks abandoned, then both finish.
-    let mut schedule = vec![0, 0, 0];
-    schedule.extend(std::iter::repeat_n(1, 400));
+    let mut schedule = vec![0, 0, 0, 0];
+    schedule.extend(std::iter::repeat_n(1, 600));
     let waited = run(&scripts, schedule).unwrap();
     assert!(waited >= lanyard_core::store::CLAIM_PATIENCE, "the rival waited out the patience ({waited:?})");
 }
@@ -342,7 +343,8 @@ fn a_starved_claim_owner_and_its_rival_make_one_grant() {
 #[test]
 fn a_starved_claim_owner_does_not_resurrect_a_deleted_grant() {
     let scripts = vec![vec![Op::Create(0)], vec![Op::Create(0), Op::Delete(0)]];
-    let mut schedule = vec![0, 0, 0];
-    schedule.extend(std::iter::repeat_n(1, 600));
-    run(&scripts, schedule).unwrap();
+    let mut schedule = vec![0, 0, 0, 0];
+    schedule.extend(std::iter::repeat_n(1, 900));
+    let waited = run(&scripts, schedule).unwrap();
+    assert!(waited >= lanyard_core::store::CLAIM_PATIENCE, "the owner was starved past the patience ({waited:?})");
 }

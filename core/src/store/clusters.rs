@@ -3,7 +3,7 @@
 //! credentials (a window of write-once slots) and heartbeats. The rules are
 //! in [`super`]'s documentation, "Cluster lifecycle".
 
-use super::claim::Claim;
+use super::claim::{Claim, Generations};
 use super::{Store, StoreError, from_json, keys, to_json};
 use crate::ids::{self, ClusterId, Secret};
 use crate::kv::KvError;
@@ -40,25 +40,22 @@ impl Store<'_> {
         }
     }
 
-    /// The name's current incarnation: the first one not released. The
-    /// `gen` counter (advanced once per release, by whoever set its marker)
-    /// is only where to start looking: a releaser that failed between its
-    /// marker and that increment leaves it one behind, and a name whose
-    /// count lagged would otherwise never be registrable again.
-    fn name_incarnation(&self, org: &str, name: &ClusterName) -> Result<i64, KvError> {
-        let mut incarnation = self.kv.increment(&keys::cluster_name_gen(org, name), 0)?;
-        while self.kv.increment(&keys::cluster_name_released(org, name, incarnation), 0)? > 0 {
-            incarnation += 1;
+    /// The incarnations of a cluster name: each deletion releases one.
+    fn name_incarnations<'n>(org: &'n str, name: &'n ClusterName) -> Generations<impl Fn(i64) -> String + 'n> {
+        Generations {
+            counter: keys::cluster_name_gen(org, name),
+            released: move |i| keys::cluster_name_released(org, name, i),
         }
-        Ok(incarnation)
+    }
+
+    /// The name's current incarnation.
+    fn name_incarnation(&self, org: &str, name: &ClusterName) -> Result<i64, KvError> {
+        self.current(&Self::name_incarnations(org, name))
     }
 
     /// Release incarnation `i` of a name (once, whoever calls it).
     fn release_name(&self, org: &str, name: &ClusterName, incarnation: i64) -> Result<(), KvError> {
-        if self.kv.increment(&keys::cluster_name_released(org, name, incarnation), 1)? == 1 {
-            self.kv.increment(&keys::cluster_name_gen(org, name), 1)?;
-        }
-        Ok(())
+        self.release(&Self::name_incarnations(org, name), incarnation).map(drop)
     }
 
     /// Register a cluster whose agent authenticates with `credential` (only

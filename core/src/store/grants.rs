@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::claim::Claim;
+use super::claim::{Claim, Generations};
 use super::{Store, StoreError, from_json, keys, to_json};
 use crate::ids::{ClusterId, GrantId, MemberId};
 use crate::model::{GrantSpec, GrantTerms, Observed};
@@ -33,12 +33,12 @@ impl Store<'_> {
         let c = cluster_id;
         let epoch = self.epoch(c)?;
         let fp = spec.fingerprint();
-        let gen_key = keys::grant_gen(c, epoch, &fp);
+        let generations = Self::grant_generations(c, epoch, &fp);
         loop {
-            let generation = self.kv.increment(&gen_key, 0)?;
+            let generation = self.current(&generations)?;
             let id = GrantId::derive(&[c.as_str(), &epoch.to_string(), &fp, &generation.to_string()]);
             let record_key = keys::grant(c, &id);
-            let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
+            let still_current = || Ok(self.current(&generations)? == generation);
             match self.claim(&keys::grant_claim(c, epoch, &fp, generation), &record_key, &still_current)? {
                 Claim::Exists => return Err(StoreError::DuplicateGrant),
                 Claim::Retry => continue,
@@ -72,7 +72,7 @@ impl Store<'_> {
             // bring that grant back (the deleter clears it too, once more,
             // after advancing the generation: whichever runs last removes it).
             // Best effort like what follows: the grant exists from the write above.
-            if self.kv.increment(&gen_key, 0).is_ok_and(|g| g != generation) {
+            if self.current(&generations).is_ok_and(|g| g != generation) {
                 let _ = self.kv.delete(&record_key);
             }
             // The job only wakes the agent, whose periodic resync reads the same state:
@@ -81,6 +81,13 @@ impl Store<'_> {
             let _ = self.enqueue(c, &Job::GrantCreated { grant_id: id, epoch, at: now });
             return Ok(record);
         }
+    }
+
+    /// The generations of grant fingerprint `fp` in `epoch`: each delete
+    /// releases one, so that the same grant can be created again, with a new
+    /// id (a deleted grant's id never names a grant again).
+    fn grant_generations<'k>(c: &'k ClusterId, epoch: i64, fp: &'k str) -> Generations<impl Fn(i64) -> String + 'k> {
+        Generations { counter: keys::grant_gen(c, epoch, fp), released: move |g| keys::grant_released(c, epoch, fp, g) }
     }
 
     /// A live grant by id.
@@ -130,8 +137,7 @@ impl Store<'_> {
         let doomed = [keys::grant_observed(c, grant_id), keys::grant(c, grant_id)];
         self.kv.delete_many(&doomed)?;
         let (epoch, fp, generation) = (grant.epoch, &grant.fingerprint, grant.generation);
-        if self.kv.increment(&keys::grant_released(c, epoch, fp, generation), 1)? == 1 {
-            self.kv.increment(&keys::grant_gen(c, epoch, fp), 1)?;
+        if self.release(&Self::grant_generations(c, epoch, fp), generation)? {
             // Again, now that the generation moved on: a slow creator of this
             // generation that wrote the record after the first delete either
             // sees the new generation and removes it, or wrote before this.
@@ -187,48 +193,9 @@ impl Store<'_> {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::kv::{KeyValue, KvError, MemoryKv};
     use crate::model::{Email, Namespace, Role, Scope};
-    use std::cell::Cell;
+    use crate::store::testing::{CountingClock, FailingKv};
     use std::time::Duration;
-
-    /// A store whose `n`th write (counting from 1; `increment` by 0 is a read) fails.
-    struct FailingKv {
-        kv: MemoryKv,
-        fail_at: Cell<u64>,
-        writes: Cell<u64>,
-    }
-
-    impl FailingKv {
-        fn new(fail_at: u64) -> Self {
-            FailingKv { kv: MemoryKv::new(), fail_at: Cell::new(fail_at), writes: Cell::new(0) }
-        }
-
-        fn write(&self) -> Result<(), KvError> {
-            self.writes.set(self.writes.get() + 1);
-            if self.writes.get() == self.fail_at.get() { Err(KvError("injected".into())) } else { Ok(()) }
-        }
-    }
-
-    impl KeyValue for FailingKv {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-            self.kv.get(key)
-        }
-        fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-            self.write()?;
-            self.kv.set(key, value)
-        }
-        fn delete(&self, key: &str) -> Result<(), KvError> {
-            self.write()?;
-            self.kv.delete(key)
-        }
-        fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-            if delta != 0 {
-                self.write()?;
-            }
-            self.kv.increment(key, delta)
-        }
-    }
 
     fn spec() -> GrantSpec {
         let ns = Namespace::parse("team-a").unwrap();
@@ -265,5 +232,65 @@ mod tests {
             }
             assert!(matches!(store.create_grant(&c, &spec(), &member, "admin", 1), Err(StoreError::DuplicateGrant)));
         }
+    }
+
+    /// At every write of a delete, a failure leaves the grant whole or gone;
+    /// then the same grant can be created again, with a new id, without
+    /// waiting. One point is allowed a single wait: the delete failed at the
+    /// generation's `released` marker, after the record was gone, so its
+    /// retry finds nothing to delete, and the next create waits out the
+    /// claim patience and completes the claim it cannot tell from a crashed
+    /// create (the grant comes back once, under its old id; deleting it
+    /// again releases it). A delete that failed after the marker and before
+    /// the generation's counter moved once made every later create wait for
+    /// good; the delete after the repair here must never wait.
+    #[test]
+    fn a_delete_failing_at_any_write_leaves_the_grant_creatable_anew() {
+        let c = ClusterId::parse("c_000000000000000000000001").unwrap();
+        let member = MemberId::derive(&["m"]);
+        let ids =
+            |store: &Store<'_>| -> Vec<GrantId> { store.grants(&c).unwrap().into_iter().map(|l| l.grant.id).collect() };
+        let writes = {
+            let kv = FailingKv::new(0);
+            let store = Store::new(&kv, &SystemClock);
+            let g = store.create_grant(&c, &spec(), &member, "admin", 1).unwrap();
+            let before = kv.writes.get();
+            store.delete_grant(&c, &g.id, 2).unwrap();
+            kv.writes.get() - before
+        };
+        assert!(writes >= 4, "{writes}");
+        let mut waited_once = 0;
+        for k in 1..=writes {
+            let (kv, clock) = (FailingKv::new(0), CountingClock::default());
+            let store = Store::new(&kv, &clock);
+            let doomed = store.create_grant(&c, &spec(), &member, "admin", 1).unwrap();
+            kv.fail_at.set(kv.writes.get() + k);
+            let mut retry_found_nothing = false;
+            if store.delete_grant(&c, &doomed.id, 2).is_err() {
+                let listed = ids(&store);
+                assert!(listed.is_empty() || listed == [doomed.id.clone()], "write {k}: {listed:?}");
+                match store.delete_grant(&c, &doomed.id, 3) {
+                    Ok(_) => {}
+                    Err(StoreError::NotFound(_)) => retry_found_nothing = true,
+                    Err(e) => panic!("write {k}: the retry of the delete: {e}"),
+                }
+            }
+            assert!(ids(&store).is_empty(), "write {k}: the grant survived its delete");
+            let again = store.create_grant(&c, &spec(), &member, "admin", 3).unwrap();
+            assert_eq!(ids(&store), std::slice::from_ref(&again.id), "write {k}");
+            if clock.sleeps.get() > 0 {
+                assert!(retry_found_nothing && again.id == doomed.id, "write {k}: a create waited");
+                waited_once += 1;
+            } else {
+                assert_ne!(again.id, doomed.id, "write {k}: the deleted grant's id came back");
+            }
+            // Whatever happened above, the next cycle is clean.
+            store.delete_grant(&c, &again.id, 4).unwrap();
+            let waits = clock.sleeps.get();
+            let third = store.create_grant(&c, &spec(), &member, "admin", 5).unwrap();
+            assert_eq!(clock.sleeps.get(), waits, "write {k}: a create after a clean delete waited");
+            assert!(third.id != again.id && third.id != doomed.id, "write {k}");
+        }
+        assert!(waited_once <= 1, "{waited_once} fault points made a create wait");
     }
 }

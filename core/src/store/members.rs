@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use super::claim::Claim;
+use super::claim::{Claim, Generations};
 use super::{Store, StoreError, from_json, keys, to_json};
 use crate::identity::Identity;
 use crate::ids::MemberId;
@@ -38,7 +38,7 @@ impl Store<'_> {
     pub fn admit(&self, identity: &Identity, now: u64) -> Result<Member, StoreError> {
         let org = &identity.org;
         let id = member_id(org, &identity.email);
-        let generation = self.kv.increment(&keys::pin_gen(org, &id), 0)?;
+        let generation = self.current(&Self::pins(org, &id))?;
         let keys = [keys::member(org, &id), keys::member_deactivated(org, &id), keys::pin(org, &id, generation)];
         let values = self.kv.get_many(&keys)?;
         let existing: Option<MemberProfile> = values[0].as_deref().map(|b| from_json(&keys[0], b)).transpose()?;
@@ -88,14 +88,14 @@ impl Store<'_> {
         profile: Option<&MemberProfile>,
         now: u64,
     ) -> Result<bool, StoreError> {
-        let gen_key = keys::pin_gen(org, id);
+        let pins = Self::pins(org, id);
         for _ in 0..PIN_ATTEMPTS {
-            let generation = self.kv.increment(&gen_key, 0)?;
+            let generation = self.current(&pins)?;
             let pin_key = keys::pin(org, id, generation);
             if let Some(pin) = self.get_json::<Pin>(&pin_key)? {
                 return Ok(pin_is(&pin, identity));
             }
-            let still_current = || Ok(self.kv.increment(&gen_key, 0)? == generation);
+            let still_current = || Ok(self.current(&pins)? == generation);
             match self.claim(&keys::pin_claim(org, id, generation), &pin_key, &still_current)? {
                 Claim::Exists | Claim::Retry => continue,
                 Claim::Abandoned => self.release_pin(org, id, generation)?,
@@ -115,11 +115,15 @@ impl Store<'_> {
         Err(StoreError::Contention(format!("the pin of {id} kept moving; gave up after {PIN_ATTEMPTS} attempts")))
     }
 
+    /// The generations of a member's pin: each release (by an admin, or of
+    /// an abandoned claim) moves it on.
+    fn pins<'k>(org: &'k str, id: &'k MemberId) -> Generations<impl Fn(i64) -> String + 'k> {
+        Generations { counter: keys::pin_gen(org, id), released: move |g| keys::pin_released(org, id, g) }
+    }
+
     /// Give up pin generation `generation` (once, whoever else tries too).
     fn release_pin(&self, org: &str, id: &MemberId, generation: i64) -> Result<(), StoreError> {
-        if self.kv.increment(&keys::pin_released(org, id, generation), 1)? == 1 {
-            self.kv.increment(&keys::pin_gen(org, id), 1)?;
-        }
+        self.release(&Self::pins(org, id), generation)?;
         Ok(())
     }
 
@@ -129,7 +133,7 @@ impl Store<'_> {
     /// provider; [`StoreError::NotFound`] if there is no such member.
     pub fn release_identity(&self, org: &str, id: &MemberId) -> Result<Member, StoreError> {
         let member = self.member(org, id)?.ok_or(StoreError::NotFound("member"))?;
-        let generation = self.kv.increment(&keys::pin_gen(org, id), 0)?;
+        let generation = self.current(&Self::pins(org, id))?;
         if self.kv.get(&keys::pin(org, id, generation))?.is_some() {
             self.release_pin(org, id, generation)?;
         }
@@ -253,5 +257,56 @@ impl Store<'_> {
         let keys: Vec<String> = member_ids.iter().map(|m| keys::member_deactivated(org, m)).collect();
         let values = self.kv.get_many(&keys)?;
         Ok(member_ids.iter().zip(values).filter(|(_, v)| v.is_some()).map(|(m, _)| (*m).clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OrgRole;
+    use crate::store::testing::{CountingClock, FailingKv};
+
+    fn identity(issuer: &str, subject: &str) -> Identity {
+        Identity {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            email: Email::parse("moved@ex.io").unwrap(),
+            name: None,
+            org: "acme".into(),
+            role: OrgRole::Member,
+            expires_at: u64::MAX,
+        }
+    }
+
+    /// At every write of an admin's identity release, a failure either
+    /// releases the pin or leaves it, and the release again completes it: the
+    /// next sign-in of the new identity takes the member over. A release that
+    /// failed after its `released` marker and before the pin's counter moved
+    /// once could never be completed (the retry found the marker taken and
+    /// left the counter where it was), so the old identity kept the member.
+    #[test]
+    fn a_release_failing_at_any_write_is_completed_by_its_retry() {
+        let (old, new) = (identity("https://old-idp", "u-1"), identity("https://new-idp", "u-9"));
+        let writes = {
+            let (kv, clock) = (FailingKv::new(0), CountingClock::default());
+            let store = Store::new(&kv, &clock);
+            let m = store.admit(&old, 1).unwrap();
+            let before = kv.writes.get();
+            store.release_identity("acme", &m.id).unwrap();
+            kv.writes.get() - before
+        };
+        assert!(writes >= 2, "{writes}");
+        for k in 1..=writes {
+            let (kv, clock) = (FailingKv::new(0), CountingClock::default());
+            let store = Store::new(&kv, &clock);
+            let m = store.admit(&old, 1).unwrap();
+            kv.fail_at.set(kv.writes.get() + k);
+            if store.release_identity("acme", &m.id).is_err() {
+                store.release_identity("acme", &m.id).unwrap();
+            }
+            assert_eq!(store.admit(&new, 2).unwrap().id, m.id, "write {k}: the new identity is refused");
+            assert!(store.admit(&old, 3).is_err(), "write {k}: the old identity still signs in");
+            assert_eq!(clock.sleeps.get(), 0, "write {k}: a sign-in waited on a claim");
+        }
     }
 }

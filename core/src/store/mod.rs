@@ -15,7 +15,7 @@
 //! | key | value | written by |
 //! |---|---|---|
 //! | `v1/org/{o}/clusters/seq`, `…/clusters/{n}` | log of cluster ids | registration |
-//! | `v1/org/{o}/cluster-name/{name}/gen` | counter: incarnation `i` of a cluster name, +1 per deletion | cluster delete |
+//! | `v1/org/{o}/cluster-name/{name}/gen` | counter: where the first unreleased incarnation of a cluster name is looked for, +1 per deletion | cluster delete |
 //! | `v1/org/{o}/cluster-name/{name}` (`i` = 0), `…/{name}/claim/{i}` | claim counter of incarnation `i` | registration |
 //! | `v1/org/{o}/cluster-name/{name}/released/{i}` | counter: incarnation `i` released once | cluster delete |
 //! | `v1/cluster/{c}` | [`ClusterRecord`] JSON (write-once) | registration |
@@ -25,7 +25,7 @@
 //! | `v1/cluster/{c}/epoch` | counter: revocation epoch, +1 per revoke-all | revoke-all, cluster delete |
 //! | `v1/cluster/{c}/heartbeat` | [`Heartbeat`] JSON | agent |
 //! | `v1/cluster/{c}/e/{e}/grants/seq`, `…/grants/{n}` | log of grant ids of epoch `e` | grant create |
-//! | `v1/cluster/{c}/e/{e}/gen/{fp}` | counter: generation of grant fingerprint `fp` | grant delete |
+//! | `v1/cluster/{c}/e/{e}/gen/{fp}` | counter: where the first unreleased generation of grant fingerprint `fp` is looked for | grant delete |
 //! | `v1/cluster/{c}/e/{e}/claim/{fp}/{g}` | claim counter of generation `g` | grant create |
 //! | `v1/cluster/{c}/e/{e}/released/{fp}/{g}` | counter: generation `g` released once | grant delete |
 //! | `v1/cluster/{c}/grant/{id}` | [`GrantRecord`] JSON (write-once) | grant create |
@@ -36,7 +36,7 @@
 //! | `v1/org/{o}/member/{m}` | [`MemberProfile`] JSON | the member's own sign-in |
 //! | `v1/org/{o}/member/{m}/invite` | [`Invite`] JSON | admin invite |
 //! | `v1/org/{o}/member/{m}/deactivated` | [`Deactivation`] JSON | admin |
-//! | `v1/org/{o}/member/{m}/pin/gen` | counter: generation of the member's pin, +1 per release | admin release, abandoned pin |
+//! | `v1/org/{o}/member/{m}/pin/gen` | counter: where the first unreleased generation of the member's pin is looked for, +1 per release | admin release, abandoned pin |
 //! | `v1/org/{o}/member/{m}/pin/{g}/claim` | claim counter of pin generation `g` | first sign-in |
 //! | `v1/org/{o}/member/{m}/pin/{g}` | [`Pin`] JSON (write-once): the (issuer, subject) of generation `g` | first sign-in |
 //! | `v1/org/{o}/member/{m}/pin/{g}/released` | counter: generation `g` released once | admin release, abandoned pin |
@@ -74,9 +74,12 @@
 //! * Exact duplicates: a grant's id is derived from (cluster, epoch,
 //!   fingerprint, generation). Creating claims `claim/{fp}/{g}`; only the
 //!   writer whose increment returns 1 creates it, the others answer
-//!   `duplicate_grant`. Deleting removes the record, then advances the
+//!   `duplicate_grant`. Deleting removes the record, then releases the
 //!   generation exactly once (`released/{fp}/{g}` is the once-guard), so the
-//!   same grant can be created again. A create that finds the claim taken
+//!   same grant can be created again, under a new id. The current generation
+//!   is the first one not released (`claim::Generations`, as for pins and
+//!   cluster names): `gen/{fp}` only says where to start looking, so a delete
+//!   that failed before moving it cannot hold the fingerprint back. A create that finds the claim taken
 //!   but no record waits briefly (an in-flight create or delete finishes in
 //!   milliseconds) and, if nothing changes, completes the abandoned create
 //!   itself: every writer computes the same id, so at most one grant results.
@@ -154,6 +157,8 @@ pub mod members;
 pub mod rate;
 pub mod sessions;
 pub mod sign_in;
+#[cfg(test)]
+mod testing;
 
 pub use clusters::AGENT_CREDENTIAL_WINDOW;
 pub use members::member_id;

@@ -2,7 +2,7 @@
 //! kube-apiserver, in one run:
 //!
 //! ```sh
-//! bash scripts/build && target/debug/examples/proxy_bench [REQUESTS SECONDS TRIALS]
+//! bash scripts/build && target/debug/examples/proxy_bench [REQUESTS SECONDS TRIALS WATCHES]
 //! ```
 //!
 //! 1. `GET` of one ConfigMap, one keep-alive client, REQUESTS times
@@ -16,6 +16,16 @@
 //! 3. Revoke-all → the first refused request of a client that keeps
 //!    requesting, over TRIALS trials (default 25): median and worst.
 //! 4. The agent's resident memory, idle and right after the load.
+//! 5. A watch delivering 1,000 events: with 1,000 ConfigMaps in a namespace,
+//!    a watch without a resource version starts with one `ADDED` event per
+//!    object; the time from the request to the 1,000th event, direct and
+//!    through the proxy, alternating, WATCHES times each (default 10).
+//! 6. kubectl as a member runs it: `kubectl get configmap` with the member's
+//!    kubeconfig (exec plugin, through the proxy) and the same command with
+//!    the cluster admin's kubeconfig (direct), each as the first call of a
+//!    fresh shell (no discovery or token cache: the plugin mints) and again
+//!    with both caches warm. The CLI is the release build when
+//!    `target/release/lanyard` exists (`bash scripts/bench` builds it).
 //!
 //! Everything runs on this machine (kube-apiserver, etcd, control plane,
 //! agent and clients share its cores), so the ratios are the figures to
@@ -24,6 +34,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::io::BufRead;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -33,6 +46,11 @@ use lanyard_kube::Identity;
 use serde_json::Value;
 
 const NS: &str = "bench";
+/// The namespace whose 1,000 ConfigMaps the watch delivers.
+const WATCH_NS: &str = "bench-watch";
+const WATCH_EVENTS: usize = 1000;
+/// kubectl runs per figure (the cold ones mint, and minting is rate limited).
+const KUBECTL_RUNS: usize = 8;
 const CLIENTS: usize = 16;
 /// Throughput windows per side, alternating direct and proxied.
 const WINDOWS: usize = 3;
@@ -126,6 +144,49 @@ fn throughput(target: &Target, seconds: u64) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
+/// Open a watch of `WATCH_NS`'s ConfigMaps and read it until the
+/// `WATCH_EVENTS`th event; the time from the request to that event.
+fn watch_time(target: &Target, client: &reqwest::blocking::Client) -> Duration {
+    let base = target.url.split("/api/").next().unwrap();
+    let url = format!("{base}/api/v1/namespaces/{WATCH_NS}/configmaps?watch=1");
+    let started = Instant::now();
+    let mut req = client.get(&url);
+    for (name, value) in &target.headers {
+        req = req.header(name, value);
+    }
+    let resp = req.send().expect("a watch");
+    assert_eq!(resp.status().as_u16(), 200, "watch of {url}");
+    let mut lines = std::io::BufReader::new(resp).lines();
+    for n in 0..WATCH_EVENTS {
+        let line = lines.next().unwrap_or_else(|| panic!("the watch ended after {n} events")).expect("an event");
+        assert!(line.starts_with("{\"type\":\"ADDED\""), "event {n}: {}", &line[..line.len().min(200)]);
+    }
+    started.elapsed()
+}
+
+/// `WATCH_EVENTS` ConfigMaps in `WATCH_NS`, created in one kubectl call.
+fn fill_watch_namespace(env: &AccessEnv, dir: &Path) {
+    env.namespace(WATCH_NS);
+    let items: Vec<Value> = (0..WATCH_EVENTS)
+        .map(|i| {
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("cm-{i:04}"), "namespace": WATCH_NS}, "data": {"k": "v"}})
+        })
+        .collect();
+    let list = dir.join("configmaps.json");
+    std::fs::write(&list, serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()).unwrap();
+    env.kube.kubectl_ok(Identity::Admin, ["create", "-f", list.to_str().unwrap(), "-o", "name"]).unwrap();
+}
+
+/// Time `command` to exit; it must succeed.
+fn timed(mut command: Command) -> Duration {
+    let started = Instant::now();
+    let out = command.output().expect("run kubectl");
+    let took = started.elapsed();
+    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+    took
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -147,6 +208,7 @@ fn main() {
     let requests: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let trials: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(25);
+    let watches: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
 
     let env = AccessEnv::start(Layout::OneProcess);
     env.namespace(NS);
@@ -230,6 +292,64 @@ fn main() {
     }
     revocations.sort();
 
+    // A watch delivering 1,000 events, alternating direct and proxied.
+    let scratch = tempfile::tempdir().unwrap();
+    fill_watch_namespace(&env, scratch.path());
+    let watcher = env.grant(email, "view", Some(WATCH_NS));
+    env.wait_status(&watcher, "applied");
+    let watch_token = mint(&env, &session);
+    let proxied_watch =
+        Target { headers: vec![("authorization".into(), format!("Bearer {watch_token}"))], ..proxied.clone() };
+    let (d_client, p_client) = (direct.client(), proxied_watch.client());
+    watch_time(&direct, &d_client);
+    watch_time(&proxied_watch, &p_client);
+    let (mut d_watch, mut p_watch) = (Vec::with_capacity(watches), Vec::with_capacity(watches));
+    for _ in 0..watches {
+        d_watch.push(watch_time(&direct, &d_client));
+        p_watch.push(watch_time(&proxied_watch, &p_client));
+    }
+    d_watch.sort();
+    p_watch.sort();
+
+    // kubectl, as a member's shell runs it.
+    let member = env.member(email);
+    member.add_kubeconfig();
+    let release_cli = lanyard_test_support::repo_root().join("target/release");
+    let cli = if release_cli.join("lanyard").exists() { "release" } else { "debug" };
+    let get = ["get", "configmap", "probe", "-n", NS, "-o", "name"];
+    let cache = member.kubeconfig().parent().unwrap().join("cache");
+    let as_member = || {
+        let mut command = member.kubectl_command(&get);
+        if cli == "release" {
+            let path = std::env::var("PATH").unwrap_or_default();
+            command.env("PATH", format!("{}:{path}", release_cli.display()));
+        }
+        command
+    };
+    let admin_cache = scratch.path().join("admin-cache");
+    let as_admin = || {
+        let mut command = Command::new(lanyard_kube::kubectl_program());
+        command.arg("--kubeconfig").arg(env.kube.admin_kubeconfig()).arg("--cache-dir").arg(&admin_cache).args(get);
+        command
+    };
+    let (mut m_cold, mut m_warm, mut a_cold, mut a_warm) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..KUBECTL_RUNS {
+        let _ = std::fs::remove_dir_all(&cache);
+        m_cold.push(timed(as_member()));
+        m_warm.push(timed(as_member()));
+        let _ = std::fs::remove_dir_all(&admin_cache);
+        a_cold.push(timed(as_admin()));
+        a_warm.push(timed(as_admin()));
+    }
+    // The warm figures over more runs (nothing mints).
+    for _ in 0..KUBECTL_RUNS * 2 {
+        m_warm.push(timed(as_member()));
+        a_warm.push(timed(as_admin()));
+    }
+    for v in [&mut m_cold, &mut m_warm, &mut a_cold, &mut a_warm] {
+        v.sort();
+    }
+
     let (dm, pm) = (percentile(&d, 0.5), percentile(&p, 0.5));
     let (d99, p99) = (percentile(&d, 0.99), percentile(&p, 0.99));
     println!(
@@ -249,4 +369,44 @@ fn main() {
         ms(*revocations.last().unwrap())
     );
     println!("| agent resident memory | | idle {} KiB, after load {} KiB | |", idle_rss, loaded_rss);
+    let (dw, pw) = (percentile(&d_watch, 0.5), percentile(&p_watch, 0.5));
+    let per_s = |d: Duration| WATCH_EVENTS as f64 / d.as_secs_f64();
+    println!(
+        "| watch delivering {WATCH_EVENTS} events, median of {watches} | {} ({:.0} events/s) | {} ({:.0} events/s) | {} ({:.0}% of direct) |",
+        ms(dw),
+        per_s(dw),
+        ms(pw),
+        per_s(pw),
+        diff(dw, pw),
+        100.0 * per_s(pw) / per_s(dw)
+    );
+    println!(
+        "| watch delivering {WATCH_EVENTS} events, worst | {} | {} | {} |",
+        ms(*d_watch.last().unwrap()),
+        ms(*p_watch.last().unwrap()),
+        diff(*d_watch.last().unwrap(), *p_watch.last().unwrap())
+    );
+    println!();
+    println!(
+        "kubectl `get configmap probe` start to exit ({KUBECTL_RUNS} cold runs, {} warm; {cli} CLI):",
+        KUBECTL_RUNS * 3
+    );
+    println!();
+    println!("| kubectl call | admin, direct (static token) | member, through the proxy (exec plugin) | difference |");
+    println!("|---|---|---|---|");
+    let (ac, mc) = (percentile(&a_cold, 0.5), percentile(&m_cold, 0.5));
+    let (aw, mw) = (percentile(&a_warm, 0.5), percentile(&m_warm, 0.5));
+    println!(
+        "| first call in a fresh shell (no discovery or token cache), median | {} | {} | {} |",
+        ms(ac),
+        ms(mc),
+        diff(ac, mc)
+    );
+    println!("| warm caches, median | {} | {} | {} |", ms(aw), ms(mw), diff(aw, mw));
+    println!(
+        "| warm caches, p99 | {} | {} | {} |",
+        ms(percentile(&a_warm, 0.99)),
+        ms(percentile(&m_warm, 0.99)),
+        diff(percentile(&a_warm, 0.99), percentile(&m_warm, 0.99))
+    );
 }

@@ -12,14 +12,22 @@ pub use wait::{Probe, wait_for};
 
 /// The repository root: the nearest directory holding `spin.toml` above the
 /// package whose tests are running (cargo sets `CARGO_MANIFEST_DIR` when it
-/// runs a test). Found at run time, not baked in at compile time, because
-/// several checkouts share one cached target directory and a test binary
-/// built in one may be reused by another.
+/// runs a test), else above the working directory (a benchmark binary that
+/// a script runs from the checkout). Found at run time, not baked in at
+/// compile time, because several checkouts share one cached target directory
+/// and a binary built in one may be reused by another; the path it was
+/// compiled at is the last resort.
 pub fn repo_root() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    start.ancestors().find(|dir| dir.join("spin.toml").is_file()).map(Path::to_path_buf).unwrap_or_else(|| {
-        panic!("no spin.toml above {}: run the tests with cargo from the repository", start.display())
+    let candidates = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    let found = candidates
+        .iter()
+        .flatten()
+        .find_map(|start| start.ancestors().find(|dir| dir.join("spin.toml").is_file()).map(Path::to_path_buf));
+    found.unwrap_or_else(|| {
+        panic!("no spin.toml above {candidates:?}: run the tests with cargo, or the benchmarks, from the repository")
     })
 }

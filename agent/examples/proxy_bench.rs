@@ -51,6 +51,8 @@ const WATCH_NS: &str = "bench-watch";
 const WATCH_EVENTS: usize = 1000;
 /// kubectl runs per figure (the cold ones mint, and minting is rate limited).
 const KUBECTL_RUNS: usize = 8;
+/// Members who take turns in the revocation trials (30 mints a minute each).
+const REVOKERS: usize = 4;
 const CLIENTS: usize = 16;
 /// Throughput windows per side, alternating direct and proxied.
 const WINDOWS: usize = 3;
@@ -251,10 +253,19 @@ fn main() {
             .expect(200);
     };
     revoke_all();
+    // Members taking turns: each trial mints, and minting is rate limited per member.
+    let revokers: Vec<(String, String)> = (0..REVOKERS)
+        .map(|i| {
+            let email = format!("revoke-{i}@acme.example");
+            let session = env.app.sign_in(&email, "acme");
+            (email, session)
+        })
+        .collect();
     let mut revocations = Vec::with_capacity(trials);
     for trial in 0..trials {
+        let (email, session) = &revokers[trial % REVOKERS];
         let id = env.grant(email, "view", Some(NS));
-        let token = mint(&env, &session);
+        let token = mint(&env, session);
         let probe = Target { headers: vec![("authorization".into(), format!("Bearer {token}"))], ..proxied.clone() };
         let client = probe.client();
         // Admitted first (200 once the binding exists, 403 before: either way not 401).
@@ -312,7 +323,10 @@ fn main() {
     p_watch.sort();
 
     // kubectl, as a member's shell runs it.
-    let member = env.member(email);
+    let kubectl_user = "kubectl@acme.example";
+    let member = env.member(kubectl_user);
+    let viewer = env.grant(kubectl_user, "view", Some(NS));
+    env.wait_status(&viewer, "applied");
     member.add_kubeconfig();
     let release_cli = lanyard_test_support::repo_root().join("target/release");
     let cli = if release_cli.join("lanyard").exists() { "release" } else { "debug" };

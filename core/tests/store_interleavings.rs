@@ -261,6 +261,14 @@ fn run(scripts: &[Vec<Op>], schedule: Vec<u8>) -> Result<Duration, TestCaseError
     let listed = store.grants(&c).unwrap();
     let live: HashMap<GrantId, Option<Observed>> =
         listed.iter().map(|g| (g.grant.id.clone(), g.observed.clone())).collect();
+    // The member's own log holds exactly the member's grants that list.
+    let mine: HashSet<GrantId> = store
+        .member_grants_at(&c, store.epoch(&c).unwrap(), &MemberId::derive(&["m_dev"]))
+        .unwrap()
+        .into_iter()
+        .map(|g| g.grant.id)
+        .collect();
+    prop_assert_eq!(&mine, &live.keys().cloned().collect::<HashSet<_>>(), "the member's grants");
     let fingerprints: HashSet<&str> = listed.iter().map(|g| g.grant.fingerprint.as_str()).collect();
     prop_assert_eq!(fingerprints.len(), listed.len(), "a duplicate grant lists: {:?}", listed);
 

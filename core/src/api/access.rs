@@ -77,9 +77,7 @@ impl Cx<'_> {
 
     /// The caller's own grants on the cluster that are live at `epoch`.
     pub(super) fn caller_grants(&self, cluster_id: &ClusterId, epoch: i64) -> Result<Vec<GrantWithStatus>, ApiError> {
-        let mut grants = self.store.grants_at(cluster_id, epoch)?;
-        grants.retain(|g| g.grant.terms.member_id == self.caller.member.id);
-        Ok(grants)
+        Ok(self.store.member_grants_at(cluster_id, epoch, &self.caller.member.id)?)
     }
 
     pub(super) fn eligible_members(&self) -> Result<Response, ApiError> {

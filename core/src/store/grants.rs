@@ -60,8 +60,14 @@ impl Store<'_> {
                 created_at: now,
                 created_by: created_by.to_owned(),
             };
-            // Slot first: a crash after it leaves a slot without a record, which readers skip.
-            self.log(keys::epoch_grants(c, epoch)).append(id.as_str().as_bytes())?;
+            // Slots first: a crash after them leaves slots without a record, which readers skip.
+            let epoch_log = self.log(keys::epoch_grants(c, epoch));
+            if epoch_log.last()? == 0 {
+                // The epoch's first grant: from here on every grant of it is in its member's log.
+                self.kv.set(&keys::epoch_member_indexed(c, epoch), b"1")?;
+            }
+            epoch_log.append(id.as_str().as_bytes())?;
+            self.log(keys::epoch_member_grants(c, epoch, member_id)).append(id.as_str().as_bytes())?;
             // The record is the commit point: from this write on the grant exists (it
             // lists, the agent's state has it, the same create again is a duplicate),
             // so no later failure may answer the create as failed.
@@ -107,15 +113,44 @@ impl Store<'_> {
     /// one). For a caller that must use one epoch for several decisions, e.g.
     /// a token's `rev` and the grant that justifies it.
     pub fn grants_at(&self, cluster_id: &ClusterId, epoch: i64) -> Result<Vec<GrantWithStatus>, StoreError> {
+        self.read_grants(cluster_id, epoch, keys::epoch_grants(cluster_id, epoch), |_| true)
+    }
+
+    /// Member `member_id`'s grants of revocation epoch `epoch`: those of
+    /// [`Self::grants_at`] that are the member's, read from the member's own
+    /// log (a member's capabilities and mints cost what the member has, not
+    /// what the cluster has; an epoch older than the member logs is read whole).
+    pub fn member_grants_at(
+        &self,
+        cluster_id: &ClusterId,
+        epoch: i64,
+        member_id: &MemberId,
+    ) -> Result<Vec<GrantWithStatus>, StoreError> {
+        // An epoch that began before member logs existed has grants in none: read it whole.
+        let log = match self.kv.get(&keys::epoch_member_indexed(cluster_id, epoch))? {
+            Some(_) => keys::epoch_member_grants(cluster_id, epoch, member_id),
+            None => keys::epoch_grants(cluster_id, epoch),
+        };
+        self.read_grants(cluster_id, epoch, log, |g| g.terms.member_id == *member_id)
+    }
+
+    /// The live records of epoch `epoch` among the ids of `log` that `keep` accepts.
+    fn read_grants(
+        &self,
+        cluster_id: &ClusterId,
+        epoch: i64,
+        log: String,
+        keep: impl Fn(&GrantRecord) -> bool,
+    ) -> Result<Vec<GrantWithStatus>, StoreError> {
         let c = cluster_id;
-        let ids = self.log(keys::epoch_grants(c, epoch)).distinct(GrantId::parse)?;
+        let ids = self.log(log).distinct(GrantId::parse)?;
         let keys: Vec<String> = ids.iter().flat_map(|id| [keys::grant(c, id), keys::grant_observed(c, id)]).collect();
         let values = self.kv.get_many(&keys)?;
         let mut out = Vec::new();
         for (pair_keys, pair) in keys.chunks(2).zip(values.chunks(2)) {
             let (Some(record), observed) = (&pair[0], &pair[1]) else { continue };
             let grant: GrantRecord = from_json(&pair_keys[0], record)?;
-            if grant.epoch != epoch {
+            if grant.epoch != epoch || !keep(&grant) {
                 continue;
             }
             // A corrupt status report must not hide the grant: show it as unreported.
@@ -193,6 +228,7 @@ impl Store<'_> {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+    use crate::kv::{KeyValue, MemoryKv};
     use crate::model::{Email, Namespace, Role, Scope};
     use crate::store::testing::{CountingClock, FailingKv};
     use std::time::Duration;
@@ -292,5 +328,44 @@ mod tests {
             assert!(third.id != again.id && third.id != doomed.id, "write {k}");
         }
         assert!(waited_once <= 1, "{waited_once} fault points made a create wait");
+    }
+
+    /// A member's grants are read from its own log: the same grants as the
+    /// cluster's list filtered to the member, and none of another member's.
+    /// An epoch that began before member logs existed (no marker, no member
+    /// log) is read whole, so an upgrade hides no grant.
+    #[test]
+    fn a_members_grants_are_its_own_log_or_the_whole_epoch_before_member_logs() {
+        let c = ClusterId::parse("c_000000000000000000000001").unwrap();
+        let (alice, bob) = (MemberId::derive(&["alice"]), MemberId::derive(&["bob"]));
+        let kv = MemoryKv::new();
+        let store = Store::new(&kv, &SystemClock);
+        let spec = |email: &str, ns: &str| {
+            let ns = Namespace::parse(ns).unwrap();
+            GrantSpec::new(Email::parse(email).unwrap(), Role::View, Scope::Namespace(ns)).unwrap()
+        };
+        let a1 = store.create_grant(&c, &spec("a@ex.io", "one"), &alice, "admin", 1).unwrap();
+        store.create_grant(&c, &spec("b@ex.io", "one"), &bob, "admin", 1).unwrap();
+        let a2 = store.create_grant(&c, &spec("a@ex.io", "two"), &alice, "admin", 1).unwrap();
+        store.delete_grant(&c, &a1.id, 2).unwrap();
+        let ids = |m: &MemberId| -> Vec<GrantId> {
+            store.member_grants_at(&c, 0, m).unwrap().into_iter().map(|g| g.grant.id).collect()
+        };
+        assert_eq!(ids(&alice), std::slice::from_ref(&a2.id));
+        assert_eq!(ids(&bob).len(), 1);
+        // As a store written before member logs: no marker, no member log.
+        let legacy = kv.clone();
+        let member_logs: Vec<String> = kv
+            .snapshot()
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.contains("/member/") || key.ends_with("/member-indexed"))
+            .collect();
+        assert!(member_logs.len() >= 3, "{member_logs:?}");
+        legacy.delete_many(&member_logs).unwrap();
+        let store = Store::new(&legacy, &SystemClock);
+        let ids: Vec<GrantId> =
+            store.member_grants_at(&c, 0, &alice).unwrap().into_iter().map(|g| g.grant.id).collect();
+        assert_eq!(ids, [a2.id]);
     }
 }

@@ -122,6 +122,17 @@ pub fn epoch_grants(c: &ClusterId, e: i64) -> String {
     format!("v1/cluster/{c}/e/{e}/grants")
 }
 
+/// Log: the ids of member `m`'s grants created in epoch `e` (its index of the epoch's log).
+pub fn epoch_member_grants(c: &ClusterId, e: i64, m: &MemberId) -> String {
+    format!("v1/cluster/{c}/e/{e}/member/{m}/grants")
+}
+
+/// Marker: every grant of epoch `e` is in its member's log (the epoch began
+/// after the member logs existed).
+pub fn epoch_member_indexed(c: &ClusterId, e: i64) -> String {
+    format!("v1/cluster/{c}/e/{e}/member-indexed")
+}
+
 /// Counter: the generation of grant fingerprint `fp` in epoch `e`.
 pub fn grant_gen(c: &ClusterId, e: i64, fp: &str) -> String {
     format!("v1/cluster/{c}/e/{e}/gen/{fp}")

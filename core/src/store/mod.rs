@@ -25,6 +25,8 @@
 //! | `v1/cluster/{c}/epoch` | counter: revocation epoch, +1 per revoke-all | revoke-all, cluster delete |
 //! | `v1/cluster/{c}/heartbeat` | [`Heartbeat`] JSON | agent |
 //! | `v1/cluster/{c}/e/{e}/grants/seq`, `…/grants/{n}` | log of grant ids of epoch `e` | grant create |
+//! | `v1/cluster/{c}/e/{e}/member/{m}/grants/seq`, `…/{n}` | log of member `m`'s grant ids of epoch `e` (so a member's own grants are read without the cluster's) | grant create |
+//! | `v1/cluster/{c}/e/{e}/member-indexed` | marker: epoch `e`'s member logs are complete (written by its first create, before any slot); an epoch without it began before member logs existed and is read whole | grant create |
 //! | `v1/cluster/{c}/e/{e}/gen/{fp}` | counter: where the first unreleased generation of grant fingerprint `fp` is looked for | grant delete |
 //! | `v1/cluster/{c}/e/{e}/claim/{fp}/{g}` | claim counter of generation `g` | grant create |
 //! | `v1/cluster/{c}/e/{e}/released/{fp}/{g}` | counter: generation `g` released once | grant delete |
@@ -88,8 +90,9 @@
 //!   after writing (moved on: it removes its record), and a deleter removes the
 //!   record once more after advancing it; whichever runs last removes it
 //!   (`tests/store_interleavings.rs` runs every such schedule).
-//! * Order of writes: log slot, then record. A crash leaves at worst a slot
-//!   whose record is missing, which readers skip. The record is the commit
+//! * Order of writes: log slots (the epoch's, then the member's), then
+//!   record. A crash leaves at worst a slot whose record is missing, which
+//!   readers skip. The record is the commit
 //!   point of a create: what comes after it (the agent's wake-up job) is best
 //!   effort, since the agent's periodic resync reads the same state, so a
 //!   create never answers an error for a grant that exists.

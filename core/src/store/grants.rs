@@ -76,7 +76,7 @@ impl Store<'_> {
             // completed by a rival, whose grant was then deleted: the
             // generation moved on, and the record just written must not
             // bring that grant back (the deleter clears it too, once more,
-            // after advancing the generation: whichever runs last removes it).
+            // after releasing the generation: whichever runs last removes it).
             // Best effort like what follows: the grant exists from the write above.
             if self.current(&generations).is_ok_and(|g| g != generation) {
                 let _ = self.kv.delete(&record_key);

@@ -88,7 +88,7 @@
 //!   A claim owner slowed past that patience may still write the record after
 //!   the rival's grant was deleted; so a creator reads the generation again
 //!   after writing (moved on: it removes its record), and a deleter removes the
-//!   record once more after advancing it; whichever runs last removes it
+//!   record once more after releasing it; whichever runs last removes it
 //!   (`tests/store_interleavings.rs` runs every such schedule).
 //! * Order of writes: log slots (the epoch's, then the member's), then
 //!   record. A crash leaves at worst a slot whose record is missing, which
@@ -105,7 +105,7 @@
 //!   `pin/{g}/claim` and writes the write-once `pin/{g}`; every other sign-in
 //!   reads it and is refused unless it is the same (issuer, subject). A claim
 //!   whose pin never appears within [`CLAIM_PATIENCE`] is given up by
-//!   advancing the generation (once, by the `released` guard), and so is the
+//!   releasing the generation (once, by the `released` guard), and so is the
 //!   pin when an admin releases it; the next sign-in then pins the new
 //!   generation. Only the pinned identity's sign-ins write the profile.
 //! * Deactivation writes its marker first (from then on the agent's access
